@@ -1,0 +1,99 @@
+// Table: the lock-free open-addressing hash table inside a segment.
+//
+// 2^k slots of 16 bytes {hash, addr}, linear probing from hash & (2^k - 1).
+// A slot's hash goes 0 -> h exactly once (by CAS) and is never cleared while
+// processes are in scope (only the collector clears tombstones, with the
+// world stopped). So every hash has at most one slot, and a probe for h meets
+// h's slot before any empty slot: the probe may stop at the first empty
+// slot. addr is 0 (absent: a tombstone, or an add between claim and publish)
+// or the offset of a published blob.
+//
+// Memory ordering:
+//  - hash: claimed with CAS (acq_rel), read with acquire, so a prober that
+//    sees h also sees... nothing else: hash carries no payload; the blob is
+//    published through addr.
+//  - addr: published with CAS (acq_rel: release publishes the completely
+//    written blob; acquire on failure reads the winner's blob), read with
+//    acquire, so a reader that sees an offset sees the whole blob behind it.
+//
+// Concurrency contract (operations on the same key, from any processes):
+//
+//   | racing ops        | outcome                                          |
+//   |-------------------|--------------------------------------------------|
+//   | add / add         | one wins (returns true); the loser returns false |
+//   |                   | and its blob becomes garbage                     |
+//   | add / get         | get sees absent or the complete winner           |
+//   | remove / get      | get sees the complete old value or absent        |
+//   | replace / get     | get sees the complete old or complete new value  |
+//   | replace / replace | both succeed in some order; the last CAS wins;   |
+//   |                   | each unlinked value is counted dead exactly once |
+//   | remove / remove   | one removes (OK); the other returns kNotFound    |
+//   | remove / replace  | serialised by the addr CAS: either order         |
+//   | move / any writer | NOT SUPPORTED on the source key: a Move that     |
+//   |                   | loses returns kAborted and may leave the value   |
+//   |                   | under both keys (as hh_shared's move)            |
+//   | any / collect     | never: collection waits for every scope to end   |
+//
+// Operations on different keys never interfere, except through a full
+// table (kResourceExhausted, never an endless probe).
+//
+// Thread safety: a Table is a view over shared slots; all methods may run
+// concurrently from any thread of any process that has the segment mapped
+// and is inside a session's scope.
+
+#ifndef SHMHEAP_HASHTABLE_TABLE_H_
+#define SHMHEAP_HASHTABLE_TABLE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "heap/layout.h"
+
+namespace shmheap::internal {
+
+class Table {
+ public:
+  Table(Slot* slots, uint32_t slots_log2)
+      : slots_(slots), mask_((uint64_t{1} << slots_log2) - 1) {}
+
+  uint64_t capacity() const { return mask_ + 1; }
+
+  // Hash 0 marks an empty slot; a key that hashes to 0 uses this instead.
+  static constexpr uint64_t kZeroHashReplacement = 0x9e3779b97f4a7c15ULL;
+  static constexpr uint64_t Remap(uint64_t hash) {
+    return hash == 0 ? kZeroHashReplacement : hash;
+  }
+
+  // The slot holding `hash`, if any. REQUIRES: hash != 0.
+  std::optional<uint64_t> Find(uint64_t hash) const;
+
+  // The slot holding `hash`, claiming an empty one if there is none
+  // (`*claimed` tells). kResourceExhausted when every slot holds another
+  // hash. REQUIRES: hash != 0.
+  absl::StatusOr<uint64_t> FindOrClaim(uint64_t hash, bool* claimed) const;
+
+  Slot& slot(uint64_t index) const { return slots_[index]; }
+
+  // Acquire: a reader that sees a blob offset sees the blob's contents.
+  uint64_t LoadAddr(uint64_t index) const {
+    return slots_[index].addr.load(std::memory_order_acquire);
+  }
+  // acq_rel: release publishes the blob written before; acquire (also on
+  // failure, which refreshes `expected`) lets the caller read the blob that
+  // won.
+  bool CasAddr(uint64_t index, uint64_t& expected, uint64_t desired) const {
+    return slots_[index].addr.compare_exchange_strong(
+        expected, desired, std::memory_order_acq_rel,
+        std::memory_order_acquire);
+  }
+
+ private:
+  Slot* slots_;
+  uint64_t mask_;
+};
+
+}  // namespace shmheap::internal
+
+#endif  // SHMHEAP_HASHTABLE_TABLE_H_

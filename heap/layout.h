@@ -1,0 +1,170 @@
+// The shared layout of a segment: a versioned ABI.
+//
+//   offset 0            Header (one 4 KiB page)
+//   registry_offset     SessionEntry[max_sessions]   (128 bytes each)
+//   table_offset        Slot[1 << table_slots_log2]  (16 bytes each)
+//   heap_start          chunks of blobs, bump-allocated up to heap_limit
+//
+// Every struct here lives in shared memory and is read by processes that may
+// be running another build of the library. So:
+//  - the format word packs the version and the size and alignment of every
+//    shared struct; a segment whose word differs from ours is refused;
+//  - every field's offset is static_asserted below;
+//  - every atomic is std::atomic<uint64_t> or <uint32_t>, asserted to be
+//    always lock free (a lock inside a shared atomic would be process-local).
+//
+// Writers: the creator fills the plain (non-atomic) geometry fields before any
+// other process can map the segment; after that they are read-only. Atomic
+// fields document their memory order at each access site.
+
+#ifndef SHMHEAP_HEAP_LAYOUT_H_
+#define SHMHEAP_HEAP_LAYOUT_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace shmheap::internal {
+
+inline constexpr uint64_t kMagic = 0x5041'4548'4d48'5300;  // "\0SHMHEAP" LE
+inline constexpr uint64_t kFormatVersion = 1;
+inline constexpr uint64_t kPageSize = 4096;
+inline constexpr uint64_t kCacheLine = 64;
+
+// Header.phase values.
+inline constexpr uint32_t kPhaseIdle = 0;
+inline constexpr uint32_t kPhaseCompacting = 1;  // a collector is moving data
+
+// Header.flags bits.
+inline constexpr uint32_t kFlagKeepKeys = 1;
+inline constexpr uint32_t kFlagAnonymous = 2;
+
+struct Header {
+  // --- Identity and geometry: written once by the creator, then read-only.
+  uint64_t magic;
+  uint64_t format;             // FormatWord()
+  uint64_t total_bytes;        // length of the mapping
+  uint64_t registry_offset;
+  uint64_t table_offset;
+  uint64_t heap_start;
+  uint64_t heap_limit;         // == total_bytes
+  uint64_t seed;               // XXH3 seed for key hashing
+  uint64_t chunk_bytes;        // allocation chunk size
+  uint64_t min_available_bytes;  // memory floor checked before each chunk
+  uint64_t created_unix_ns;
+  uint32_t max_sessions;
+  uint32_t table_slots_log2;
+  uint32_t flags;              // kFlag*
+  uint32_t owner_uid;
+  int32_t owner_pid;
+  uint32_t reserved0;
+  uint8_t reserved1[40];
+
+  // --- Allocation: the global bump pointer (its own cache line, since every
+  // chunk allocation of every process CASes it).
+  alignas(kCacheLine) std::atomic<uint64_t> top;
+
+  // --- Collector state (its own cache line: sessions read it on every first
+  // pin).
+  // Even: no collection; odd: a collection is stopping or has stopped the
+  // world. Sessions futex-wait on it (so it is 32 bits).
+  alignas(kCacheLine) std::atomic<uint32_t> gc_epoch;
+  std::atomic<uint32_t> phase;         // kPhase*
+  std::atomic<uint32_t> gc_lock;       // pid of the running collector, or 0
+  uint32_t reserved2;
+  std::atomic<uint64_t> collections;   // completed collections
+
+  // --- Counters folded in from sessions that have left (see SessionEntry).
+  alignas(kCacheLine) std::atomic<uint64_t> retired_counters[8];
+};
+
+// Per-session counters, each written only by its own session (so no two
+// processes ever write the same cache line on the hot path). Stats are the
+// sum over all entries plus Header::retired_counters.
+//
+// Derived figures: live blobs = published - unlinked; live bytes likewise;
+// heap bytes in use = allocated - collected; dead bytes = in use - live.
+enum Counter : int {
+  kSlotsClaimed = 0,   // slots whose hash this session set (0 -> h)
+  kBlobsPublished,     // addr CAS 0/old -> blob won
+  kBlobsUnlinked,      // addr CAS blob -> 0/new won (remove, replace, move)
+  kBytesPublished,     // bytes of blobs this session published
+  kBytesUnlinked,      // bytes of blobs this session unlinked
+  kBytesAllocated,     // heap bytes this session closed: blobs and fillers
+  kTombstonesCleared,  // collector only (in Header::retired_counters)
+  kBytesCollected,     // collector only (in Header::retired_counters)
+  kNumCounters
+};
+
+// Session states.
+inline constexpr uint64_t kSessionFree = 0;
+
+struct alignas(kCacheLine) SessionEntry {
+  // --- Line 1: identity and scope, the line the collector polls.
+  // pid of the owning process; 0 = free. Claimed by CAS 0 -> pid.
+  std::atomic<uint64_t> owner_pid;
+  // Process start time (clock ticks since boot, /proc/PID/stat field 22):
+  // with the pid it identifies the process, so a reused pid is not mistaken
+  // for the owner.
+  std::atomic<uint64_t> owner_start_time;
+  // Nonzero while the session is inside a scope (holds a pin).
+  std::atomic<uint64_t> pinned;
+  uint8_t reserved0[40];
+
+  // --- Line 2: allocation and counters, written only by the owner.
+  // Current chunk [chunk_start, chunk_end); committed is the end of the last
+  // blob whose header is written (release), so [chunk_start, committed)
+  // parses and [committed, chunk_end) is untouched.
+  alignas(kCacheLine) std::atomic<uint64_t> chunk_start;
+  std::atomic<uint64_t> chunk_end;
+  std::atomic<uint64_t> committed;
+  uint64_t reserved1;
+  std::atomic<uint64_t> counters[kNumCounters];
+};
+
+// A hash-table slot. hash 0 = empty; hash != 0 and addr 0 = tombstone (or an
+// add between claim and publication); addr != 0 = the blob's offset.
+struct Slot {
+  std::atomic<uint64_t> hash;
+  std::atomic<uint64_t> addr;
+};
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free,
+              "shared atomics must not hide a process-local lock");
+static_assert(std::atomic<uint32_t>::is_always_lock_free,
+              "shared atomics must not hide a process-local lock");
+static_assert(sizeof(std::atomic<uint64_t>) == 8 &&
+                  sizeof(std::atomic<uint32_t>) == 4,
+              "atomics must have the size of the word they wrap");
+
+static_assert(offsetof(Header, magic) == 0);
+static_assert(offsetof(Header, format) == 8);
+static_assert(offsetof(Header, total_bytes) == 16);
+static_assert(offsetof(Header, seed) == 56);
+static_assert(offsetof(Header, max_sessions) == 88);
+static_assert(offsetof(Header, owner_uid) == 100);
+static_assert(offsetof(Header, top) == 192);
+static_assert(offsetof(Header, gc_epoch) == 256);
+static_assert(offsetof(Header, collections) == 272);
+static_assert(offsetof(Header, retired_counters) == 320);
+static_assert(sizeof(Header) == 384 && sizeof(Header) <= kPageSize,
+              "the header fits its page");
+static_assert(offsetof(SessionEntry, pinned) == 16);
+static_assert(offsetof(SessionEntry, chunk_start) == 64);
+static_assert(offsetof(SessionEntry, counters) == 96);
+static_assert(sizeof(SessionEntry) == 192);
+static_assert(sizeof(Slot) == 16 && alignof(Slot) == 8,
+              "16-byte slots, as the table's geometry assumes");
+
+// Packs the version with the size and alignment of each shared struct, so a
+// build whose layout differs refuses the segment instead of misreading it.
+constexpr uint64_t FormatWord() {
+  return (kFormatVersion << 48) | (uint64_t{sizeof(Header)} << 32) |
+         (uint64_t{sizeof(SessionEntry)} << 20) |
+         (uint64_t{alignof(SessionEntry)} << 12) | (uint64_t{sizeof(Slot)} << 4) |
+         uint64_t{alignof(Slot) / 8};
+}
+
+}  // namespace shmheap::internal
+
+#endif  // SHMHEAP_HEAP_LAYOUT_H_

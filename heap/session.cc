@@ -1,0 +1,358 @@
+#include "heap/session.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "heap/blob.h"
+
+namespace shmheap::internal {
+namespace {
+
+std::atomic<uint64_t> g_fork_generation{0};
+
+void OnForkChild() {
+  // Relaxed: the child is single-threaded when this runs.
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+void InstallForkHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, OnForkChild); });
+}
+
+// Reads /proc/PID/stat: state (field 3) and start time (field 22).
+bool ReadProcStat(pid_t pid, char* state, uint64_t* start_time) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return false;
+  char buf[1024];
+  const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // The command name (field 2) may hold spaces and parentheses: fields
+  // after it start past the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return false;
+  unsigned long long start = 0;
+  char st = 0;
+  // Fields 3 .. 22: state, then 18 numbers, then starttime.
+  if (std::sscanf(p + 1,
+                  " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d "
+                  "%*d %*d %*d %*d %*d %llu",
+                  &st, &start) != 2) {
+    return false;
+  }
+  *state = st;
+  *start_time = start;
+  return true;
+}
+
+}  // namespace
+
+uint64_t ProcessStartTime(pid_t pid) {
+  char state;
+  uint64_t start = 0;
+  return ReadProcStat(pid, &state, &start) ? start : 0;
+}
+
+bool ProcessAlive(pid_t pid, uint64_t start_time) {
+  if (pid <= 0) return false;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  char state;
+  uint64_t start = 0;
+  if (!ReadProcStat(pid, &state, &start)) {
+    // /proc cannot tell (not mounted, or the process just went): trust kill.
+    return kill(pid, 0) == 0 || errno == EPERM;
+  }
+  if (state == 'Z' || state == 'X') return false;
+  return start_time == 0 || start == start_time;
+}
+
+void FutexWait(std::atomic<uint32_t>* word, uint32_t value, int timeout_ms) {
+  struct timespec ts;
+  ts.tv_sec = timeout_ms / 1000;
+  ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
+  // Not FUTEX_PRIVATE: the word is shared between processes.
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, value, &ts,
+          nullptr, 0);
+}
+
+void FutexWakeAll(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX,
+          nullptr, nullptr, 0);
+}
+
+uint64_t ForkGeneration() {
+  // Relaxed: only compared with a value the same thread (or its fork
+  // parent) stored; no data is published through it.
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+absl::Status CheckCollectorAlive(const Segment& segment) {
+  Header& h = segment.header();
+  // Acquire: pairs with the collector's release stores of gc_lock/phase.
+  const uint32_t collector = h.gc_lock.load(std::memory_order_acquire);
+  if (collector == 0 || ProcessAlive(static_cast<pid_t>(collector), 0)) {
+    return absl::OkStatus();
+  }
+  if (h.phase.load(std::memory_order_acquire) == kPhaseCompacting) {
+    return absl::DataLossError(absl::StrCat(
+        segment.Describe(), ": collector pid ", collector,
+        " died while compacting; the heap's contents cannot be trusted"));
+  }
+  // It died before moving anything: nothing changed, so reopen the world.
+  uint32_t expected = collector;
+  // acq_rel: the winner's epoch bump below must follow its claim.
+  if (h.gc_lock.compare_exchange_strong(expected, 0,
+                                        std::memory_order_acq_rel)) {
+    uint32_t e = h.gc_epoch.load(std::memory_order_relaxed);
+    if (e & 1) {
+      // seq_cst: part of the Dekker handshake with sessions.
+      h.gc_epoch.store(e + 1, std::memory_order_seq_cst);
+      FutexWakeAll(&h.gc_epoch);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void CloseChunk(const Segment& segment, SessionEntry& e) {
+  // Relaxed loads/stores: the caller guarantees that no process allocates in
+  // this entry (world stopped, or owner dead); the release/acquire edges of
+  // the gc epoch and the owner CAS order them with everyone else.
+  const uint64_t committed = e.committed.load(std::memory_order_relaxed);
+  const uint64_t end = e.chunk_end.load(std::memory_order_relaxed);
+  if (end > committed) {
+    const uint64_t word = FillerWord(end - committed);
+    std::memcpy(segment.base() + committed, &word, 8);
+    segment.header().retired_counters[kBytesAllocated].fetch_add(
+        end - committed, std::memory_order_relaxed);
+  }
+  e.chunk_start.store(0, std::memory_order_relaxed);
+  e.chunk_end.store(0, std::memory_order_relaxed);
+  e.committed.store(0, std::memory_order_release);
+}
+
+LocalSession::LocalSession(const Segment* segment, SessionEntry* entry,
+                           int index)
+    : segment_(segment),
+      entry_(entry),
+      index_(index),
+      fork_generation_(ForkGeneration()) {}
+
+absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
+    const Segment* segment) {
+  InstallForkHandler();
+  Header& h = segment->header();
+  SessionEntry* registry = segment->registry();
+  const pid_t pid = getpid();
+  const uint64_t start = ProcessStartTime(pid);
+  // Two passes: a free entry first, then one whose owner died.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t i = 0; i < h.max_sessions; ++i) {
+      SessionEntry& e = registry[i];
+      // Acquire: see the previous owner's final stores before reusing.
+      uint64_t owner = e.owner_pid.load(std::memory_order_acquire);
+      if (pass == 0 ? owner != kSessionFree
+                    : owner == kSessionFree ||
+                          ProcessAlive(static_cast<pid_t>(owner),
+                                       e.owner_start_time.load(
+                                           std::memory_order_acquire))) {
+        continue;
+      }
+      // acq_rel: claim the entry; later stores to it follow the claim.
+      if (!e.owner_pid.compare_exchange_strong(owner, uint64_t(pid),
+                                               std::memory_order_acq_rel)) {
+        continue;
+      }
+      // Release: a collector reads pinned (seq_cst) and then the identity;
+      // it must see our start time, not the dead owner's.
+      e.owner_start_time.store(start, std::memory_order_release);
+      std::unique_ptr<LocalSession> s(new LocalSession(segment, &e, int(i)));
+      if (pass == 1) {
+        // The dead owner's leftovers: close its chunk and keep its counters
+        // in the header, inside a scope so no collection runs meanwhile.
+        absl::StatusOr<Pin> pin = s->Enter();
+        if (!pin.ok()) {
+          e.owner_pid.store(kSessionFree, std::memory_order_release);
+          s->entry_ = nullptr;
+          return pin.status();
+        }
+        CloseChunk(*segment, e);
+        for (int c = 0; c < kNumCounters; ++c) {
+          const uint64_t v = e.counters[c].exchange(0, std::memory_order_relaxed);
+          if (v) h.retired_counters[c].fetch_add(v, std::memory_order_relaxed);
+        }
+      } else {
+        for (int c = 0; c < kNumCounters; ++c) {
+          e.counters[c].store(0, std::memory_order_relaxed);
+        }
+        e.chunk_start.store(0, std::memory_order_relaxed);
+        e.chunk_end.store(0, std::memory_order_relaxed);
+        e.committed.store(0, std::memory_order_relaxed);
+      }
+      return s;
+    }
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      segment->Describe(), ": all ", h.max_sessions,
+      " sessions are held by live processes (max_sessions)"));
+}
+
+LocalSession::~LocalSession() {
+  if (entry_ == nullptr) return;
+  Header& h = segment_->header();
+  {
+    absl::StatusOr<Pin> pin = Enter();
+    if (pin.ok()) {
+      std::lock_guard<std::mutex> lock(alloc_mu_);
+      CloseChunk(*segment_, *entry_);
+      for (int c = 0; c < kNumCounters; ++c) {
+        const uint64_t v =
+            entry_->counters[c].exchange(0, std::memory_order_relaxed);
+        if (v) h.retired_counters[c].fetch_add(v, std::memory_order_relaxed);
+      }
+    }
+  }
+  // Release: a later joiner that acquires the free entry sees it closed.
+  entry_->owner_pid.store(kSessionFree, std::memory_order_release);
+}
+
+absl::StatusOr<Pin> LocalSession::Enter() {
+  int64_t n = pins_.load(std::memory_order_acquire);
+  while (n > 0) {
+    // Fast path: the process is in scope already; nothing shared is touched.
+    // Acquire on success: the scope was established before pins_ became > 0.
+    if (pins_.compare_exchange_weak(n, n + 1, std::memory_order_acquire)) {
+      return Pin::Adopt(this);
+    }
+  }
+  std::lock_guard<std::mutex> lock(pin_mu_);
+  n = pins_.load(std::memory_order_acquire);
+  if (n == 0) {
+    if (absl::Status s = EnterShared(); !s.ok()) return s;
+  }
+  // Release: other threads that see pins_ > 0 see the established scope.
+  pins_.fetch_add(1, std::memory_order_release);
+  return Pin::Adopt(this);
+}
+
+absl::Status LocalSession::EnterShared() {
+  Header& h = segment_->header();
+  for (;;) {
+    if (absl::Status s = CheckCollectorAlive(*segment_); !s.ok()) return s;
+    // seq_cst: Dekker's pattern with the collector (see the header).
+    const uint32_t epoch = h.gc_epoch.load(std::memory_order_seq_cst);
+    if ((epoch & 1) == 0) {
+      entry_->pinned.store(1, std::memory_order_seq_cst);
+      if (h.gc_epoch.load(std::memory_order_seq_cst) == epoch) {
+        if (h.phase.load(std::memory_order_acquire) == kPhaseCompacting) {
+          entry_->pinned.store(0, std::memory_order_seq_cst);
+          return absl::DataLossError(absl::StrCat(
+              segment_->Describe(),
+              ": a collection died while compacting; the heap's contents "
+              "cannot be trusted"));
+        }
+        return absl::OkStatus();
+      }
+      entry_->pinned.store(0, std::memory_order_seq_cst);
+      continue;
+    }
+    // A collection runs: sleep until the epoch turns even, waking now and
+    // then to check that its collector is still alive.
+    FutexWait(&h.gc_epoch, epoch, 100);
+  }
+}
+
+void LocalSession::LeaveShared() {
+  // seq_cst: the collector polls pinned with seq_cst loads; every write made
+  // inside the scope happens before this store.
+  entry_->pinned.store(0, std::memory_order_seq_cst);
+}
+
+void LocalSession::AddPin() noexcept {
+  // Relaxed: the caller already holds a pin, so the scope is established.
+  pins_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void LocalSession::DropPin() noexcept {
+  int64_t n = pins_.load(std::memory_order_acquire);
+  while (n > 1) {
+    // Release: this thread's reads of pinned data happen before the count
+    // drops (and so before the last unpin that lets a collector in).
+    if (pins_.compare_exchange_weak(n, n - 1, std::memory_order_release)) {
+      return;
+    }
+  }
+  std::lock_guard<std::mutex> lock(pin_mu_);
+  if (pins_.fetch_sub(1, std::memory_order_acq_rel) == 1) LeaveShared();
+}
+
+absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
+                                                uint64_t bytes,
+                                                uint64_t align) {
+  Header& h = segment_->header();
+  std::lock_guard<std::mutex> lock(alloc_mu_);
+  // Relaxed: only this process writes its chunk fields while it is pinned
+  // (the collector writes them with the world stopped, ordered by the epoch).
+  uint64_t committed = entry_->committed.load(std::memory_order_relaxed);
+  uint64_t end = entry_->chunk_end.load(std::memory_order_relaxed);
+  uint64_t start = AlignUp(committed, align);
+  if (end == 0 || start + bytes > end) {
+    // Retire this chunk, then take one that fits (blobs larger than a chunk
+    // get a chunk of their own).
+    const uint64_t size =
+        std::max<uint64_t>(h.chunk_bytes, AlignUp(bytes + align, kPageSize));
+    uint64_t top = h.top.load(std::memory_order_acquire);
+    for (;;) {
+      if (size > h.heap_limit - top) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            segment_->Describe(), " is full: ", bytes,
+            " bytes wanted, top ", top - h.heap_start, " of ",
+            h.heap_limit - h.heap_start, " heap bytes (collect, or create a "
+            "larger heap)"));
+      }
+      // Back the range before claiming it, so a failure leaves the heap
+      // unchanged (backing a range twice is harmless).
+      if (absl::Status s = segment_->Back(top, size); !s.ok()) return s;
+      // acq_rel: the claim orders after the backing of the range.
+      if (h.top.compare_exchange_weak(top, top + size,
+                                      std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+        break;
+      }
+    }
+    if (end != 0) CloseChunk(*segment_, *entry_);
+    entry_->chunk_start.store(top, std::memory_order_relaxed);
+    entry_->chunk_end.store(top + size, std::memory_order_relaxed);
+    entry_->committed.store(top, std::memory_order_release);
+    committed = top;
+    end = top + size;
+    start = AlignUp(top, align);
+  }
+  std::byte* base = segment_->base();
+  if (start > committed) {
+    const uint64_t filler = FillerWord(start - committed);
+    std::memcpy(base + committed, &filler, 8);
+  }
+  std::memcpy(base + start, &header_word, 8);
+  Count(kBytesAllocated, start + bytes - committed);
+  // Release: anyone who reads committed (a joiner reclaiming this entry
+  // after we die, Verify) sees the header words below it.
+  entry_->committed.store(start + bytes, std::memory_order_release);
+  return start;
+}
+
+}  // namespace shmheap::internal

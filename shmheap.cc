@@ -1,0 +1,479 @@
+#include "shmheap.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "hashtable/table.h"
+#include "heap/blob.h"
+#include "heap/segment.h"
+#include "heap/session.h"
+#include "heap/strings.h"
+
+namespace shmheap {
+namespace internal {
+
+// A key after hashing: the remapped hash, and the bytes to store/compare.
+struct Key {
+  uint64_t hash;
+  std::string_view bytes;
+  bool has_key;  // store and compare `bytes`
+};
+
+struct HeapState {
+  explicit HeapState(std::unique_ptr<Segment> seg)
+      : segment(std::move(seg)),
+        table(segment->slots(), segment->header().table_slots_log2),
+        keep_keys((segment->header().flags & kFlagKeepKeys) != 0),
+        seed(segment->header().seed) {}
+
+  ~HeapState() {
+    LocalSession* s = session.load(std::memory_order_acquire);
+    // A session inherited across fork belongs to the parent: leaving it
+    // would free the parent's registry entry, so the child leaks it.
+    if (s != nullptr && s->fork_generation() == ForkGeneration()) delete s;
+  }
+
+  // This process's session, joining on first use and again after fork.
+  absl::StatusOr<LocalSession*> Session() const {
+    // Acquire: pairs with the release store below.
+    LocalSession* s = session.load(std::memory_order_acquire);
+    if (s != nullptr && s->fork_generation() == ForkGeneration()) return s;
+    std::lock_guard<std::mutex> lock(session_mu);
+    s = session.load(std::memory_order_acquire);
+    if (s != nullptr && s->fork_generation() == ForkGeneration()) return s;
+    absl::StatusOr<std::unique_ptr<LocalSession>> joined =
+        LocalSession::Join(segment.get());
+    if (!joined.ok()) return joined.status();
+    s = joined->release();
+    session.store(s, std::memory_order_release);
+    return s;
+  }
+
+  absl::StatusOr<Pin> Enter() const {
+    absl::StatusOr<LocalSession*> s = Session();
+    if (!s.ok()) return s.status();
+    return (*s)->Enter();
+  }
+
+  Key Resolve(std::string_view key) const {
+    return {Table::Remap(XXH3_64bits_withSeed(key.data(), key.size(), seed)),
+            key, keep_keys};
+  }
+  Key Resolve(HashedKey key) const {
+    return {Table::Remap(key.hash), key.key, keep_keys && !key.key.empty()};
+  }
+
+  BlobRef Blob(uint64_t offset) const {
+    return BlobRef(segment->base() + offset);
+  }
+  bool Matches(uint64_t offset, const Key& key) const {
+    const BlobRef b = Blob(offset);
+    if (!key.has_key || !b.header().has_key) return true;
+    return b.key() == key.bytes;
+  }
+  std::string Name(const Key& key) const {
+    if (!key.bytes.empty()) {
+      return absl::StrCat("key \"", absl::CHexEscape(Sv(key.bytes.substr(0, 200))),
+                          "\"");
+    }
+    return absl::StrFormat("hash %#x", key.hash);
+  }
+  absl::Status Collision(const Key& key, uint64_t offset) const {
+    return absl::AlreadyExistsError(absl::StrCat(
+        segment->Describe(), ": ", Name(key), " has the same 64-bit hash as ",
+        "the stored key \"", absl::CHexEscape(Sv(Blob(offset).key().substr(0, 200))),
+        "\""));
+  }
+
+  // A blob allocated and filled up to its payload.
+  struct Draft {
+    uint64_t offset;
+    std::byte* payload;
+    uint64_t payload_bytes;
+    uint64_t total_bytes;
+  };
+
+  absl::StatusOr<Draft> Allocate(LocalSession& session, const Key& key,
+                                 Kind kind, std::span<const int64_t> dims,
+                                 Layout layout) const {
+    if (!IsValidKind(static_cast<uint8_t>(kind))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Name(key), ": invalid kind ", static_cast<int>(kind)));
+    }
+    if (layout != Layout::kC && layout != Layout::kFortran) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Name(key), ": invalid layout ", static_cast<int>(layout)));
+    }
+    absl::StatusOr<int64_t> elements = CheckedElementCount(dims);
+    if (!elements.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Name(key), ": ", elements.status().message()));
+    }
+    absl::StatusOr<BlobGeometry> g = ComputeGeometry(
+        kind, static_cast<int>(dims.size()), *elements, key.has_key,
+        key.bytes.size());
+    if (!g.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Name(key), ": ", g.status().message()));
+    }
+    BlobHeader h;
+    h.size_words = g->total_bytes / 8;
+    h.kind = static_cast<uint8_t>(kind);
+    h.ndims = static_cast<uint8_t>(dims.size());
+    h.layout = layout;
+    h.has_key = key.has_key;
+    h.align_code = g->align_code;
+    absl::StatusOr<uint64_t> offset =
+        session.Allocate(h.Encode(), g->total_bytes, g->alignment);
+    if (!offset.ok()) {
+      return absl::Status(offset.status().code(),
+                          absl::StrCat(Name(key), ": ",
+                                       offset.status().message()));
+    }
+    std::byte* payload =
+        WriteBlobPrefix(segment->base() + *offset, *g, kind, layout, key.hash,
+                        dims, key.has_key, key.bytes);
+    return Draft{*offset, payload, g->payload_bytes, g->total_bytes};
+  }
+
+  // Publishes `blob` under `key`: write-once (Add) or unconditionally
+  // (Replace). REQUIRES: in scope; the blob is completely written.
+  absl::StatusOr<bool> Publish(LocalSession& session, const Key& key,
+                               uint64_t blob, bool replace) const {
+    bool claimed = false;
+    absl::StatusOr<uint64_t> index = table.FindOrClaim(key.hash, &claimed);
+    if (!index.ok()) {
+      return absl::Status(index.status().code(),
+                          absl::StrCat(segment->Describe(), ": ", Name(key),
+                                       ": ", index.status().message()));
+    }
+    if (claimed) session.Count(kSlotsClaimed, 1);
+    const uint64_t bytes = Blob(blob).header().size_bytes();
+    uint64_t expected = replace ? table.LoadAddr(*index) : 0;
+    for (;;) {
+      if (expected != 0 && !Matches(expected, key)) {
+        return Collision(key, expected);
+      }
+      if (expected != 0 && !replace) return false;  // write-once: taken
+      if (table.CasAddr(*index, expected, blob)) break;
+      // `expected` now holds the value that won; look at it again.
+    }
+    session.Count(kBlobsPublished, 1);
+    session.Count(kBytesPublished, bytes);
+    if (expected != 0) {
+      session.Count(kBlobsUnlinked, 1);
+      session.Count(kBytesUnlinked, Blob(expected).header().size_bytes());
+    }
+    return replace ? expected != 0 : true;
+  }
+
+  absl::StatusOr<bool> Write(const Key& key, Kind kind,
+                             std::span<const int64_t> dims, Layout layout,
+                             std::span<const std::byte> data,
+                             bool replace) const {
+    absl::StatusOr<LocalSession*> session = Session();
+    if (!session.ok()) return session.status();
+    absl::StatusOr<Pin> pin = (*session)->Enter();
+    if (!pin.ok()) return pin.status();
+    if (!replace) {
+      // Write-once fast path: an existing value means no blob is built.
+      if (std::optional<uint64_t> i = table.Find(key.hash)) {
+        if (uint64_t addr = table.LoadAddr(*i); addr != 0) {
+          if (!Matches(addr, key)) return Collision(key, addr);
+          return false;
+        }
+      }
+    }
+    absl::StatusOr<Draft> draft = Allocate(**session, key, kind, dims, layout);
+    if (!draft.ok()) return draft.status();
+    if (data.size() != draft->payload_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Name(key), ": ", data.size(), " bytes of data for ",
+          draft->payload_bytes, " bytes of ", Sv(KindName(kind)), " array"));
+    }
+    if (!data.empty()) std::memcpy(draft->payload, data.data(), data.size());
+    return Publish(**session, key, draft->offset, replace);
+  }
+
+  absl::StatusOr<RawView> Get(const Key& key) const {
+    absl::StatusOr<Pin> pin = Enter();
+    if (!pin.ok()) return pin.status();
+    std::optional<uint64_t> i = table.Find(key.hash);
+    const uint64_t addr = i ? table.LoadAddr(*i) : 0;
+    if (addr == 0 || !Matches(addr, key)) {
+      return absl::NotFoundError(
+          absl::StrCat(segment->Describe(), ": no ", Name(key)));
+    }
+    const BlobRef b = Blob(addr);
+    const BlobHeader h = b.header();
+    return RawView(b.payload(), static_cast<Kind>(h.kind), b.dims(), h.layout,
+                   *std::move(pin));
+  }
+
+  bool Contains(const Key& key) const {
+    absl::StatusOr<Pin> pin = Enter();
+    if (!pin.ok()) return false;
+    std::optional<uint64_t> i = table.Find(key.hash);
+    const uint64_t addr = i ? table.LoadAddr(*i) : 0;
+    return addr != 0 && Matches(addr, key);
+  }
+
+  absl::Status Remove(const Key& key) const {
+    absl::StatusOr<LocalSession*> session = Session();
+    if (!session.ok()) return session.status();
+    absl::StatusOr<Pin> pin = (*session)->Enter();
+    if (!pin.ok()) return pin.status();
+    std::optional<uint64_t> i = table.Find(key.hash);
+    uint64_t expected = i ? table.LoadAddr(*i) : 0;
+    for (;;) {
+      if (expected == 0 || !Matches(expected, key)) {
+        return absl::NotFoundError(
+            absl::StrCat(segment->Describe(), ": no ", Name(key)));
+      }
+      if (table.CasAddr(*i, expected, 0)) break;
+    }
+    (*session)->Count(kBlobsUnlinked, 1);
+    (*session)->Count(kBytesUnlinked, Blob(expected).header().size_bytes());
+    return absl::OkStatus();
+  }
+
+  absl::Status Move(const Key& from, const Key& to) const {
+    absl::StatusOr<LocalSession*> session = Session();
+    if (!session.ok()) return session.status();
+    absl::StatusOr<Pin> pin = (*session)->Enter();
+    if (!pin.ok()) return pin.status();
+    std::optional<uint64_t> i = table.Find(from.hash);
+    uint64_t source = i ? table.LoadAddr(*i) : 0;
+    if (source == 0 || !Matches(source, from)) {
+      return absl::NotFoundError(
+          absl::StrCat(segment->Describe(), ": move: no ", Name(from)));
+    }
+    const BlobRef b = Blob(source);
+    const BlobHeader h = b.header();
+    absl::StatusOr<Draft> draft = Allocate(**session, to, static_cast<Kind>(h.kind),
+                                           b.dims(), h.layout);
+    if (!draft.ok()) return draft.status();
+    if (draft->payload_bytes) {
+      std::memcpy(draft->payload, b.payload(), draft->payload_bytes);
+    }
+    absl::StatusOr<bool> added = Publish(**session, to, draft->offset, false);
+    if (!added.ok()) return added.status();
+    if (!*added) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          segment->Describe(), ": move: ", Name(to), " already has a value"));
+    }
+    if (!table.CasAddr(*i, source, 0)) {
+      return absl::AbortedError(absl::StrCat(
+          segment->Describe(), ": move: ", Name(from),
+          " changed during the move; ", Name(to), " holds the moved value"));
+    }
+    (*session)->Count(kBlobsUnlinked, 1);
+    (*session)->Count(kBytesUnlinked, h.size_bytes());
+    return absl::OkStatus();
+  }
+
+  std::unique_ptr<Segment> segment;
+  Table table;
+  bool keep_keys;
+  uint64_t seed;
+  mutable std::mutex session_mu;
+  mutable std::atomic<LocalSession*> session{nullptr};
+};
+
+}  // namespace internal
+
+using internal::HeapState;
+using internal::Segment;
+using internal::SegmentOptions;
+
+namespace {
+
+SegmentOptions ToSegmentOptions(const Options& o) {
+  SegmentOptions s;
+  s.heap_bytes = o.heap_bytes;
+  s.table_slots_log2 = o.table_slots_log2;
+  s.max_sessions = o.max_sessions;
+  s.keep_keys = o.keep_keys;
+  s.chunk_bytes = o.chunk_bytes;
+  s.min_available_bytes = o.min_available_bytes;
+  s.seed = o.seed;
+  return s;
+}
+
+}  // namespace
+
+Heap::Heap(std::unique_ptr<HeapState> state) : state_(std::move(state)) {}
+Heap::Heap(Heap&&) noexcept = default;
+Heap& Heap::operator=(Heap&&) noexcept = default;
+Heap::~Heap() = default;
+
+absl::StatusOr<Heap> Heap::FromSegment(
+    absl::StatusOr<std::unique_ptr<Segment>> segment) {
+  if (!segment.ok()) return segment.status();
+  auto state = std::make_unique<HeapState>(*std::move(segment));
+  // Join now, so that creation and attach report a full registry (and a
+  // collector that died mid-way) at once rather than on first use.
+  absl::StatusOr<Pin> pin = state->Enter();
+  if (!pin.ok()) return pin.status();
+  pin->Reset();
+  return Heap(std::move(state));
+}
+
+absl::StatusOr<Heap> Heap::Create(const Options& options) {
+  return FromSegment(Segment::CreateAnonymous(ToSegmentOptions(options)));
+}
+absl::StatusOr<Heap> Heap::CreateNamed(std::string_view name,
+                                       const Options& options) {
+  return FromSegment(Segment::CreateNamed(name, ToSegmentOptions(options)));
+}
+absl::StatusOr<Heap> Heap::OpenNamed(std::string_view name) {
+  return FromSegment(Segment::OpenNamed(name));
+}
+absl::Status Heap::UnlinkNamed(std::string_view name) {
+  return Segment::UnlinkNamed(name);
+}
+absl::StatusOr<Heap> Heap::CreateFile(const std::string& path,
+                                      const Options& options) {
+  return FromSegment(Segment::CreateFile(path, ToSegmentOptions(options)));
+}
+absl::StatusOr<Heap> Heap::OpenFile(const std::string& path) {
+  return FromSegment(Segment::OpenFile(path));
+}
+
+uint64_t Heap::Hash(std::string_view key) const {
+  return state_->Resolve(key).hash;
+}
+
+absl::StatusOr<bool> Heap::AddRaw(std::string_view key, Kind kind,
+                                  std::span<const int64_t> dims, Layout layout,
+                                  std::span<const std::byte> data) {
+  return state_->Write(state_->Resolve(key), kind, dims, layout, data, false);
+}
+absl::StatusOr<bool> Heap::AddRaw(HashedKey key, Kind kind,
+                                  std::span<const int64_t> dims, Layout layout,
+                                  std::span<const std::byte> data) {
+  return state_->Write(state_->Resolve(key), kind, dims, layout, data, false);
+}
+absl::StatusOr<bool> Heap::ReplaceRaw(std::string_view key, Kind kind,
+                                      std::span<const int64_t> dims,
+                                      Layout layout,
+                                      std::span<const std::byte> data) {
+  return state_->Write(state_->Resolve(key), kind, dims, layout, data, true);
+}
+absl::StatusOr<bool> Heap::ReplaceRaw(HashedKey key, Kind kind,
+                                      std::span<const int64_t> dims,
+                                      Layout layout,
+                                      std::span<const std::byte> data) {
+  return state_->Write(state_->Resolve(key), kind, dims, layout, data, true);
+}
+
+absl::StatusOr<RawBuilder> Heap::ReserveRaw(std::string_view key, Kind kind,
+                                            std::span<const int64_t> dims,
+                                            Layout layout) {
+  return ReserveRaw(HashedKey{state_->Resolve(key).hash, key}, kind, dims,
+                    layout);
+}
+
+absl::StatusOr<RawBuilder> Heap::ReserveRaw(HashedKey hashed, Kind kind,
+                                            std::span<const int64_t> dims,
+                                            Layout layout) {
+  const internal::Key key = state_->Resolve(hashed);
+  absl::StatusOr<internal::LocalSession*> session = state_->Session();
+  if (!session.ok()) return session.status();
+  absl::StatusOr<Pin> pin = (*session)->Enter();
+  if (!pin.ok()) return pin.status();
+  absl::StatusOr<HeapState::Draft> draft =
+      state_->Allocate(**session, key, kind, dims, layout);
+  if (!draft.ok()) return draft.status();
+  RawBuilder b;
+  b.state_ = state_.get();
+  b.hash_ = key.hash;
+  b.blob_ = draft->offset;
+  b.payload_ = draft->payload;
+  b.payload_bytes_ = draft->payload_bytes;
+  b.key_ = std::string(key.bytes);
+  b.pin_ = *std::move(pin);
+  return b;
+}
+
+absl::StatusOr<bool> RawBuilder::Publish() {
+  if (state_ == nullptr || blob_ == 0) {
+    return absl::FailedPreconditionError("builder already published");
+  }
+  absl::StatusOr<internal::LocalSession*> session = state_->Session();
+  if (!session.ok()) return session.status();
+  internal::Key key = state_->Resolve(HashedKey{hash_, key_});
+  const uint64_t blob = std::exchange(blob_, 0);
+  absl::StatusOr<bool> r = state_->Publish(**session, key, blob, replace_);
+  pin_.Reset();
+  return r;
+}
+
+absl::StatusOr<RawView> Heap::GetRaw(std::string_view key) const {
+  return state_->Get(state_->Resolve(key));
+}
+absl::StatusOr<RawView> Heap::GetRaw(HashedKey key) const {
+  return state_->Get(state_->Resolve(key));
+}
+bool Heap::Contains(std::string_view key) const {
+  return state_->Contains(state_->Resolve(key));
+}
+bool Heap::Contains(HashedKey key) const {
+  return state_->Contains(state_->Resolve(key));
+}
+absl::Status Heap::Remove(std::string_view key) {
+  return state_->Remove(state_->Resolve(key));
+}
+absl::Status Heap::Remove(HashedKey key) {
+  return state_->Remove(state_->Resolve(key));
+}
+absl::Status Heap::Move(std::string_view from, std::string_view to) {
+  return state_->Move(state_->Resolve(from), state_->Resolve(to));
+}
+absl::Status Heap::Move(HashedKey from, HashedKey to) {
+  return state_->Move(state_->Resolve(from), state_->Resolve(to));
+}
+
+absl::StatusOr<Pin> Heap::Enter() const { return state_->Enter(); }
+
+const Segment& Heap::segment() const { return *state_->segment; }
+
+Stats Heap::stats() const {
+  using namespace internal;
+  const Segment& seg = *state_->segment;
+  Header& h = seg.header();
+  uint64_t c[kNumCounters];
+  Stats s;
+  for (int i = 0; i < kNumCounters; ++i) {
+    // Relaxed: statistics, summed without a snapshot.
+    c[i] = h.retired_counters[i].load(std::memory_order_relaxed);
+  }
+  SessionEntry* reg = seg.registry();
+  for (uint32_t e = 0; e < h.max_sessions; ++e) {
+    if (reg[e].owner_pid.load(std::memory_order_relaxed) != kSessionFree) {
+      ++s.sessions;
+    }
+    for (int i = 0; i < kNumCounters; ++i) {
+      c[i] += reg[e].counters[i].load(std::memory_order_relaxed);
+    }
+  }
+  auto sub = [](uint64_t a, uint64_t b) { return a > b ? a - b : 0; };
+  s.table_slots = state_->table.capacity();
+  s.table_used = sub(c[kSlotsClaimed], c[kTombstonesCleared]);
+  s.live_blobs = sub(c[kBlobsPublished], c[kBlobsUnlinked]);
+  s.table_tombstones = sub(s.table_used, s.live_blobs);
+  s.heap_capacity = h.heap_limit - h.heap_start;
+  s.heap_top = h.top.load(std::memory_order_relaxed) - h.heap_start;
+  s.live_bytes = sub(c[kBytesPublished], c[kBytesUnlinked]);
+  s.dead_bytes = sub(sub(c[kBytesAllocated], c[kBytesCollected]), s.live_bytes);
+  s.collections = h.collections.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace shmheap
