@@ -96,7 +96,7 @@ struct Stats {
   uint64_t heap_top = 0;          // bytes handed out to chunks so far
   uint64_t live_bytes = 0;        // bytes of published, reachable blobs
   uint64_t dead_bytes = 0;        // removed, replaced, lost blobs, fillers
-  uint64_t sessions = 0;          // registry entries held (live or not)
+  uint64_t sessions = 0;          // sessions of live processes
   uint64_t collections = 0;
 };
 
