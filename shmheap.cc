@@ -442,6 +442,23 @@ absl::Status Heap::Move(HashedKey from, HashedKey to) {
 
 absl::StatusOr<Pin> Heap::Enter() const { return state_->Enter(); }
 
+absl::StatusOr<GcReport> Heap::Collect(const CollectOptions& options) {
+  absl::StatusOr<internal::LocalSession*> session = state_->Session();
+  if (!session.ok()) return session.status();
+  return internal::Collect(*state_->segment, *session, options);
+}
+
+absl::StatusOr<GcReport> Heap::MaybeCollect(double overhead,
+                                            const CollectOptions& options) {
+  const Stats s = stats();
+  const uint64_t used = s.live_bytes + s.dead_bytes;
+  if (s.dead_bytes < state_->segment->header().chunk_bytes ||
+      static_cast<double>(used) < overhead * static_cast<double>(s.live_bytes)) {
+    return GcReport{};
+  }
+  return Collect(options);
+}
+
 const Segment& Heap::segment() const { return *state_->segment; }
 
 Stats Heap::stats() const {

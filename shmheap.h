@@ -56,6 +56,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "gc/collector.h"
 #include "heap/array_view.h"
 #include "heap/kind.h"
 #include "heap/pin.h"
@@ -286,6 +287,22 @@ class Heap {
   absl::StatusOr<Pin> Enter() const;
 
   Stats stats() const;
+
+  // Compacts the heap in place (gc/collector.h): waits until no process is
+  // in scope, slides live blobs down, returns the freed tail to the OS and
+  // clears tombstones. Any process may call it.
+  // kFailedPrecondition if this process holds a view or Pin;
+  // kDeadlineExceeded if some process stays in scope past the deadline
+  // (nothing changed); kDataLoss if an earlier collector died mid-way.
+  absl::StatusOr<GcReport> Collect(const CollectOptions& options = {});
+
+  // Collects when the heap's used bytes reach `overhead` times its live
+  // bytes (hh_shared's policy) and at least one chunk is dead. Returns the
+  // report, or ran == false when no collection was needed.
+  static constexpr double kGentle = 2.0;
+  static constexpr double kAggressive = 1.2;
+  absl::StatusOr<GcReport> MaybeCollect(double overhead = kGentle,
+                                        const CollectOptions& options = {});
 
   // For tools and tests.
   const internal::Segment& segment() const;

@@ -1,0 +1,258 @@
+#include "gc/collector.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "heap/blob.h"
+
+namespace shmheap::internal {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t ReadWord(std::byte* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+void WriteWord(std::byte* p, uint64_t w) { std::memcpy(p, &w, 8); }
+
+// Whether every session of a live process is out of scope.
+bool Quiescent(const Segment& segment) {
+  const Header& h = segment.header();
+  SessionEntry* reg = segment.registry();
+  for (uint32_t i = 0; i < h.max_sessions; ++i) {
+    // seq_cst: the collector's half of the Dekker handshake (its epoch store
+    // precedes these loads in the single total order).
+    if (reg[i].pinned.load(std::memory_order_seq_cst) == 0) continue;
+    // Acquire: the identity was stored before pinned was set.
+    const uint64_t owner = reg[i].owner_pid.load(std::memory_order_acquire);
+    if (owner == kSessionFree) continue;
+    if (!ProcessAlive(static_cast<pid_t>(owner),
+                      reg[i].owner_start_time.load(std::memory_order_acquire))) {
+      continue;  // died in scope: ignored
+    }
+    return false;
+  }
+  return true;
+}
+
+void OpenWorld(Header& h, uint32_t odd_epoch) {
+  // seq_cst: sessions read the epoch with seq_cst (Dekker); everything the
+  // collector wrote happens before this store.
+  h.gc_epoch.store(odd_epoch + 1, std::memory_order_seq_cst);
+  FutexWakeAll(&h.gc_epoch);
+  // Release: the next collector that takes the lock sees our writes.
+  h.gc_lock.store(0, std::memory_order_release);
+}
+
+}  // namespace
+
+uint64_t ClearTombstones(Slot* slots, uint64_t mask) {
+  // Relaxed throughout: the world is stopped (I3); the epoch store that
+  // reopens it publishes these writes.
+  auto is_tombstone = [&](uint64_t i) {
+    return slots[i].hash.load(std::memory_order_relaxed) != 0 &&
+           slots[i].addr.load(std::memory_order_relaxed) == 0;
+  };
+  uint64_t cleared = 0;
+  // Algorithm R can move a later tombstone to an index already scanned, so
+  // scan until a pass finds none; each deletion removes one tombstone.
+  for (bool again = true; again;) {
+    again = false;
+    for (uint64_t start = 0; start <= mask; ++start) {
+      if (!is_tombstone(start)) continue;
+      again = true;
+      ++cleared;
+      uint64_t i = start;
+      slots[i].hash.store(0, std::memory_order_relaxed);
+      for (uint64_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+        const uint64_t hj = slots[j].hash.load(std::memory_order_relaxed);
+        if (hj == 0) break;
+        const uint64_t home = hj & mask;
+        // Entry j may stay if its home lies cyclically in (i, j].
+        const bool stays = i < j ? (i < home && home <= j)
+                                 : (i < home || home <= j);
+        if (stays) continue;
+        slots[i].hash.store(hj, std::memory_order_relaxed);
+        slots[i].addr.store(slots[j].addr.load(std::memory_order_relaxed),
+                            std::memory_order_relaxed);
+        slots[j].hash.store(0, std::memory_order_relaxed);
+        slots[j].addr.store(0, std::memory_order_relaxed);
+        i = j;
+      }
+    }
+  }
+  return cleared;
+}
+
+absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
+                                 const CollectOptions& options) {
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + options.deadline;
+  Header& h = segment.header();
+  if (self != nullptr && self->pinned()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        segment.Describe(),
+        ": Collect called while this process holds a view or a Pin; it "
+        "would wait for itself"));
+  }
+  GcReport report;
+  // Take the collector lock, or wait for the running collection.
+  const uint32_t me = static_cast<uint32_t>(getpid());
+  for (;;) {
+    if (absl::Status s = CheckCollectorAlive(segment); !s.ok()) return s;
+    uint32_t expected = 0;
+    // acq_rel: taking the lock orders us after the previous collector.
+    if (h.gc_lock.compare_exchange_strong(expected, me,
+                                          std::memory_order_acq_rel)) {
+      break;
+    }
+    // Another collection runs; wait for it, then report that it ran.
+    const uint64_t done = h.collections.load(std::memory_order_acquire);
+    while (h.gc_lock.load(std::memory_order_acquire) != 0 &&
+           h.collections.load(std::memory_order_acquire) == done) {
+      if (Clock::now() > deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            segment.Describe(), ": another collection (pid ",
+            h.gc_lock.load(std::memory_order_relaxed),
+            ") did not finish within the deadline"));
+      }
+      if (absl::Status s = CheckCollectorAlive(segment); !s.ok()) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return report;  // ran == false
+  }
+  if (h.phase.load(std::memory_order_acquire) == kPhaseCompacting) {
+    // A collector died mid-compaction earlier; the lock was cleared by hand.
+    h.gc_lock.store(0, std::memory_order_release);
+    return absl::DataLossError(absl::StrCat(
+        segment.Describe(), ": an earlier collection died while compacting"));
+  }
+
+  // H: stop the world.
+  const uint32_t epoch = h.gc_epoch.load(std::memory_order_relaxed) | 1;
+  h.gc_epoch.store(epoch, std::memory_order_seq_cst);
+  auto sleep = std::chrono::microseconds(20);
+  while (!Quiescent(segment)) {
+    if (Clock::now() > deadline) {
+      OpenWorld(h, epoch);
+      return absl::DeadlineExceededError(absl::StrCat(
+          segment.Describe(), ": a live process stayed in scope (holds a view "
+          "or a Pin) for the whole deadline of ", options.deadline.count(),
+          " ms; nothing was collected"));
+    }
+    std::this_thread::sleep_for(sleep);
+    if (sleep < std::chrono::milliseconds(2)) sleep *= 2;
+  }
+  const auto t_stopped = Clock::now();
+  report.ran = true;
+
+  // P: from here on, a crash leaves the heap untrusted.
+  h.phase.store(kPhaseCompacting, std::memory_order_seq_cst);
+
+  std::byte* base = segment.base();
+  SessionEntry* reg = segment.registry();
+  Slot* slots = segment.slots();
+  const uint64_t mask = (uint64_t{1} << h.table_slots_log2) - 1;
+  const uint64_t old_top = h.top.load(std::memory_order_relaxed);
+  report.bytes_before = old_top - h.heap_start;
+
+  // 0: close every open chunk.
+  for (uint32_t i = 0; i < h.max_sessions; ++i) {
+    if (reg[i].chunk_end.load(std::memory_order_relaxed) != 0) {
+      CloseChunk(segment, reg[i]);
+    }
+  }
+
+  // 1: thread each slot through its blob.
+  for (uint64_t i = 0; i <= mask; ++i) {
+    const uint64_t addr = slots[i].addr.load(std::memory_order_relaxed);
+    if (addr == 0) continue;
+    if (addr < h.heap_start || addr >= old_top || addr % 8) {
+      OpenWorld(h, epoch);  // nothing moved yet; phase stays: untrusted
+      return absl::DataLossError(absl::StrCat(
+          segment.Describe(), ": slot ", i, " points at ", addr,
+          ", outside the heap"));
+    }
+    const uint64_t header = ReadWord(base + addr);
+    slots[i].addr.store(header, std::memory_order_relaxed);
+    const uint64_t slot_offset =
+        h.table_offset + i * sizeof(Slot) + offsetof(Slot, addr);
+    WriteWord(base + addr, slot_offset);  // bit 0 clear: threaded
+    ++report.live_blobs;
+  }
+  if (options.testing_mid_compaction_hook) options.testing_mid_compaction_hook();
+
+  // 2: slide live blobs down.
+  uint64_t pos = h.heap_start, dest = h.heap_start;
+  while (pos < old_top) {
+    const uint64_t word = ReadWord(base + pos);
+    uint64_t header_word = word;
+    std::atomic<uint64_t>* slot_addr = nullptr;
+    if ((word & kTagBit) == 0) {
+      slot_addr = reinterpret_cast<std::atomic<uint64_t>*>(base + word);
+      header_word = slot_addr->load(std::memory_order_relaxed);
+    }
+    const BlobHeader b = BlobHeader::Decode(header_word);
+    const uint64_t size = b.size_bytes();
+    if (size == 0 || size > old_top - pos) {
+      // The heap does not parse: leave phase = compacting (untrusted).
+      OpenWorld(h, epoch);
+      return absl::DataLossError(absl::StrCat(
+          segment.Describe(), ": record at ", pos, " of ", size,
+          " bytes does not parse; collection abandoned"));
+    }
+    if (slot_addr != nullptr) {
+      const uint64_t to = AlignUp(dest, b.alignment());
+      if (to > dest) WriteWord(base + dest, FillerWord(to - dest));
+      if (to != pos) {
+        std::memmove(base + to, base + pos, size);
+        ++report.blobs_moved;
+        report.bytes_moved += size;
+      }
+      WriteWord(base + to, header_word);
+      slot_addr->store(to, std::memory_order_relaxed);
+      dest = to + size;
+    }
+    pos += size;
+  }
+
+  // 3: new top, give the tail back, clear tombstones, account.
+  h.top.store(dest, std::memory_order_release);
+  report.bytes_after = dest - h.heap_start;
+  const uint64_t release_from = AlignUp(dest, kPageSize);
+  if (old_top > release_from) {
+    // Best effort: a failure leaves the pages allocated but changes nothing
+    // that any reader depends on.
+    segment.Release(release_from, AlignUp(old_top, kPageSize) - release_from)
+        .IgnoreError();
+  }
+  report.tombstones_cleared = ClearTombstones(slots, mask);
+  uint64_t allocated = h.retired_counters[kBytesAllocated].load(
+      std::memory_order_relaxed);
+  for (uint32_t i = 0; i < h.max_sessions; ++i) {
+    allocated += reg[i].counters[kBytesAllocated].load(std::memory_order_relaxed);
+  }
+  // After compaction the bytes in use are exactly dest - heap_start.
+  h.retired_counters[kBytesCollected].store(
+      allocated - (dest - h.heap_start), std::memory_order_relaxed);
+  h.retired_counters[kTombstonesCleared].fetch_add(report.tombstones_cleared,
+                                                   std::memory_order_relaxed);
+
+  // E: reopen the world.
+  h.phase.store(kPhaseIdle, std::memory_order_seq_cst);
+  h.collections.fetch_add(1, std::memory_order_release);
+  const auto t1 = Clock::now();
+  report.seconds = std::chrono::duration<double>(t1 - t0).count();
+  report.handshake_seconds = std::chrono::duration<double>(t_stopped - t0).count();
+  OpenWorld(h, epoch);
+  return report;
+}
+
+}  // namespace shmheap::internal

@@ -1,0 +1,107 @@
+// The collector: an in-place, sliding, compacting garbage collector for the
+// heap, run under a stop-the-world handshake.
+//
+// Why in place. Hack's first shared-heap collector copied every live blob
+// into a temporary heap and back, which doubled peak memory exactly when the
+// heap was largest and ran type checkers into the OOM killer. Since 2018
+// hh_shared compacts in place instead, with the pointer-threading ("sliding")
+// technique of Jonkers (H.B.M. Jonkers, "A fast garbage compaction
+// algorithm", Information Processing Letters 9(1), 1979), simplified by an
+// invariant that general-purpose heaps lack: every live blob is referenced by
+// exactly one pointer, its hash-table slot. We follow that scheme.
+//
+// Invariants the algorithm relies on:
+//   I1  The heap parses from heap_start to top as header-led records; a
+//       header word has bit 0 set. Slot offsets are multiples of 16, so a
+//       word with bit 0 clear can only be a threaded slot offset.
+//   I2  Each live blob has exactly one slot whose addr points at it (Add
+//       claims one slot per hash; Replace and Move unlink the old address
+//       in the same CAS or before publishing; Move copies).
+//   I3  No process is inside a scope (the handshake below), so nobody reads
+//       or writes the heap or the table while it runs.
+//   I4  A blob of alignment A starts at a multiple of A; moving it to a
+//       lower multiple of A keeps its payload aligned.
+//
+// Phases (Collector::Collect):
+//   H  handshake: gc_epoch := odd (seq_cst), then wait until every session
+//      of a live process has pinned == 0 (seq_cst loads; see heap/session.h
+//      for the Dekker pairing). Sessions of dead processes (pid + start time)
+//      are ignored. If the deadline passes, the epoch is made even again and
+//      nothing has changed: kDeadlineExceeded.
+//   P  phase := compacting. From here on a crash leaves the heap untrusted,
+//      and every later attach or operation reports kDataLoss.
+//   0  close every session's open chunk with a filler from its committed top
+//      (dead processes' chunks too), so the heap parses end to end (I1);
+//   1  thread: for each slot with a blob, swap the blob's header word into
+//      the slot and the slot's offset into the blob's word 0;
+//   2  slide: walk from heap_start; a record with bit 0 set is garbage (dead
+//      blob or filler) and is skipped by its size; a threaded word leads to
+//      the slot, which gives back the header; the blob moves down to the next
+//      multiple of its alignment (memmove, a filler fills any gap), its
+//      header is restored, and the slot points at its new offset;
+//   3  top := end of the last moved blob; the pages above it go back to the
+//      OS (FALLOC_FL_PUNCH_HOLE, else MADV_REMOVE); tombstones are cleared
+//      in place by Knuth's Algorithm R (TAOCP vol. 3, 6.4) for deletion
+//      under linear probing, which moves later entries of a cluster back so
+//      that no probe chain breaks; counters record what was reclaimed;
+//   E  phase := idle, gc_epoch := even (seq_cst), wake waiting sessions.
+//
+// Memory: O(1) beyond the heap itself. No allocation depends on the size of
+// the heap or the table; the only extra state is a handful of locals.
+//
+// Concurrency: any process may call Collect. Collections are serialized by
+// Header::gc_lock (the collector's pid); a second caller waits for the
+// running one to finish and returns a report with ran == false.
+
+#ifndef SHMHEAP_GC_COLLECTOR_H_
+#define SHMHEAP_GC_COLLECTOR_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "heap/segment.h"
+#include "heap/session.h"
+
+namespace shmheap {
+
+struct CollectOptions {
+  // How long to wait for every live session to leave its scope (and for a
+  // concurrent collection to finish).
+  std::chrono::milliseconds deadline{10000};
+  // Tests only: called after the threading phase (the world is stopped and
+  // the heap is mid-compaction).
+  std::function<void()> testing_mid_compaction_hook;
+};
+
+struct GcReport {
+  bool ran = false;              // false: another process's collection ran
+  uint64_t bytes_before = 0;     // heap top before, relative to heap_start
+  uint64_t bytes_after = 0;      // heap top after
+  uint64_t blobs_moved = 0;
+  uint64_t bytes_moved = 0;
+  uint64_t live_blobs = 0;
+  uint64_t tombstones_cleared = 0;
+  double seconds = 0;            // whole collection, handshake included
+  double handshake_seconds = 0;
+};
+
+namespace internal {
+
+// Runs one collection. `self` is the calling process's session, or null.
+// Errors: kFailedPrecondition when `self` holds a pin (it would wait for
+// itself); kDeadlineExceeded when some live session stays in scope past the
+// deadline (nothing changed); kDataLoss when an earlier collector died
+// mid-compaction, or the heap does not parse.
+absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
+                                 const CollectOptions& options);
+
+// Removes every tombstone from the table in place (Algorithm R).
+// REQUIRES: the world is stopped. Returns the number removed.
+uint64_t ClearTombstones(Slot* slots, uint64_t mask);
+
+}  // namespace internal
+}  // namespace shmheap
+
+#endif  // SHMHEAP_GC_COLLECTOR_H_

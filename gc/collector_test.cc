@@ -1,0 +1,508 @@
+// The collector: compaction keeps every live value intact and in place of
+// its key, reclaims every dead byte, gives the freed tail back to the OS,
+// clears tombstones without breaking probe chains, uses no memory
+// proportional to the heap, cannot run while a process is in scope, and a
+// collector that dies mid-way leaves a heap that reports kDataLoss.
+
+#include "gc/collector.h"
+
+#include <malloc.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "hashtable/table.h"
+#include "heap/walk.h"
+#include "shmheap.h"
+#include "tests/test_util.h"
+
+// Counts operator new calls, to show that Collect allocates nothing
+// proportional to the heap.
+static std::atomic<uint64_t> g_news{0};
+void* operator new(size_t n) {
+  g_news.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace shmheap {
+namespace {
+
+using testing::ArrayFor;
+using testing::KeyName;
+using testing::ValueFor;
+
+Options GcOptions(uint64_t heap_mb = 64) {
+  Options o;
+  o.heap_bytes = heap_mb << 20;
+  o.table_slots_log2 = 14;
+  o.chunk_bytes = 64 << 10;
+  o.max_sessions = 64;
+  return o;
+}
+
+// Checks that `key` holds exactly ArrayFor(id, version, n).
+::testing::AssertionResult Holds(const Heap& heap, uint64_t id, uint64_t version,
+                                 size_t n) {
+  absl::StatusOr<ArrayView<float>> v = heap.Get<float>(KeyName(id));
+  if (!v.ok()) return ::testing::AssertionFailure() << v.status();
+  if (v->size() != static_cast<int64_t>(n)) {
+    return ::testing::AssertionFailure() << "size " << v->size() << " != " << n;
+  }
+  for (size_t j = 0; j < n; ++j) {
+    if ((*v)(j) != ValueFor(id, version, j)) {
+      return ::testing::AssertionFailure() << "key " << id << " element " << j;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+size_t LenFor(uint64_t id) { return 1 + (id * 31) % 200; }
+
+TEST(Collector, CompactsAndKeepsEveryLiveValue) {
+  absl::StatusOr<Heap> heap = Heap::Create(GcOptions());
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  constexpr int kKeys = 3000;
+  for (int i = 0; i < kKeys; ++i) {
+    std::vector<float> v = ArrayFor(i, 0, LenFor(i));
+    const int64_t dims[] = {int64_t(v.size())};
+    ASSERT_TRUE(*heap->Add<float>(KeyName(i), v, dims));
+  }
+  for (int i = 0; i < kKeys; i += 2) ASSERT_TRUE(heap->Remove(KeyName(i)).ok());
+  for (int i = 1; i < kKeys; i += 6) {
+    std::vector<float> v = ArrayFor(i, 1, LenFor(i));
+    const int64_t dims[] = {int64_t(v.size())};
+    ASSERT_TRUE(*heap->Replace<float>(KeyName(i), v, dims));
+  }
+  const Stats before = heap->stats();
+  EXPECT_GT(before.dead_bytes, 0u);
+  EXPECT_GT(before.table_tombstones, 0u);
+  absl::StatusOr<GcReport> r = heap->Collect();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ran);
+  EXPECT_GT(r->blobs_moved, 0u);
+  EXPECT_EQ(r->live_blobs, uint64_t{kKeys / 2});
+  EXPECT_EQ(r->tombstones_cleared, uint64_t{kKeys / 2});
+  EXPECT_LT(r->bytes_after, r->bytes_before);
+  const Stats after = heap->stats();
+  EXPECT_EQ(after.live_bytes, before.live_bytes);
+  EXPECT_EQ(after.live_blobs, uint64_t{kKeys / 2});
+  EXPECT_EQ(after.table_tombstones, 0u);
+  EXPECT_EQ(after.collections, 1u);
+  // What remains dead is at most alignment padding.
+  EXPECT_LE(after.dead_bytes, after.live_blobs * 56);
+  EXPECT_EQ(after.heap_top, r->bytes_after);
+  for (int i = 0; i < kKeys; ++i) {
+    if (i % 2 == 0) {
+      EXPECT_FALSE(heap->Contains(KeyName(i))) << i;
+    } else {
+      ASSERT_TRUE(Holds(*heap, i, i % 6 == 1 ? 1 : 0, LenFor(i)));
+    }
+  }
+  uint64_t blobs = 0;
+  ASSERT_TRUE(internal::WalkHeap(heap->segment(), [&](uint64_t, internal::BlobHeader h) {
+                if (!h.is_filler()) ++blobs;
+                return true;
+              }).ok());
+  EXPECT_EQ(blobs, uint64_t{kKeys / 2});
+  // The heap keeps working: new adds go above the new top.
+  std::vector<float> v = ArrayFor(99999, 0, 10);
+  const int64_t dims[] = {10};
+  ASSERT_TRUE(*heap->Add<float>(KeyName(99999), v, dims));
+  EXPECT_TRUE(Holds(*heap, 99999, 0, 10));
+}
+
+TEST(Collector, RefusesWhileThisProcessHoldsAPin) {
+  absl::StatusOr<Heap> heap = Heap::Create(GcOptions());
+  ASSERT_TRUE(heap.ok());
+  const float v[] = {1};
+  const int64_t dims[] = {1};
+  ASSERT_TRUE(*heap->Add<float>("a", v, dims));
+  {
+    absl::StatusOr<ArrayView<float>> view = heap->Get<float>("a");
+    ASSERT_TRUE(view.ok());
+    EXPECT_EQ(heap->Collect().status().code(),
+              absl::StatusCode::kFailedPrecondition);
+  }
+  {
+    absl::StatusOr<Pin> pin = heap->Enter();
+    ASSERT_TRUE(pin.ok());
+    EXPECT_EQ(heap->Collect().status().code(),
+              absl::StatusCode::kFailedPrecondition);
+  }
+  EXPECT_TRUE(heap->Collect().ok());
+}
+
+// Every key of a worker is owned by that worker; each cycle applies an
+// operation chosen from (cycle, key) to it, so the master can replay the
+// same sequence as a model and check every key after every collection.
+struct ModelEntry {
+  bool present = false;
+  uint64_t version = 0;
+};
+int OpFor(int cycle, uint64_t key) {
+  return static_cast<int>((key * 2654435761u + cycle * 40503u) % 5);
+}
+
+TEST(Collector, FiftyCyclesWithFourWorkersMatchAModel) {
+  absl::StatusOr<Heap> heap = Heap::Create(GcOptions(256));
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  constexpr int kWorkers = 4, kKeysPerWorker = 400, kCycles = 50;
+  constexpr uint64_t kMoved = 1'000'000;  // Move targets: key + kMoved
+  std::map<uint64_t, ModelEntry> model;
+  for (int cycle = 0; cycle < kCycles; ++cycle) {
+    // The model, replayed by the master.
+    for (uint64_t key = 0; key < kWorkers * kKeysPerWorker; ++key) {
+      ModelEntry& e = model[key];
+      ModelEntry& m = model[key + kMoved];
+      switch (OpFor(cycle, key)) {
+        case 0: if (!e.present) e = {true, uint64_t(cycle) + 1}; break;
+        case 1: e.present = false; break;
+        case 2: e = {true, uint64_t(cycle) + 1}; break;
+        case 3: if (e.present && !m.present) { m = e; e.present = false; } break;
+        case 4: m.present = false; break;
+      }
+    }
+    std::vector<int> codes = testing::RunProcesses(kWorkers, [&](int w) {
+      for (uint64_t key = w * kKeysPerWorker; key < (w + 1) * uint64_t{kKeysPerWorker}; ++key) {
+        const uint64_t version = cycle + 1;
+        std::vector<float> v = ArrayFor(key, version, LenFor(key));
+        const int64_t dims[] = {int64_t(v.size())};
+        switch (OpFor(cycle, key)) {
+          case 0: if (!heap->Add<float>(KeyName(key), v, dims).ok()) return 1; break;
+          case 1: {
+            absl::Status s = heap->Remove(KeyName(key));
+            if (!s.ok() && !absl::IsNotFound(s)) return 2;
+            break;
+          }
+          case 2: if (!heap->Replace<float>(KeyName(key), v, dims).ok()) return 3; break;
+          case 3: {
+            absl::Status s = heap->Move(KeyName(key), KeyName(key + kMoved));
+            if (!s.ok() && !absl::IsNotFound(s) && !absl::IsAlreadyExists(s)) return 4;
+            break;
+          }
+          case 4: {
+            absl::Status s = heap->Remove(KeyName(key + kMoved));
+            if (!s.ok() && !absl::IsNotFound(s)) return 5;
+            break;
+          }
+        }
+      }
+      return 0;
+    });
+    for (int c : codes) ASSERT_EQ(c, 0) << "cycle " << cycle;
+    absl::StatusOr<GcReport> r = heap->Collect();
+    ASSERT_TRUE(r.ok()) << r.status();
+    uint64_t present = 0;
+    for (const auto& [key, e] : model) {
+      if (e.present) {
+        ++present;
+        // A moved value keeps the contents of its source key.
+        const uint64_t source = key >= kMoved ? key - kMoved : key;
+        absl::StatusOr<ArrayView<float>> v = heap->Get<float>(KeyName(key));
+        ASSERT_TRUE(v.ok()) << "cycle " << cycle << " key " << key << v.status();
+        ASSERT_EQ(v->size(), int64_t(LenFor(source)));
+        for (int64_t j = 0; j < v->size(); ++j) {
+          ASSERT_EQ((*v)(j), ValueFor(source, e.version, j))
+              << "cycle " << cycle << " key " << key;
+        }
+      } else {
+        ASSERT_FALSE(heap->Contains(KeyName(key))) << "cycle " << cycle << " key " << key;
+      }
+    }
+    const Stats s = heap->stats();
+    ASSERT_EQ(s.live_blobs, present) << "cycle " << cycle;
+    ASSERT_EQ(s.table_tombstones, 0u) << "cycle " << cycle;
+  }
+  ASSERT_TRUE(internal::WalkHeap(heap->segment(),
+                                 [](uint64_t, internal::BlobHeader) { return true; })
+                  .ok());
+}
+
+uint64_t ProcStatusKb(const char* field) {
+  FILE* f = std::fopen("/proc/self/status", "re");
+  char line[256];
+  unsigned long long v = 0;
+  const size_t n = std::strlen(field);
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, field, n) == 0) std::sscanf(line + n, ": %llu", &v);
+  }
+  std::fclose(f);
+  return v;
+}
+
+// A 512 MiB heap, half dead: the collector's peak RSS grows by no more than
+// the heap pages it touches plus 8 MiB (a copying collector would need the
+// live half again), it makes a constant number of allocations, and the
+// freed tail goes back to the OS.
+TEST(Collector, NoTemporaryCopyAndTheTailGoesBack) {
+  Options o = GcOptions(600);
+  o.chunk_bytes = 1 << 20;
+  o.table_slots_log2 = 16;
+  const std::string path =
+      absl::StrCat(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp",
+                   "/gc-big-", getpid());
+  unlink(path.c_str());
+  absl::StatusOr<Heap> heap = Heap::CreateFile(path, o);
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  constexpr int kBlobs = 512;            // 1 MiB each: 512 MiB
+  constexpr int64_t kFloats = (1 << 20) / 4 - 64;
+  // Fill in a child, so this process has not touched the heap's pages.
+  std::vector<int> codes = testing::RunProcesses(1, [&](int) {
+    for (int i = 0; i < kBlobs; ++i) {
+      absl::StatusOr<Builder<float>> b =
+          heap->Reserve<float>(KeyName(i), std::vector<int64_t>{kFloats});
+      if (!b.ok()) return 1;
+      std::span<float> d = b->data();
+      for (int64_t j = 0; j < kFloats; j += 1024) d[j] = float(i + j);
+      if (!*b->Publish()) return 2;
+      if (i % 2 == 0 && !heap->Remove(KeyName(i)).ok()) return 3;
+    }
+    return 0;
+  });
+  ASSERT_EQ(codes[0], 0);
+  const Stats before = heap->stats();
+  ASSERT_GE(before.heap_top, uint64_t{512} << 20);
+  const uint64_t hwm_before = ProcStatusKb("VmHWM");
+  const uint64_t news_before = g_news.load();
+  const size_t heap_used_before = mallinfo2().uordblks;
+  absl::StatusOr<GcReport> r = heap->Collect();
+  const uint64_t news = g_news.load() - news_before;
+  const size_t heap_used_after = mallinfo2().uordblks;
+  const uint64_t hwm_after = ProcStatusKb("VmHWM");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const uint64_t touched_kb =
+      (r->bytes_before + heap->segment().header().heap_start) / 1024;
+  EXPECT_LT(hwm_after - hwm_before, touched_kb + 8 * 1024)
+      << "VmHWM grew by " << hwm_after - hwm_before << " kB";
+  EXPECT_LT(news, 16u) << "operator new calls inside Collect";
+  EXPECT_LT(heap_used_after, heap_used_before + (1 << 20));
+  // The segment's blocks after collection: live bytes plus metadata, +10%.
+  struct stat st;
+  ASSERT_EQ(0, fstat(heap->segment().fd(), &st));
+  const Stats after = heap->stats();
+  const uint64_t expected = after.live_bytes + heap->segment().header().heap_start;
+  EXPECT_LE(uint64_t(st.st_blocks) * 512, expected * 11 / 10)
+      << "blocks " << st.st_blocks * 512 << " live+meta " << expected;
+  EXPECT_EQ(after.live_blobs, uint64_t{kBlobs / 2});
+  for (int i = 1; i < kBlobs; i += 2) {
+    absl::StatusOr<ArrayView<float>> v = heap->Get<float>(KeyName(i));
+    ASSERT_TRUE(v.ok()) << v.status();
+    for (int64_t j = 0; j < kFloats; j += 1024) ASSERT_EQ((*v)(j), float(i + j));
+  }
+  unlink(path.c_str());
+}
+
+// A worker that holds a view blocks collection until the deadline, and
+// nothing changes; once it is killed (still pinned), collection proceeds.
+TEST(Collector, DeadlineWithAPinnedWorkerThenKilledWorkerDoesNotBlock) {
+  absl::StatusOr<Heap> heap = Heap::Create(GcOptions());
+  ASSERT_TRUE(heap.ok());
+  for (int i = 0; i < 200; ++i) {
+    std::vector<float> v = ArrayFor(i, 0, LenFor(i));
+    const int64_t dims[] = {int64_t(v.size())};
+    ASSERT_TRUE(*heap->Add<float>(KeyName(i), v, dims));
+  }
+  for (int i = 0; i < 200; i += 3) ASSERT_TRUE(heap->Remove(KeyName(i)).ok());
+  const Stats before = heap->stats();
+  int ready[2];
+  ASSERT_EQ(0, pipe(ready));
+  const pid_t child = fork();
+  if (child == 0) {
+    absl::StatusOr<ArrayView<float>> v = heap->Get<float>(KeyName(1));
+    const char c = v.ok() ? 'y' : 'n';
+    if (write(ready[1], &c, 1) != 1) _exit(1);
+    for (;;) pause();  // holds the view until killed
+  }
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  CollectOptions opts;
+  opts.deadline = std::chrono::milliseconds(300);
+  absl::StatusOr<GcReport> r = heap->Collect(opts);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  const Stats unchanged = heap->stats();
+  EXPECT_EQ(unchanged.heap_top, before.heap_top);
+  EXPECT_EQ(unchanged.dead_bytes, before.dead_bytes);
+  for (int i = 0; i < 200; ++i) {
+    if (i % 3 == 0) {
+      EXPECT_FALSE(heap->Contains(KeyName(i)));
+    } else {
+      ASSERT_TRUE(Holds(*heap, i, 0, LenFor(i)));
+    }
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  r = heap->Collect(opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ran);
+  for (int i = 1; i < 200; i += 3) ASSERT_TRUE(Holds(*heap, i, 0, LenFor(i)));
+  close(ready[0]);
+  close(ready[1]);
+}
+
+// A collector killed mid-compaction: the next attach and the next
+// operation report kDataLoss instead of reading moved data.
+TEST(Collector, CollectorKilledMidCompactionMeansDataLoss) {
+  const std::string name = absl::StrCat("shmheap-gc-kill-", getpid());
+  absl::StatusOr<Heap> heap = Heap::CreateNamed(name, GcOptions());
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  for (int i = 0; i < 100; ++i) {
+    std::vector<float> v = ArrayFor(i, 0, LenFor(i));
+    const int64_t dims[] = {int64_t(v.size())};
+    ASSERT_TRUE(*heap->Add<float>(KeyName(i), v, dims));
+  }
+  for (int i = 0; i < 100; i += 2) ASSERT_TRUE(heap->Remove(KeyName(i)).ok());
+  std::vector<int> codes = testing::RunProcesses(1, [&](int) {
+    CollectOptions opts;
+    opts.testing_mid_compaction_hook = [] { raise(SIGKILL); };
+    (void)heap->Collect(opts);
+    return 0;  // not reached
+  });
+  EXPECT_EQ(codes[0], 1000 + SIGKILL);
+  absl::Status s = Heap::OpenNamed(name).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_EQ(heap->Get<float>(KeyName(1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(heap->Collect().status().code(), absl::StatusCode::kDataLoss);
+  Heap::UnlinkNamed(name).IgnoreError();
+}
+
+// A collector that dies before moving anything (during the handshake) does
+// not wedge the heap: sessions reopen the world and carry on.
+TEST(Collector, CollectorDeadBeforeCompactionReopensTheWorld) {
+  absl::StatusOr<Heap> heap = Heap::Create(GcOptions());
+  ASSERT_TRUE(heap.ok());
+  const float v[] = {5};
+  const int64_t dims[] = {1};
+  ASSERT_TRUE(*heap->Add<float>("a", v, dims));
+  // Simulate: a dead pid holds the lock with the epoch odd.
+  internal::Header& h = heap->segment().header();
+  std::vector<int> dead = testing::RunProcesses(1, [](int) { return 0; });
+  (void)dead;
+  pid_t gone = fork();
+  if (gone == 0) _exit(0);
+  waitpid(gone, nullptr, 0);
+  h.gc_lock.store(static_cast<uint32_t>(gone));
+  h.gc_epoch.fetch_add(1);
+  absl::StatusOr<ArrayView<float>> got = heap->Get<float>("a");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ((*got)(0), 5.0f);
+  EXPECT_EQ(h.gc_epoch.load() % 2, 0u);
+}
+
+TEST(Collector, TombstonesClearedAfterRemoveHeavyChurn) {
+  Options o = GcOptions();
+  o.table_slots_log2 = 10;  // 1024 slots: long clusters, wraparound
+  absl::StatusOr<Heap> heap = Heap::Create(o);
+  ASSERT_TRUE(heap.ok());
+  std::map<int, int> live;  // key -> version
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 300; ++i) {
+      const int key = round * 300 + i;
+      std::vector<float> v = ArrayFor(key, round, 4);
+      const int64_t dims[] = {4};
+      absl::StatusOr<bool> r = heap->Add<float>(KeyName(key), v, dims);
+      if (!r.ok()) {
+        // Table full of tombstones: collect and retry.
+        ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+        ASSERT_TRUE(heap->Collect().ok());
+        ASSERT_TRUE(*heap->Add<float>(KeyName(key), v, dims));
+      }
+      live[key] = round;
+    }
+    // Remove most of them.
+    for (auto it = live.begin(); it != live.end();) {
+      if (it->first % 7 != 0) {
+        ASSERT_TRUE(heap->Remove(KeyName(it->first)).ok());
+        it = live.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (live.size() > 500) break;
+  }
+  ASSERT_TRUE(heap->Collect().ok());
+  EXPECT_EQ(heap->stats().table_tombstones, 0u);
+  uint64_t tombstones = 0, used = 0;
+  internal::Slot* slots = heap->segment().slots();
+  for (int i = 0; i < 1024; ++i) {
+    if (slots[i].hash.load() != 0) ++used;
+    if (slots[i].hash.load() != 0 && slots[i].addr.load() == 0) ++tombstones;
+  }
+  EXPECT_EQ(tombstones, 0u);
+  EXPECT_EQ(used, live.size());
+  for (const auto& [key, round] : live) ASSERT_TRUE(Holds(*heap, key, round, 4));
+}
+
+// Algorithm R directly, on a tiny table whose clusters wrap around the end.
+TEST(Collector, ClearTombstonesKeepsProbeChainsAcrossTheWrap) {
+  std::vector<internal::Slot> slots(16);
+  for (auto& s : slots) {
+    s.hash.store(0);
+    s.addr.store(0);
+  }
+  internal::Table table(slots.data(), 4);
+  // Hashes whose home slot is 13, 14 or 15: the cluster wraps to 0, 1, ...
+  std::vector<uint64_t> hashes;
+  for (uint64_t k = 0; k < 9; ++k) hashes.push_back((k + 1) * 16 + 13 + k % 3);
+  for (uint64_t h : hashes) {
+    bool claimed;
+    absl::StatusOr<uint64_t> i = table.FindOrClaim(h, &claimed);
+    ASSERT_TRUE(i.ok());
+    uint64_t zero = 0;
+    ASSERT_TRUE(table.CasAddr(*i, zero, h * 8));
+  }
+  // Tombstone every other one.
+  for (size_t k = 0; k < hashes.size(); k += 2) {
+    uint64_t cur = hashes[k] * 8;
+    ASSERT_TRUE(table.CasAddr(*table.Find(hashes[k]), cur, 0));
+  }
+  EXPECT_EQ(internal::ClearTombstones(slots.data(), 15), 5u);
+  for (size_t k = 0; k < hashes.size(); ++k) {
+    std::optional<uint64_t> i = table.Find(hashes[k]);
+    if (k % 2 == 0) {
+      EXPECT_FALSE(i.has_value()) << k;
+    } else {
+      ASSERT_TRUE(i.has_value()) << k;
+      EXPECT_EQ(table.LoadAddr(*i), hashes[k] * 8);
+    }
+  }
+}
+
+TEST(Collector, MaybeCollectFollowsTheOverheadPolicy) {
+  absl::StatusOr<Heap> heap = Heap::Create(GcOptions());
+  ASSERT_TRUE(heap.ok());
+  std::vector<float> v(1000, 1.0f);
+  const int64_t dims[] = {1000};
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(*heap->Add<float>(KeyName(i), v, dims));
+  // Little garbage: nothing to do.
+  ASSERT_TRUE(heap->Remove(KeyName(0)).ok());
+  absl::StatusOr<GcReport> r = heap->MaybeCollect(Heap::kGentle);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ran);
+  // 30% dead: the aggressive preset (1.2) collects, the gentle (2.0) not.
+  for (int i = 1; i < 120; ++i) ASSERT_TRUE(heap->Remove(KeyName(i)).ok());
+  r = heap->MaybeCollect(Heap::kGentle);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ran);
+  r = heap->MaybeCollect(Heap::kAggressive);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->ran);
+  EXPECT_EQ(heap->stats().live_blobs, 280u);
+}
+
+}  // namespace
+}  // namespace shmheap
