@@ -61,7 +61,9 @@ constexpr size_t ElementSize(Kind kind) {
   return 0;
 }
 
-// Alignment the payload of `kind` needs (its C++ type's alignof).
+// Alignment of a payload of `kind` in a blob: the element size (16 for
+// complex64, whose C++ alignof is only 8), so SIMD loads of whole elements
+// are aligned. Part of the stored format: blobs are placed by it.
 constexpr size_t ElementAlign(Kind kind) {
   return kind == Kind::kComplex64 ? 16 : ElementSize(kind);
 }
