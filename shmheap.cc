@@ -79,16 +79,16 @@ struct HeapState {
   }
   std::string Name(const Key& key) const {
     if (!key.bytes.empty()) {
-      return absl::StrCat("key \"", absl::CHexEscape(Sv(key.bytes.substr(0, 200))),
-                          "\"");
+      return absl::StrCat("key \"",
+                          absl::CHexEscape(Sv(key.bytes.substr(0, 200))), "\"");
     }
     return absl::StrFormat("hash %#x", key.hash);
   }
   absl::Status Collision(const Key& key, uint64_t offset) const {
     return absl::AlreadyExistsError(absl::StrCat(
         segment->Describe(), ": ", Name(key), " has the same 64-bit hash as ",
-        "the stored key \"", absl::CHexEscape(Sv(Blob(offset).key().substr(0, 200))),
-        "\""));
+        "the stored key \"",
+        absl::CHexEscape(Sv(Blob(offset).key().substr(0, 200))), "\""));
   }
 
   // A blob allocated and filled up to its payload.
@@ -103,8 +103,8 @@ struct HeapState {
                                  Kind kind, std::span<const int64_t> dims,
                                  Layout layout) const {
     if (!IsValidKind(static_cast<uint8_t>(kind))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Name(key), ": invalid kind ", static_cast<int>(kind)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Name(key), ": invalid kind ", static_cast<int>(kind)));
     }
     if (layout != Layout::kC && layout != Layout::kFortran) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -115,9 +115,9 @@ struct HeapState {
       return absl::InvalidArgumentError(
           absl::StrCat(Name(key), ": ", elements.status().message()));
     }
-    absl::StatusOr<BlobGeometry> g = ComputeGeometry(
-        kind, static_cast<int>(dims.size()), *elements, key.has_key,
-        key.bytes.size());
+    absl::StatusOr<BlobGeometry> g =
+        ComputeGeometry(kind, static_cast<int>(dims.size()), *elements,
+                        key.has_key, key.bytes.size());
     if (!g.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(Name(key), ": ", g.status().message()));
@@ -132,9 +132,9 @@ struct HeapState {
     absl::StatusOr<uint64_t> offset =
         session.Allocate(h.Encode(), g->total_bytes, g->alignment);
     if (!offset.ok()) {
-      return absl::Status(offset.status().code(),
-                          absl::StrCat(Name(key), ": ",
-                                       offset.status().message()));
+      return absl::Status(
+          offset.status().code(),
+          absl::StrCat(Name(key), ": ", offset.status().message()));
     }
     std::byte* payload =
         WriteBlobPrefix(segment->base() + *offset, *g, kind, layout, key.hash,
@@ -256,8 +256,8 @@ struct HeapState {
     }
     const BlobRef b = Blob(source);
     const BlobHeader h = b.header();
-    absl::StatusOr<Draft> draft = Allocate(**session, to, static_cast<Kind>(h.kind),
-                                           b.dims(), h.layout);
+    absl::StatusOr<Draft> draft =
+        Allocate(**session, to, static_cast<Kind>(h.kind), b.dims(), h.layout);
     if (!draft.ok()) return draft.status();
     if (draft->payload_bytes) {
       std::memcpy(draft->payload, b.payload(), draft->payload_bytes);
@@ -453,7 +453,8 @@ absl::StatusOr<GcReport> Heap::MaybeCollect(double overhead,
   const Stats s = stats();
   const uint64_t used = s.live_bytes + s.dead_bytes;
   if (s.dead_bytes < state_->segment->header().chunk_bytes ||
-      static_cast<double>(used) < overhead * static_cast<double>(s.live_bytes)) {
+      static_cast<double>(used) <
+          overhead * static_cast<double>(s.live_bytes)) {
     return GcReport{};
   }
   return Collect(options);

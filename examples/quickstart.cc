@@ -1,8 +1,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
+
 #include "shmheap.h"
 
 int main() {
@@ -18,7 +20,8 @@ int main() {
       _exit(0);
     }
   }
-  while (wait(nullptr) > 0) {}
+  while (wait(nullptr) > 0) {
+  }
   for (int w = 0; w < 4; ++w) {  // read in place: no copy, no parsing
     auto r = heap->Get<float>("result:" + std::to_string(w));
     if (!r.ok()) return 1;

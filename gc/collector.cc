@@ -33,8 +33,9 @@ bool Quiescent(const Segment& segment) {
     // Acquire: the identity was stored before pinned was set.
     const uint64_t owner = reg[i].owner_pid.load(std::memory_order_acquire);
     if (owner == kSessionFree) continue;
-    if (!ProcessAlive(static_cast<pid_t>(owner),
-                      reg[i].owner_start_time.load(std::memory_order_acquire))) {
+    if (!ProcessAlive(
+            static_cast<pid_t>(owner),
+            reg[i].owner_start_time.load(std::memory_order_acquire))) {
       continue;  // died in scope: ignored
     }
     return false;
@@ -76,8 +77,8 @@ uint64_t ClearTombstones(Slot* slots, uint64_t mask) {
         if (hj == 0) break;
         const uint64_t home = hj & mask;
         // Entry j may stay if its home lies cyclically in (i, j].
-        const bool stays = i < j ? (i < home && home <= j)
-                                 : (i < home || home <= j);
+        const bool stays =
+            i < j ? (i < home && home <= j) : (i < home || home <= j);
         if (stays) continue;
         slots[i].hash.store(hj, std::memory_order_relaxed);
         slots[i].addr.store(slots[j].addr.load(std::memory_order_relaxed),
@@ -118,10 +119,10 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
     while (h.gc_lock.load(std::memory_order_acquire) != 0 &&
            h.collections.load(std::memory_order_acquire) == done) {
       if (Clock::now() > deadline) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            segment.Describe(), ": another collection (pid ",
-            h.gc_lock.load(std::memory_order_relaxed),
-            ") did not finish within the deadline"));
+        return absl::DeadlineExceededError(
+            absl::StrCat(segment.Describe(), ": another collection (pid ",
+                         h.gc_lock.load(std::memory_order_relaxed),
+                         ") did not finish within the deadline"));
       }
       if (absl::Status s = CheckCollectorAlive(segment); !s.ok()) return s;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -142,10 +143,11 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
   while (!Quiescent(segment)) {
     if (Clock::now() > deadline) {
       OpenWorld(h, epoch);
-      return absl::DeadlineExceededError(absl::StrCat(
-          segment.Describe(), ": a live process stayed in scope (holds a view "
-          "or a Pin) for the whole deadline of ", options.deadline.count(),
-          " ms; nothing was collected"));
+      return absl::DeadlineExceededError(
+          absl::StrCat(segment.Describe(),
+                       ": a live process stayed in scope (holds a view "
+                       "or a Pin) for the whole deadline of ",
+                       options.deadline.count(), " ms; nothing was collected"));
     }
     std::this_thread::sleep_for(sleep);
     if (sleep < std::chrono::milliseconds(2)) sleep *= 2;
@@ -176,9 +178,9 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
     if (addr == 0) continue;
     if (addr < h.heap_start || addr >= old_top || addr % 8) {
       OpenWorld(h, epoch);  // nothing moved yet; phase stays: untrusted
-      return absl::DataLossError(absl::StrCat(
-          segment.Describe(), ": slot ", i, " points at ", addr,
-          ", outside the heap"));
+      return absl::DataLossError(absl::StrCat(segment.Describe(), ": slot ", i,
+                                              " points at ", addr,
+                                              ", outside the heap"));
     }
     const uint64_t header = ReadWord(base + addr);
     slots[i].addr.store(header, std::memory_order_relaxed);
@@ -187,7 +189,8 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
     WriteWord(base + addr, slot_offset);  // bit 0 clear: threaded
     ++report.live_blobs;
   }
-  if (options.testing_mid_compaction_hook) options.testing_mid_compaction_hook();
+  if (options.testing_mid_compaction_hook)
+    options.testing_mid_compaction_hook();
 
   // 2: slide live blobs down.
   uint64_t pos = h.heap_start, dest = h.heap_start;
@@ -204,9 +207,9 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
     if (size == 0 || size > old_top - pos) {
       // The heap does not parse: leave phase = compacting (untrusted).
       OpenWorld(h, epoch);
-      return absl::DataLossError(absl::StrCat(
-          segment.Describe(), ": record at ", pos, " of ", size,
-          " bytes does not parse; collection abandoned"));
+      return absl::DataLossError(
+          absl::StrCat(segment.Describe(), ": record at ", pos, " of ", size,
+                       " bytes does not parse; collection abandoned"));
     }
     if (slot_addr != nullptr) {
       const uint64_t to = AlignUp(dest, b.alignment());
@@ -234,14 +237,15 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
         .IgnoreError();
   }
   report.tombstones_cleared = ClearTombstones(slots, mask);
-  uint64_t allocated = h.retired_counters[kBytesAllocated].load(
-      std::memory_order_relaxed);
+  uint64_t allocated =
+      h.retired_counters[kBytesAllocated].load(std::memory_order_relaxed);
   for (uint32_t i = 0; i < h.max_sessions; ++i) {
-    allocated += reg[i].counters[kBytesAllocated].load(std::memory_order_relaxed);
+    allocated +=
+        reg[i].counters[kBytesAllocated].load(std::memory_order_relaxed);
   }
   // After compaction the bytes in use are exactly dest - heap_start.
-  h.retired_counters[kBytesCollected].store(
-      allocated - (dest - h.heap_start), std::memory_order_relaxed);
+  h.retired_counters[kBytesCollected].store(allocated - (dest - h.heap_start),
+                                            std::memory_order_relaxed);
   h.retired_counters[kTombstonesCleared].fetch_add(report.tombstones_cleared,
                                                    std::memory_order_relaxed);
 
@@ -250,7 +254,8 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
   h.collections.fetch_add(1, std::memory_order_release);
   const auto t1 = Clock::now();
   report.seconds = std::chrono::duration<double>(t1 - t0).count();
-  report.handshake_seconds = std::chrono::duration<double>(t_stopped - t0).count();
+  report.handshake_seconds =
+      std::chrono::duration<double>(t_stopped - t0).count();
   OpenWorld(h, epoch);
   return report;
 }

@@ -76,14 +76,14 @@ struct CollectOptions {
 };
 
 struct GcReport {
-  bool ran = false;              // false: another process's collection ran
-  uint64_t bytes_before = 0;     // heap top before, relative to heap_start
-  uint64_t bytes_after = 0;      // heap top after
+  bool ran = false;           // false: another process's collection ran
+  uint64_t bytes_before = 0;  // heap top before, relative to heap_start
+  uint64_t bytes_after = 0;   // heap top after
   uint64_t blobs_moved = 0;
   uint64_t bytes_moved = 0;
   uint64_t live_blobs = 0;
   uint64_t tombstones_cleared = 0;
-  double seconds = 0;            // whole collection, handshake included
+  double seconds = 0;  // whole collection, handshake included
   double handshake_seconds = 0;
 };
 

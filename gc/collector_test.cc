@@ -54,8 +54,8 @@ Options GcOptions(uint64_t heap_mb = 64) {
 }
 
 // Checks that `key` holds exactly ArrayFor(id, version, n).
-::testing::AssertionResult Holds(const Heap& heap, uint64_t id, uint64_t version,
-                                 size_t n) {
+::testing::AssertionResult Holds(const Heap& heap, uint64_t id,
+                                 uint64_t version, size_t n) {
   absl::StatusOr<ArrayView<float>> v = heap.Get<float>(KeyName(id));
   if (!v.ok()) return ::testing::AssertionFailure() << v.status();
   if (v->size() != static_cast<int64_t>(n)) {
@@ -112,7 +112,8 @@ TEST(Collector, CompactsAndKeepsEveryLiveValue) {
     }
   }
   uint64_t blobs = 0;
-  ASSERT_TRUE(internal::WalkHeap(heap->segment(), [&](uint64_t, internal::BlobHeader h) {
+  ASSERT_TRUE(internal::WalkHeap(heap->segment(), [&](uint64_t,
+                                                      internal::BlobHeader h) {
                 if (!h.is_filler()) ++blobs;
                 return true;
               }).ok());
@@ -168,29 +169,48 @@ TEST(Collector, FiftyCyclesWithFourWorkersMatchAModel) {
       ModelEntry& e = model[key];
       ModelEntry& m = model[key + kMoved];
       switch (OpFor(cycle, key)) {
-        case 0: if (!e.present) e = {true, uint64_t(cycle) + 1}; break;
-        case 1: e.present = false; break;
-        case 2: e = {true, uint64_t(cycle) + 1}; break;
-        case 3: if (e.present && !m.present) { m = e; e.present = false; } break;
-        case 4: m.present = false; break;
+        case 0:
+          if (!e.present) e = {true, uint64_t(cycle) + 1};
+          break;
+        case 1:
+          e.present = false;
+          break;
+        case 2:
+          e = {true, uint64_t(cycle) + 1};
+          break;
+        case 3:
+          if (e.present && !m.present) {
+            m = e;
+            e.present = false;
+          }
+          break;
+        case 4:
+          m.present = false;
+          break;
       }
     }
     std::vector<int> codes = testing::RunProcesses(kWorkers, [&](int w) {
-      for (uint64_t key = w * kKeysPerWorker; key < (w + 1) * uint64_t{kKeysPerWorker}; ++key) {
+      for (uint64_t key = w * kKeysPerWorker;
+           key < (w + 1) * uint64_t{kKeysPerWorker}; ++key) {
         const uint64_t version = cycle + 1;
         std::vector<float> v = ArrayFor(key, version, LenFor(key));
         const int64_t dims[] = {int64_t(v.size())};
         switch (OpFor(cycle, key)) {
-          case 0: if (!heap->Add<float>(KeyName(key), v, dims).ok()) return 1; break;
+          case 0:
+            if (!heap->Add<float>(KeyName(key), v, dims).ok()) return 1;
+            break;
           case 1: {
             absl::Status s = heap->Remove(KeyName(key));
             if (!s.ok() && !absl::IsNotFound(s)) return 2;
             break;
           }
-          case 2: if (!heap->Replace<float>(KeyName(key), v, dims).ok()) return 3; break;
+          case 2:
+            if (!heap->Replace<float>(KeyName(key), v, dims).ok()) return 3;
+            break;
           case 3: {
             absl::Status s = heap->Move(KeyName(key), KeyName(key + kMoved));
-            if (!s.ok() && !absl::IsNotFound(s) && !absl::IsAlreadyExists(s)) return 4;
+            if (!s.ok() && !absl::IsNotFound(s) && !absl::IsAlreadyExists(s))
+              return 4;
             break;
           }
           case 4: {
@@ -212,23 +232,26 @@ TEST(Collector, FiftyCyclesWithFourWorkersMatchAModel) {
         // A moved value keeps the contents of its source key.
         const uint64_t source = key >= kMoved ? key - kMoved : key;
         absl::StatusOr<ArrayView<float>> v = heap->Get<float>(KeyName(key));
-        ASSERT_TRUE(v.ok()) << "cycle " << cycle << " key " << key << v.status();
+        ASSERT_TRUE(v.ok())
+            << "cycle " << cycle << " key " << key << v.status();
         ASSERT_EQ(v->size(), int64_t(LenFor(source)));
         for (int64_t j = 0; j < v->size(); ++j) {
           ASSERT_EQ((*v)(j), ValueFor(source, e.version, j))
               << "cycle " << cycle << " key " << key;
         }
       } else {
-        ASSERT_FALSE(heap->Contains(KeyName(key))) << "cycle " << cycle << " key " << key;
+        ASSERT_FALSE(heap->Contains(KeyName(key)))
+            << "cycle " << cycle << " key " << key;
       }
     }
     const Stats s = heap->stats();
     ASSERT_EQ(s.live_blobs, present) << "cycle " << cycle;
     ASSERT_EQ(s.table_tombstones, 0u) << "cycle " << cycle;
   }
-  ASSERT_TRUE(internal::WalkHeap(heap->segment(),
-                                 [](uint64_t, internal::BlobHeader) { return true; })
-                  .ok());
+  ASSERT_TRUE(
+      internal::WalkHeap(heap->segment(), [](uint64_t, internal::BlobHeader) {
+        return true;
+      }).ok());
 }
 
 uint64_t ProcStatusKb(const char* field) {
@@ -257,7 +280,7 @@ TEST(Collector, NoTemporaryCopyAndTheTailGoesBack) {
   unlink(path.c_str());
   absl::StatusOr<Heap> heap = Heap::CreateFile(path, o);
   ASSERT_TRUE(heap.ok()) << heap.status();
-  constexpr int kBlobs = 512;            // 1 MiB each: 512 MiB
+  constexpr int kBlobs = 512;  // 1 MiB each: 512 MiB
   constexpr int64_t kFloats = (1 << 20) / 4 - 64;
   // Fill in a child, so this process has not touched the heap's pages.
   std::vector<int> codes = testing::RunProcesses(1, [&](int) {
@@ -293,14 +316,16 @@ TEST(Collector, NoTemporaryCopyAndTheTailGoesBack) {
   struct stat st;
   ASSERT_EQ(0, fstat(heap->segment().fd(), &st));
   const Stats after = heap->stats();
-  const uint64_t expected = after.live_bytes + heap->segment().header().heap_start;
+  const uint64_t expected =
+      after.live_bytes + heap->segment().header().heap_start;
   EXPECT_LE(uint64_t(st.st_blocks) * 512, expected * 11 / 10)
       << "blocks " << st.st_blocks * 512 << " live+meta " << expected;
   EXPECT_EQ(after.live_blobs, uint64_t{kBlobs / 2});
   for (int i = 1; i < kBlobs; i += 2) {
     absl::StatusOr<ArrayView<float>> v = heap->Get<float>(KeyName(i));
     ASSERT_TRUE(v.ok()) << v.status();
-    for (int64_t j = 0; j < kFloats; j += 1024) ASSERT_EQ((*v)(j), float(i + j));
+    for (int64_t j = 0; j < kFloats; j += 1024)
+      ASSERT_EQ((*v)(j), float(i + j));
   }
   unlink(path.c_str());
 }
@@ -332,7 +357,8 @@ TEST(Collector, DeadlineWithAPinnedWorkerThenKilledWorkerDoesNotBlock) {
   CollectOptions opts;
   opts.deadline = std::chrono::milliseconds(300);
   absl::StatusOr<GcReport> r = heap->Collect(opts);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << r.status();
   const Stats unchanged = heap->stats();
   EXPECT_EQ(unchanged.heap_top, before.heap_top);
   EXPECT_EQ(unchanged.dead_bytes, before.dead_bytes);
@@ -444,7 +470,8 @@ TEST(Collector, TombstonesClearedAfterRemoveHeavyChurn) {
   }
   EXPECT_EQ(tombstones, 0u);
   EXPECT_EQ(used, live.size());
-  for (const auto& [key, round] : live) ASSERT_TRUE(Holds(*heap, key, round, 4));
+  for (const auto& [key, round] : live)
+    ASSERT_TRUE(Holds(*heap, key, round, 4));
 }
 
 // Algorithm R directly, on a tiny table whose clusters wrap around the end.
@@ -487,7 +514,8 @@ TEST(Collector, MaybeCollectFollowsTheOverheadPolicy) {
   ASSERT_TRUE(heap.ok());
   std::vector<float> v(1000, 1.0f);
   const int64_t dims[] = {1000};
-  for (int i = 0; i < 400; ++i) ASSERT_TRUE(*heap->Add<float>(KeyName(i), v, dims));
+  for (int i = 0; i < 400; ++i)
+    ASSERT_TRUE(*heap->Add<float>(KeyName(i), v, dims));
   // Little garbage: nothing to do.
   ASSERT_TRUE(heap->Remove(KeyName(0)).ok());
   absl::StatusOr<GcReport> r = heap->MaybeCollect(Heap::kGentle);

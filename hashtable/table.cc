@@ -18,16 +18,15 @@ std::optional<uint64_t> Table::Find(uint64_t hash) const {
 }
 
 absl::StatusOr<uint64_t> Table::FindOrClaim(uint64_t hash,
-                                           bool* claimed) const {
+                                            bool* claimed) const {
   *claimed = false;
   uint64_t i = hash & mask_;
   for (uint64_t n = 0; n <= mask_; ++n, i = (i + 1) & mask_) {
     uint64_t h = slots_[i].hash.load(std::memory_order_acquire);
     if (h == 0) {
       // acq_rel: claiming the slot; on failure, acquire the claimer's hash.
-      if (slots_[i].hash.compare_exchange_strong(h, hash,
-                                                 std::memory_order_acq_rel,
-                                                 std::memory_order_acquire)) {
+      if (slots_[i].hash.compare_exchange_strong(
+              h, hash, std::memory_order_acq_rel, std::memory_order_acquire)) {
         *claimed = true;
         return i;
       }

@@ -22,8 +22,8 @@ absl::StatusOr<BlobGeometry> ComputeGeometry(Kind kind, int ndims,
   if (elements < 0 || static_cast<uint64_t>(elements) > limit / elem ||
       key_len > limit) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "array of ", elements, " ", Sv(KindName(kind)),
-        " elements (key of ", key_len, " bytes) is too large for a blob"));
+        "array of ", elements, " ", Sv(KindName(kind)), " elements (key of ",
+        key_len, " bytes) is too large for a blob"));
   }
   BlobGeometry g;
   g.payload_bytes = static_cast<uint64_t>(elements) * elem;

@@ -49,7 +49,7 @@ struct BlobHeader {
   uint8_t ndims = 0;
   Layout layout = Layout::kC;
   bool has_key = false;
-  uint8_t align_code = 0;   // alignment = 8 << align_code
+  uint8_t align_code = 0;  // alignment = 8 << align_code
 
   uint64_t size_bytes() const { return size_words * 8; }
   uint64_t alignment() const { return uint64_t{8} << align_code; }
@@ -82,15 +82,17 @@ inline constexpr uint64_t FillerWord(uint64_t bytes) {
   return h.Encode();
 }
 
-constexpr uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+constexpr uint64_t AlignUp(uint64_t v, uint64_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
 
 // Where each part of a blob sits, relative to the blob's start.
 struct BlobGeometry {
   uint64_t dims_offset = 16;
-  uint64_t key_offset = 0;      // the length word; valid when has_key
+  uint64_t key_offset = 0;  // the length word; valid when has_key
   uint64_t payload_offset = 0;
   uint64_t payload_bytes = 0;
-  uint64_t total_bytes = 0;     // multiple of 8
+  uint64_t total_bytes = 0;  // multiple of 8
   uint64_t alignment = 8;
   uint8_t align_code = 0;
 };

@@ -44,19 +44,32 @@ enum class Layout : uint8_t { kC = 0, kFortran = 1 };
 // Bytes per element of `kind`. REQUIRES: `kind` is one of the enumerators.
 constexpr size_t ElementSize(Kind kind) {
   switch (kind) {
-    case Kind::kFloat32: return 4;
-    case Kind::kFloat64: return 8;
-    case Kind::kInt8Signed: return 1;
-    case Kind::kInt8Unsigned: return 1;
-    case Kind::kInt16Signed: return 2;
-    case Kind::kInt16Unsigned: return 2;
-    case Kind::kInt32: return 4;
-    case Kind::kInt64: return 8;
-    case Kind::kInt: return 8;
-    case Kind::kNativeint: return 8;
-    case Kind::kComplex32: return 8;
-    case Kind::kComplex64: return 16;
-    case Kind::kChar: return 1;
+    case Kind::kFloat32:
+      return 4;
+    case Kind::kFloat64:
+      return 8;
+    case Kind::kInt8Signed:
+      return 1;
+    case Kind::kInt8Unsigned:
+      return 1;
+    case Kind::kInt16Signed:
+      return 2;
+    case Kind::kInt16Unsigned:
+      return 2;
+    case Kind::kInt32:
+      return 4;
+    case Kind::kInt64:
+      return 8;
+    case Kind::kInt:
+      return 8;
+    case Kind::kNativeint:
+      return 8;
+    case Kind::kComplex32:
+      return 8;
+    case Kind::kComplex64:
+      return 16;
+    case Kind::kChar:
+      return 1;
   }
   return 0;
 }
@@ -80,11 +93,11 @@ std::string_view LayoutName(Layout layout);
 template <class T>
 struct KindTraits;
 
-#define SHMHEAP_KIND_TRAITS(T, K)                                   \
-  template <>                                                       \
-  struct KindTraits<T> {                                            \
-    static constexpr Kind kKind = K;                                \
-    static constexpr bool Accepts(Kind k) { return k == K; }        \
+#define SHMHEAP_KIND_TRAITS(T, K)                            \
+  template <>                                                \
+  struct KindTraits<T> {                                     \
+    static constexpr Kind kKind = K;                         \
+    static constexpr bool Accepts(Kind k) { return k == K; } \
   }
 SHMHEAP_KIND_TRAITS(float, Kind::kFloat32);
 SHMHEAP_KIND_TRAITS(double, Kind::kFloat64);
@@ -107,7 +120,9 @@ struct KindTraits<int64_t> {
 };
 
 template <class T>
-concept Element = requires { KindTraits<std::remove_const_t<T>>::kKind; };
+concept Element = requires {
+  KindTraits<std::remove_const_t<T>>::kKind;
+};
 
 }  // namespace shmheap
 

@@ -42,19 +42,19 @@ inline constexpr uint32_t kFlagAnonymous = 2;
 struct Header {
   // --- Identity and geometry: written once by the creator, then read-only.
   uint64_t magic;
-  uint64_t format;             // FormatWord()
-  uint64_t total_bytes;        // length of the mapping
+  uint64_t format;       // FormatWord()
+  uint64_t total_bytes;  // length of the mapping
   uint64_t registry_offset;
   uint64_t table_offset;
   uint64_t heap_start;
-  uint64_t heap_limit;         // == total_bytes
-  uint64_t seed;               // XXH3 seed for key hashing
-  uint64_t chunk_bytes;        // allocation chunk size
+  uint64_t heap_limit;           // == total_bytes
+  uint64_t seed;                 // XXH3 seed for key hashing
+  uint64_t chunk_bytes;          // allocation chunk size
   uint64_t min_available_bytes;  // memory floor checked before each chunk
   uint64_t created_unix_ns;
   uint32_t max_sessions;
   uint32_t table_slots_log2;
-  uint32_t flags;              // kFlag*
+  uint32_t flags;  // kFlag*
   uint32_t owner_uid;
   int32_t owner_pid;
   uint32_t reserved0;
@@ -69,10 +69,10 @@ struct Header {
   // Even: no collection; odd: a collection is stopping or has stopped the
   // world. Sessions futex-wait on it (so it is 32 bits).
   alignas(kCacheLine) std::atomic<uint32_t> gc_epoch;
-  std::atomic<uint32_t> phase;         // kPhase*
-  std::atomic<uint32_t> gc_lock;       // pid of the running collector, or 0
+  std::atomic<uint32_t> phase;    // kPhase*
+  std::atomic<uint32_t> gc_lock;  // pid of the running collector, or 0
   uint32_t reserved2;
-  std::atomic<uint64_t> collections;   // completed collections
+  std::atomic<uint64_t> collections;  // completed collections
 
   // --- Counters folded in from sessions that have left (see SessionEntry).
   alignas(kCacheLine) std::atomic<uint64_t> retired_counters[8];
@@ -161,8 +161,8 @@ static_assert(sizeof(Slot) == 16 && alignof(Slot) == 8,
 constexpr uint64_t FormatWord() {
   return (kFormatVersion << 48) | (uint64_t{sizeof(Header)} << 32) |
          (uint64_t{sizeof(SessionEntry)} << 20) |
-         (uint64_t{alignof(SessionEntry)} << 12) | (uint64_t{sizeof(Slot)} << 4) |
-         uint64_t{alignof(Slot) / 8};
+         (uint64_t{alignof(SessionEntry)} << 12) |
+         (uint64_t{sizeof(Slot)} << 4) | uint64_t{alignof(Slot) / 8};
 }
 
 }  // namespace shmheap::internal

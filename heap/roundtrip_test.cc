@@ -31,7 +31,8 @@ template <class T>
 void ExpectSameElements(const ArrayView<T>& got, const ArrayView<T>& want,
                         const std::string& what) {
   ASSERT_EQ(got.ndims(), want.ndims()) << what;
-  for (int i = 0; i < got.ndims(); ++i) ASSERT_EQ(got.dim(i), want.dim(i)) << what;
+  for (int i = 0; i < got.ndims(); ++i)
+    ASSERT_EQ(got.dim(i), want.dim(i)) << what;
   ASSERT_EQ(got.size(), want.size()) << what;
   for (int64_t i = 0; i < got.size(); ++i) {
     ASSERT_TRUE(got.flat()[i] == want.flat()[i]) << what << " element " << i;
@@ -54,23 +55,24 @@ TEST(RoundTrip, EveryKindLayoutAndRank) {
         int64_t count = 1;
         for (int64_t d : dims) count *= d;
         const std::vector<std::byte> bytes = TestBytes(kind, count, n);
-        absl::StatusOr<bool> added = heap->AddRaw(key, kind, dims, layout, bytes);
+        absl::StatusOr<bool> added =
+            heap->AddRaw(key, kind, dims, layout, bytes);
         ASSERT_TRUE(added.ok()) << added.status();
         ASSERT_TRUE(*added);
         absl::StatusOr<RawView> raw = heap->GetRaw(key);
         ASSERT_TRUE(raw.ok()) << raw.status();
-        const std::string what =
-            absl::StrCat(internal::Sv(KindName(kind)), " ",
-                         internal::Sv(LayoutName(layout)), " ndims ",
-                         dims.size());
+        const std::string what = absl::StrCat(internal::Sv(KindName(kind)), " ",
+                                              internal::Sv(LayoutName(layout)),
+                                              " ndims ", dims.size());
         EXPECT_EQ(raw->kind(), kind) << what;
         EXPECT_EQ(raw->layout(), layout) << what;
         ASSERT_EQ(raw->ndims(), static_cast<int>(dims.size())) << what;
-        for (size_t i = 0; i < dims.size(); ++i) EXPECT_EQ(raw->dim(i), dims[i]);
+        for (size_t i = 0; i < dims.size(); ++i)
+          EXPECT_EQ(raw->dim(i), dims[i]);
         ASSERT_EQ(raw->bytes().size(), bytes.size()) << what;
         if (!bytes.empty()) {
-          EXPECT_EQ(0, std::memcmp(raw->bytes().data(), bytes.data(),
-                                   bytes.size()))
+          EXPECT_EQ(
+              0, std::memcmp(raw->bytes().data(), bytes.data(), bytes.size()))
               << what;
         }
         EXPECT_TRUE(raw->pinned());
@@ -142,11 +144,11 @@ TEST(RoundTrip, KindMismatchAndInvalidInput) {
   EXPECT_EQ(heap->Add<int64_t>("bad", v, negative).status().code(),
             absl::StatusCode::kInvalidArgument);
   std::vector<int64_t> seventeen(17, 1);
-  EXPECT_EQ(heap->Add<int64_t>("bad", std::span<const int64_t>(v).first(1),
-                               seventeen)
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      heap->Add<int64_t>("bad", std::span<const int64_t>(v).first(1), seventeen)
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(heap->AddRaw("bad", static_cast<Kind>(13), dims, Layout::kC, b)
                 .status()
                 .code(),
@@ -156,10 +158,9 @@ TEST(RoundTrip, KindMismatchAndInvalidInput) {
                 .code(),
             absl::StatusCode::kInvalidArgument);
   const int64_t huge[] = {int64_t{1} << 40, int64_t{1} << 40};
-  EXPECT_EQ(heap->ReserveRaw("bad", Kind::kFloat64, huge, Layout::kC)
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      heap->ReserveRaw("bad", Kind::kFloat64, huge, Layout::kC).status().code(),
+      absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(heap->Contains("bad"));
 }
 

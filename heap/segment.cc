@@ -17,9 +17,9 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/escaping.h"
 #include "heap/blob.h"
 #include "heap/strings.h"
 
@@ -88,8 +88,8 @@ absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
         "max_sessions must be 1..", kMaxSessions, ", not ", max_sessions));
   }
   if (table_slots_log2 < 4 || table_slots_log2 > 32) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "table_slots_log2 must be 4..32, not ", table_slots_log2));
+    return absl::InvalidArgumentError(
+        absl::StrCat("table_slots_log2 must be 4..32, not ", table_slots_log2));
   }
   if (heap_bytes < kPageSize || heap_bytes > kMaxHeapBytes) {
     return absl::InvalidArgumentError(
@@ -121,9 +121,12 @@ absl::StatusOr<std::string> Segment::NormalizeName(std::string_view name) {
 
 std::string Segment::Describe() const {
   switch (backing_) {
-    case BackingKind::kAnonymous: return "anonymous heap";
-    case BackingKind::kNamed: return absl::StrCat("heap ", name_);
-    case BackingKind::kFile: return absl::StrCat("heap file ", name_);
+    case BackingKind::kAnonymous:
+      return "anonymous heap";
+    case BackingKind::kNamed:
+      return absl::StrCat("heap ", name_);
+    case BackingKind::kFile:
+      return absl::StrCat("heap file ", name_);
   }
   return "heap";
 }
@@ -144,22 +147,21 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
   }
   if (options.chunk_bytes < kPageSize || options.chunk_bytes % kPageSize) {
     close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(
-        "chunk_bytes must be a multiple of ", kPageSize, ", not ",
-        options.chunk_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk_bytes must be a multiple of ", kPageSize, ", not ",
+                     options.chunk_bytes));
   }
   void* base = mmap(nullptr, geometry->total_bytes, PROT_READ | PROT_WRITE,
                     MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (base == MAP_FAILED) {
     const int err = errno;
     close(fd);
-    return Errno(err, absl::StrCat("mmap of ", geometry->total_bytes,
-                                   " bytes"));
+    return Errno(err,
+                 absl::StrCat("mmap of ", geometry->total_bytes, " bytes"));
   }
-  std::unique_ptr<Segment> seg(new Segment(fd, static_cast<std::byte*>(base),
-                                           geometry->total_bytes, backing,
-                                           std::move(name),
-                                           options.min_available_bytes));
+  std::unique_ptr<Segment> seg(
+      new Segment(fd, static_cast<std::byte*>(base), geometry->total_bytes,
+                  backing, std::move(name), options.min_available_bytes));
   // The metadata is backed up front: the table and registry are written at
   // random places and must never fault.
   if (absl::Status s = seg->Back(0, geometry->heap_start); !s.ok()) {
@@ -203,7 +205,8 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Attach(int fd,
     return absl::Status(code, absl::StrCat(what, ": ", why));
   };
   struct stat st;
-  if (fstat(fd, &st) != 0) return fail(absl::StatusCode::kInternal, std::strerror(errno));
+  if (fstat(fd, &st) != 0)
+    return fail(absl::StatusCode::kInternal, std::strerror(errno));
   if (st.st_uid != geteuid()) {
     return fail(absl::StatusCode::kPermissionDenied,
                 absl::StrCat("owned by uid ", st.st_uid, ", not ", geteuid()));
@@ -240,11 +243,11 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Attach(int fd,
   if (!g.ok() || g->registry_offset != h.registry_offset ||
       g->table_offset != h.table_offset || g->heap_start != h.heap_start ||
       g->total_bytes != h.total_bytes || h.heap_limit != h.total_bytes) {
-    return fail(absl::StatusCode::kDataLoss,
-                absl::StrCat("inconsistent geometry (sessions ",
-                             h.max_sessions, ", table 2^", h.table_slots_log2,
-                             ", heap [", h.heap_start, ", ", h.heap_limit,
-                             "), total ", h.total_bytes, ")"));
+    return fail(
+        absl::StatusCode::kDataLoss,
+        absl::StrCat("inconsistent geometry (sessions ", h.max_sessions,
+                     ", table 2^", h.table_slots_log2, ", heap [", h.heap_start,
+                     ", ", h.heap_limit, "), total ", h.total_bytes, ")"));
   }
   if (h.chunk_bytes < kPageSize || h.chunk_bytes % kPageSize ||
       h.chunk_bytes > h.total_bytes) {
@@ -258,26 +261,27 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Attach(int fd,
   }
   const uint64_t top = h.top.load(std::memory_order_relaxed);
   if (file_size < h.heap_start || file_size > h.total_bytes) {
-    return fail(absl::StatusCode::kDataLoss,
-                absl::StrCat("truncated or overlong: ", file_size,
-                             " bytes, expected ", h.heap_start, "..",
-                             h.total_bytes));
+    return fail(
+        absl::StatusCode::kDataLoss,
+        absl::StrCat("truncated or overlong: ", file_size, " bytes, expected ",
+                     h.heap_start, "..", h.total_bytes));
   }
   if (top < h.heap_start || top > file_size || top % 8 != 0) {
     return fail(absl::StatusCode::kDataLoss,
-                absl::StrCat("heap top ", top, " outside [", h.heap_start,
-                             ", ", file_size, "]"));
+                absl::StrCat("heap top ", top, " outside [", h.heap_start, ", ",
+                             file_size, "]"));
   }
   void* base = mmap(nullptr, h.total_bytes, PROT_READ | PROT_WRITE,
                     MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (base == MAP_FAILED) {
     const int err = errno;
     close(fd);
-    return Errno(err, absl::StrCat(what, ": mmap of ", h.total_bytes, " bytes"));
+    return Errno(err,
+                 absl::StrCat(what, ": mmap of ", h.total_bytes, " bytes"));
   }
-  return std::unique_ptr<Segment>(new Segment(
-      fd, static_cast<std::byte*>(base), h.total_bytes, backing,
-      std::move(name), h.min_available_bytes));
+  return std::unique_ptr<Segment>(
+      new Segment(fd, static_cast<std::byte*>(base), h.total_bytes, backing,
+                  std::move(name), h.min_available_bytes));
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateAnonymous(
@@ -291,11 +295,13 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateNamed(
     std::string_view name, const SegmentOptions& options) {
   absl::StatusOr<std::string> n = NormalizeName(name);
   if (!n.ok()) return n.status();
-  const int fd = shm_open(n->c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const int fd =
+      shm_open(n->c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     const int err = errno;
     if (err == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrCat("heap ", *n, " already exists"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("heap ", *n, " already exists"));
     }
     return Errno(err, absl::StrCat("creating heap ", *n));
   }
@@ -308,15 +314,18 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateNamed(
   return seg;
 }
 
-absl::StatusOr<std::unique_ptr<Segment>> Segment::OpenNamed(std::string_view name) {
+absl::StatusOr<std::unique_ptr<Segment>> Segment::OpenNamed(
+    std::string_view name) {
   absl::StatusOr<std::string> n = NormalizeName(name);
   if (!n.ok()) return n.status();
   const int fd = shm_open(n->c_str(), O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) {
     const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat("no heap named ", *n));
+    if (err == ENOENT)
+      return absl::NotFoundError(absl::StrCat("no heap named ", *n));
     if (err == EACCES) {
-      return absl::PermissionDeniedError(absl::StrCat("heap ", *n, ": ", std::strerror(err)));
+      return absl::PermissionDeniedError(
+          absl::StrCat("heap ", *n, ": ", std::strerror(err)));
     }
     return Errno(err, absl::StrCat("opening heap ", *n));
   }
@@ -327,7 +336,8 @@ absl::Status Segment::UnlinkNamed(std::string_view name) {
   absl::StatusOr<std::string> n = NormalizeName(name);
   if (!n.ok()) return n.status();
   if (shm_unlink(n->c_str()) != 0) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no heap named ", *n));
+    if (errno == ENOENT)
+      return absl::NotFoundError(absl::StrCat("no heap named ", *n));
     return Errno(errno, absl::StrCat("removing heap ", *n));
   }
   return absl::OkStatus();
@@ -336,11 +346,13 @@ absl::Status Segment::UnlinkNamed(std::string_view name) {
 absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateFile(
     const std::string& path, const SegmentOptions& options) {
   if (path.empty()) return absl::InvalidArgumentError("empty heap file path");
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const int fd =
+      open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     const int err = errno;
     if (err == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrCat("heap file ", path, " already exists"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("heap file ", path, " already exists"));
     }
     return Errno(err, absl::StrCat("creating heap file ", path));
   }
@@ -350,11 +362,13 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateFile(
   return seg;
 }
 
-absl::StatusOr<std::unique_ptr<Segment>> Segment::OpenFile(const std::string& path) {
+absl::StatusOr<std::unique_ptr<Segment>> Segment::OpenFile(
+    const std::string& path) {
   const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat("no heap file ", path));
+    if (err == ENOENT)
+      return absl::NotFoundError(absl::StrCat("no heap file ", path));
     return Errno(err, absl::StrCat("opening heap file ", path));
   }
   return Attach(fd, BackingKind::kFile, path);
@@ -369,8 +383,9 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::MapAgain() const {
 absl::Status Segment::Back(uint64_t offset, uint64_t length) const {
   if (length == 0) return absl::OkStatus();
   if (!Contains(offset, length)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        Describe(), ": range [", offset, ", +", length, ") beyond the segment"));
+    return absl::ResourceExhaustedError(absl::StrCat(Describe(), ": range [",
+                                                     offset, ", +", length,
+                                                     ") beyond the segment"));
   }
   if (backing_ == BackingKind::kFile) {
     // Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills the
@@ -378,9 +393,9 @@ absl::Status Segment::Back(uint64_t offset, uint64_t length) const {
     struct rlimit rl;
     if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         offset + length > rl.rlim_cur) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          Describe(), ": growing to ", offset + length,
-          " bytes would pass RLIMIT_FSIZE (", rl.rlim_cur, ")"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat(Describe(), ": growing to ", offset + length,
+                       " bytes would pass RLIMIT_FSIZE (", rl.rlim_cur, ")"));
     }
   }
   if (backing_ == BackingKind::kAnonymous || IsMemoryBacked(fd_)) {
@@ -392,9 +407,11 @@ absl::Status Segment::Back(uint64_t offset, uint64_t length) const {
           length, " more wanted with a floor of ", floor));
     }
   }
-  int rc = fallocate(fd_, 0, static_cast<off_t>(offset), static_cast<off_t>(length));
+  int rc =
+      fallocate(fd_, 0, static_cast<off_t>(offset), static_cast<off_t>(length));
   if (rc != 0 && errno == EOPNOTSUPP) {
-    rc = posix_fallocate(fd_, static_cast<off_t>(offset), static_cast<off_t>(length));
+    rc = posix_fallocate(fd_, static_cast<off_t>(offset),
+                         static_cast<off_t>(length));
     if (rc != 0) errno = rc;
   }
   if (rc != 0) {
@@ -410,7 +427,8 @@ absl::Status Segment::Release(uint64_t offset, uint64_t length) const {
                 static_cast<off_t>(offset), static_cast<off_t>(length)) == 0) {
     return absl::OkStatus();
   }
-  if (madvise(base_ + offset, length, MADV_REMOVE) == 0) return absl::OkStatus();
+  if (madvise(base_ + offset, length, MADV_REMOVE) == 0)
+    return absl::OkStatus();
   return Errno(errno, absl::StrCat(Describe(), ": releasing [", offset, ", +",
                                    length, ")"));
 }

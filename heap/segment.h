@@ -112,8 +112,12 @@ class Segment {
  private:
   Segment(int fd, std::byte* base, uint64_t size, BackingKind backing,
           std::string name, uint64_t min_available_bytes)
-      : fd_(fd), base_(base), size_(size), backing_(backing),
-        name_(std::move(name)), min_available_bytes_(min_available_bytes) {}
+      : fd_(fd),
+        base_(base),
+        size_(size),
+        backing_(backing),
+        name_(std::move(name)),
+        min_available_bytes_(min_available_bytes) {}
   static absl::StatusOr<std::unique_ptr<Segment>> Initialize(
       int fd, BackingKind backing, std::string name,
       const SegmentOptions& options);

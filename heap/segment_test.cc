@@ -57,8 +57,7 @@ TEST(Segment, MappedTwiceAtDifferentAddresses) {
   ASSERT_TRUE(again.ok()) << again.status();
   ASSERT_NE((*again)->base(), heap->segment().base());
   // Find the blob through the second mapping's own table.
-  internal::Table table((*again)->slots(),
-                        (*again)->header().table_slots_log2);
+  internal::Table table((*again)->slots(), (*again)->header().table_slots_log2);
   std::optional<uint64_t> slot = table.Find(heap->Hash("x"));
   ASSERT_TRUE(slot.has_value());
   const uint64_t addr = table.LoadAddr(*slot);
@@ -119,13 +118,16 @@ TEST(Segment, InvalidNames) {
 TEST(Segment, InvalidOptions) {
   Options o = SmallOptions();
   o.table_slots_log2 = 40;
-  EXPECT_EQ(Heap::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Heap::Create(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
   o = SmallOptions();
   o.max_sessions = 0;
-  EXPECT_EQ(Heap::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Heap::Create(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
   o = SmallOptions();
   o.chunk_bytes = 1000;
-  EXPECT_EQ(Heap::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Heap::Create(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Segment, FileBackedMapsStraightBack) {
@@ -176,7 +178,8 @@ TEST(Segment, AttachRejectsRandomBytes) {
   std::mt19937 rng(42);
   for (char& c : junk) c = static_cast<char>(rng());
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
-  ASSERT_EQ(write(fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+  ASSERT_EQ(write(fd, junk.data(), junk.size()),
+            static_cast<ssize_t>(junk.size()));
   close(fd);
   absl::Status s = Heap::OpenFile(path).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
@@ -275,7 +278,8 @@ TEST(Segment, HeapFullIsAnErrorAndTheHeapStaysUsable) {
   ASSERT_GT(added, 10);
   // Everything published before is intact and readable; removes still work.
   for (int i = 0; i < added; ++i) {
-    absl::StatusOr<ArrayView<float>> got = heap->Get<float>(absl::StrCat("k", i));
+    absl::StatusOr<ArrayView<float>> got =
+        heap->Get<float>(absl::StrCat("k", i));
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ(got->size(), 4000);
     EXPECT_EQ((*got)(3999), 1.0f);
@@ -302,8 +306,10 @@ TEST(Segment, FileSizeLimitIsAnErrorNotASignal) {
     for (; i < 10000; ++i) {
       absl::StatusOr<bool> r = heap->Add<double>(absl::StrCat("k", i), v, dims);
       if (!r.ok()) {
-        if (r.status().code() != absl::StatusCode::kResourceExhausted) return 12;
-        if (r.status().message().find("RLIMIT_FSIZE") == std::string::npos) return 13;
+        if (r.status().code() != absl::StatusCode::kResourceExhausted)
+          return 12;
+        if (r.status().message().find("RLIMIT_FSIZE") == std::string::npos)
+          return 13;
         break;
       }
     }
@@ -349,7 +355,8 @@ TEST(Segment, ConcurrentChunkedAllocationParses) {
   std::vector<int> codes = testing::RunProcesses(kProcs, [&](int p) {
     for (int i = 0; i < kPerProc; ++i) {
       const uint64_t key = p * kPerProc + i;
-      // Sizes from tiny to over a chunk, so large blobs get chunks of their own.
+      // Sizes from tiny to over a chunk, so large blobs get chunks of their
+      // own.
       const size_t n = i % 500 == 0 ? 20000 : 1 + (key * 37) % 300;
       std::vector<float> v = testing::ArrayFor(key, 0, n);
       const int64_t dims[] = {static_cast<int64_t>(n)};
@@ -368,11 +375,11 @@ TEST(Segment, ConcurrentChunkedAllocationParses) {
     }
   }
   uint64_t blobs = 0, fillers = 0;
-  absl::Status walk = internal::WalkHeap(
-      heap->segment(), [&](uint64_t, internal::BlobHeader h) {
-        (h.is_filler() ? fillers : blobs)++;
-        return true;
-      });
+  absl::Status walk = internal::WalkHeap(heap->segment(),
+                                         [&](uint64_t, internal::BlobHeader h) {
+                                           (h.is_filler() ? fillers : blobs)++;
+                                           return true;
+                                         });
   ASSERT_TRUE(walk.ok()) << walk;
   EXPECT_EQ(blobs, uint64_t{kProcs * kPerProc});
   EXPECT_GT(fillers, 0u);  // children left, closing their chunks

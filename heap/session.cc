@@ -192,7 +192,8 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
         }
         CloseChunk(*segment, e);
         for (int c = 0; c < kNumCounters; ++c) {
-          const uint64_t v = e.counters[c].exchange(0, std::memory_order_relaxed);
+          const uint64_t v =
+              e.counters[c].exchange(0, std::memory_order_relaxed);
           if (v) h.retired_counters[c].fetch_add(v, std::memory_order_relaxed);
         }
       } else {
@@ -206,9 +207,9 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
       return s;
     }
   }
-  return absl::ResourceExhaustedError(absl::StrCat(
-      segment->Describe(), ": all ", h.max_sessions,
-      " sessions are held by live processes (max_sessions)"));
+  return absl::ResourceExhaustedError(
+      absl::StrCat(segment->Describe(), ": all ", h.max_sessions,
+                   " sessions are held by live processes (max_sessions)"));
 }
 
 LocalSession::~LocalSession() {
@@ -319,9 +320,9 @@ absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
     for (;;) {
       if (size > h.heap_limit - top) {
         return absl::ResourceExhaustedError(absl::StrCat(
-            segment_->Describe(), " is full: ", bytes,
-            " bytes wanted, top ", top - h.heap_start, " of ",
-            h.heap_limit - h.heap_start, " heap bytes (collect, or create a "
+            segment_->Describe(), " is full: ", bytes, " bytes wanted, top ",
+            top - h.heap_start, " of ", h.heap_limit - h.heap_start,
+            " heap bytes (collect, or create a "
             "larger heap)"));
       }
       // Back the range before claiming it, so a failure leaves the heap

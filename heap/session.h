@@ -75,9 +75,7 @@ class LocalSession final : public PinTarget {
   // every copy of it die. Waits while a collection runs. kDataLoss when a
   // collector died while compacting.
   absl::StatusOr<Pin> Enter();
-  bool pinned() const {
-    return pins_.load(std::memory_order_acquire) > 0;
-  }
+  bool pinned() const { return pins_.load(std::memory_order_acquire) > 0; }
 
   // Reserves `bytes` (a multiple of 8) at a multiple of `align` (8..64) in
   // this session's chunk, taking a new chunk when needed, and writes

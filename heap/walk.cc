@@ -27,9 +27,9 @@ absl::Status WalkHeap(const Segment& segment,
     const uint64_t committed = reg[i].committed.load(std::memory_order_acquire);
     if (end == 0) continue;
     if (committed > end || end > top || committed < h.heap_start) {
-      return absl::DataLossError(absl::StrCat(
-          segment.Describe(), ": session ", i, " has chunk tail [", committed,
-          ", ", end, ") outside the heap"));
+      return absl::DataLossError(absl::StrCat(segment.Describe(), ": session ",
+                                              i, " has chunk tail [", committed,
+                                              ", ", end, ") outside the heap"));
     }
     if (committed < end) tails.emplace_back(committed, end);
   }
@@ -44,9 +44,9 @@ absl::Status WalkHeap(const Segment& segment,
     const uint64_t limit =
         next_tail < tails.size() ? tails[next_tail].first : top;
     if (limit < pos) {
-      return absl::DataLossError(absl::StrCat(
-          segment.Describe(), ": record at ", pos,
-          " overlaps an open chunk tail starting at ", limit));
+      return absl::DataLossError(
+          absl::StrCat(segment.Describe(), ": record at ", pos,
+                       " overlaps an open chunk tail starting at ", limit));
     }
     uint64_t word;
     std::memcpy(&word, segment.base() + pos, 8);
@@ -56,9 +56,9 @@ absl::Status WalkHeap(const Segment& segment,
     }
     const BlobHeader b = BlobHeader::Decode(word);
     if (b.size_words == 0 || b.size_words > (limit - pos) / 8) {
-      return absl::DataLossError(absl::StrCat(
-          segment.Describe(), ": record at ", pos, " of ", b.size_bytes(),
-          " bytes runs past ", limit));
+      return absl::DataLossError(
+          absl::StrCat(segment.Describe(), ": record at ", pos, " of ",
+                       b.size_bytes(), " bytes runs past ", limit));
     }
     if (!b.is_filler() &&
         (!IsValidKind(b.kind) || b.ndims > kMaxDims || b.align_code == 2)) {

@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<Heap> heap = Heap::OpenNamed(argv[1]);
   if (!heap.ok()) {
-    std::fprintf(stderr, "attach_helper: %s\n", heap.status().ToString().c_str());
+    std::fprintf(stderr, "attach_helper: %s\n",
+                 heap.status().ToString().c_str());
     return 101;
   }
   int bad = 0;

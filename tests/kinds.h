@@ -14,10 +14,10 @@
 namespace shmheap::testing {
 
 inline constexpr Kind kAllKinds[] = {
-    Kind::kFloat32,      Kind::kFloat64,   Kind::kInt8Signed,
+    Kind::kFloat32,      Kind::kFloat64,     Kind::kInt8Signed,
     Kind::kInt8Unsigned, Kind::kInt16Signed, Kind::kInt16Unsigned,
-    Kind::kInt32,        Kind::kInt64,     Kind::kInt,
-    Kind::kNativeint,    Kind::kComplex32, Kind::kComplex64,
+    Kind::kInt32,        Kind::kInt64,       Kind::kInt,
+    Kind::kNativeint,    Kind::kComplex32,   Kind::kComplex64,
     Kind::kChar};
 
 // Element i of the test array `seed` as the C++ type T.
@@ -39,19 +39,30 @@ T TestValue(int64_t i, uint64_t seed) {
 template <class F>
 auto VisitKind(Kind kind, F&& f) {
   switch (kind) {
-    case Kind::kFloat32: return f(float{});
-    case Kind::kFloat64: return f(double{});
-    case Kind::kInt8Signed: return f(int8_t{});
-    case Kind::kInt8Unsigned: return f(uint8_t{});
-    case Kind::kInt16Signed: return f(int16_t{});
-    case Kind::kInt16Unsigned: return f(uint16_t{});
-    case Kind::kInt32: return f(int32_t{});
+    case Kind::kFloat32:
+      return f(float{});
+    case Kind::kFloat64:
+      return f(double{});
+    case Kind::kInt8Signed:
+      return f(int8_t{});
+    case Kind::kInt8Unsigned:
+      return f(uint8_t{});
+    case Kind::kInt16Signed:
+      return f(int16_t{});
+    case Kind::kInt16Unsigned:
+      return f(uint16_t{});
+    case Kind::kInt32:
+      return f(int32_t{});
     case Kind::kInt64:
     case Kind::kInt:
-    case Kind::kNativeint: return f(int64_t{});
-    case Kind::kComplex32: return f(std::complex<float>{});
-    case Kind::kComplex64: return f(std::complex<double>{});
-    case Kind::kChar: return f(char{});
+    case Kind::kNativeint:
+      return f(int64_t{});
+    case Kind::kComplex32:
+      return f(std::complex<float>{});
+    case Kind::kComplex64:
+      return f(std::complex<double>{});
+    case Kind::kChar:
+      return f(char{});
   }
   return f(char{});
 }

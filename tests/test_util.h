@@ -24,7 +24,8 @@ namespace shmheap::testing {
 
 // Forks `n` children running body(i); returns each child's exit status
 // (0..255), or 1000 + signal number if it was killed.
-inline std::vector<int> RunProcesses(int n, const std::function<int(int)>& body) {
+inline std::vector<int> RunProcesses(int n,
+                                     const std::function<int(int)>& body) {
   std::vector<pid_t> pids;
   for (int i = 0; i < n; ++i) {
     const pid_t pid = fork();
@@ -98,7 +99,8 @@ class SharedBarrier {
 
 // Deterministic test contents: element j of the array for (key, version).
 inline float ValueFor(uint64_t key, uint64_t version, uint64_t j) {
-  uint64_t x = key * 0x9e3779b97f4a7c15ULL ^ version * 0xc2b2ae3d27d4eb4fULL ^ j;
+  uint64_t x =
+      key * 0x9e3779b97f4a7c15ULL ^ version * 0xc2b2ae3d27d4eb4fULL ^ j;
   x ^= x >> 29;
   x *= 0xbf58476d1ce4e5b9ULL;
   x ^= x >> 32;
