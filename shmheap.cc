@@ -2,9 +2,11 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -14,6 +16,7 @@
 #include "heap/segment.h"
 #include "heap/session.h"
 #include "heap/strings.h"
+#include "heap/walk.h"
 
 namespace shmheap {
 namespace internal {
@@ -441,6 +444,105 @@ absl::Status Heap::Move(HashedKey from, HashedKey to) {
 }
 
 absl::StatusOr<Pin> Heap::Enter() const { return state_->Enter(); }
+
+absl::Status Heap::Verify() const {
+  using namespace internal;
+  absl::StatusOr<Pin> pin = state_->Enter();
+  if (!pin.ok()) return pin.status();
+  const Segment& seg = *state_->segment;
+  const Header& h = seg.header();
+  auto bad = [&](uint64_t offset, absl::string_view what) {
+    return absl::DataLossError(
+        absl::StrCat(seg.Describe(), ": offset ", offset, ": ", what));
+  };
+  if (h.magic != kMagic || h.format != FormatWord()) {
+    return bad(0, "header magic or format word changed");
+  }
+  // Every record start, from a bounds-checked walk.
+  std::vector<uint64_t> blobs;
+  uint64_t filler_bytes = 0;
+  absl::Status walk = WalkHeap(seg, [&](uint64_t offset, BlobHeader b) {
+    if (b.is_filler()) {
+      filler_bytes += b.size_bytes();
+    } else {
+      blobs.push_back(offset);
+    }
+    return true;
+  });
+  if (!walk.ok()) return walk;
+  const uint64_t top = h.top.load(std::memory_order_acquire);
+  const uint64_t mask = state_->table.capacity() - 1;
+  std::vector<bool> referenced(blobs.size(), false);
+  uint64_t live = 0, used = 0, live_bytes = 0;
+  for (uint64_t i = 0; i <= mask; ++i) {
+    const Slot& slot = state_->table.slot(i);
+    const uint64_t hash = slot.hash.load(std::memory_order_acquire);
+    const uint64_t addr = slot.addr.load(std::memory_order_acquire);
+    const uint64_t slot_offset = h.table_offset + i * sizeof(Slot);
+    if (hash == 0) {
+      if (addr != 0) return bad(slot_offset, "empty slot with an address");
+      continue;
+    }
+    ++used;
+    if ((hash & mask) != i) {
+      // Linear probing: every slot between the home and here is occupied.
+      for (uint64_t j = hash & mask; j != i; j = (j + 1) & mask) {
+        if (state_->table.slot(j).hash.load(std::memory_order_relaxed) == 0) {
+          return bad(slot_offset, absl::StrCat("slot ", i, " unreachable: ",
+                                               "empty slot ", j, " before it"));
+        }
+      }
+    }
+    if (addr == 0) continue;
+    ++live;
+    if (addr < h.heap_start || addr >= top || addr % 8) {
+      return bad(slot_offset, absl::StrCat("slot ", i, " points at ", addr,
+                                           ", outside the heap"));
+    }
+    auto it = std::lower_bound(blobs.begin(), blobs.end(), addr);
+    if (it == blobs.end() || *it != addr) {
+      return bad(addr, absl::StrCat("slot ", i, " points inside a record"));
+    }
+    const size_t index = static_cast<size_t>(it - blobs.begin());
+    if (referenced[index]) return bad(addr, "blob referenced by two slots");
+    referenced[index] = true;
+    const BlobRef b = state_->Blob(addr);
+    const BlobHeader bh = b.header();
+    if (b.key_hash() != hash) {
+      return bad(addr, absl::StrFormat("stored hash %#x, slot %d holds %#x",
+                                       b.key_hash(), i, hash));
+    }
+    if (bh.size_bytes() < 16 + 8 * uint64_t{bh.ndims} + (bh.has_key ? 8 : 0)) {
+      return bad(addr, "blob smaller than its own prefix");
+    }
+    const std::span<const int64_t> dims = b.dims();
+    absl::StatusOr<int64_t> count = CheckedElementCount(dims);
+    if (!count.ok()) return bad(addr, count.status().message());
+    uint64_t key_len = 0;
+    if (bh.has_key) {
+      std::memcpy(&key_len, seg.base() + addr + b.key_offset(), 8);
+      if (key_len > bh.size_bytes()) return bad(addr, "key longer than blob");
+    }
+    absl::StatusOr<BlobGeometry> g = ComputeGeometry(
+        static_cast<Kind>(bh.kind), bh.ndims, *count, bh.has_key, key_len);
+    if (!g.ok() || g->total_bytes != bh.size_bytes() ||
+        g->align_code != bh.align_code || addr % g->alignment != 0) {
+      return bad(addr, absl::StrCat("size ", bh.size_bytes(),
+                                    " or alignment does not match its kind, ",
+                                    "dims and key"));
+    }
+    live_bytes += bh.size_bytes();
+  }
+  const Stats s = stats();
+  if (s.live_blobs != live || s.table_used != used ||
+      s.live_bytes != live_bytes) {
+    return absl::DataLossError(absl::StrCat(
+        seg.Describe(), ": counters disagree with the table: live blobs ",
+        s.live_blobs, " vs ", live, ", used slots ", s.table_used, " vs ", used,
+        ", live bytes ", s.live_bytes, " vs ", live_bytes));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<GcReport> Heap::Collect(const CollectOptions& options) {
   absl::StatusOr<internal::LocalSession*> session = state_->Session();

@@ -288,6 +288,15 @@ class Heap {
 
   Stats stats() const;
 
+  // fsck: checks the header, that every slot points inside the heap at a
+  // blob that the heap walk reaches, whose stored hash (and key) matches the
+  // slot and whose size agrees with its kind, dims and key; that no blob
+  // has two slots; that the heap parses end to end through blobs and
+  // fillers; and that the counters agree. Every offset is bounds-checked
+  // before it is followed. kDataLoss naming the first bad offset. Run it
+  // while no process writes (concurrent writers make counters disagree).
+  absl::Status Verify() const;
+
   // Compacts the heap in place (gc/collector.h): waits until no process is
   // in scope, slides live blobs down, returns the freed tail to the OS and
   // clears tombstones. Any process may call it.

@@ -247,6 +247,8 @@ TEST(Collector, FiftyCyclesWithFourWorkersMatchAModel) {
     const Stats s = heap->stats();
     ASSERT_EQ(s.live_blobs, present) << "cycle " << cycle;
     ASSERT_EQ(s.table_tombstones, 0u) << "cycle " << cycle;
+    absl::Status verified = heap->Verify();
+    ASSERT_TRUE(verified.ok()) << "cycle " << cycle << ": " << verified;
   }
   ASSERT_TRUE(
       internal::WalkHeap(heap->segment(), [](uint64_t, internal::BlobHeader) {
