@@ -180,6 +180,17 @@ struct HeapState {
                              std::span<const int64_t> dims, Layout layout,
                              std::span<const std::byte> data,
                              bool replace) const {
+    absl::StatusOr<int64_t> elements = CheckedElementCount(dims);
+    if (!elements.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Name(key), ": ", elements.status().message()));
+    }
+    if (IsValidKind(static_cast<uint8_t>(kind)) &&
+        data.size() != static_cast<uint64_t>(*elements) * ElementSize(kind)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Name(key), ": ", data.size(), " bytes of data for ",
+                       *elements, " elements of ", Sv(KindName(kind))));
+    }
     absl::StatusOr<LocalSession*> session = Session();
     if (!session.ok()) return session.status();
     absl::StatusOr<Pin> pin = (*session)->Enter();

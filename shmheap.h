@@ -53,6 +53,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -114,8 +115,18 @@ class Heap;
 // Destroying it unpublished leaves its bytes as garbage for the collector.
 class RawBuilder {
  public:
-  RawBuilder(RawBuilder&&) noexcept = default;
-  RawBuilder& operator=(RawBuilder&&) noexcept = default;
+  RawBuilder(RawBuilder&& other) noexcept { *this = std::move(other); }
+  RawBuilder& operator=(RawBuilder&& other) noexcept {
+    state_ = std::exchange(other.state_, nullptr);
+    hash_ = other.hash_;
+    blob_ = std::exchange(other.blob_, 0);
+    payload_ = std::exchange(other.payload_, nullptr);
+    payload_bytes_ = std::exchange(other.payload_bytes_, 0);
+    replace_ = other.replace_;
+    key_ = std::move(other.key_);
+    pin_ = std::move(other.pin_);
+    return *this;
+  }
 
   std::span<std::byte> bytes() const { return {payload_, payload_bytes_}; }
   // Publishes like Heap::Add (or Replace, for ReserveReplace): true when

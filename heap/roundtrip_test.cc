@@ -140,6 +140,10 @@ TEST(RoundTrip, KindMismatchAndInvalidInput) {
   const int64_t wrong[] = {4};
   EXPECT_EQ(heap->Add<int64_t>("bad", v, wrong).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // Input is validated before the write-once check: an existing key does
+  // not turn bad input into a quiet "false".
+  EXPECT_EQ(heap->Add<int64_t>("ints", v, wrong).status().code(),
+            absl::StatusCode::kInvalidArgument);
   const int64_t negative[] = {-1};
   EXPECT_EQ(heap->Add<int64_t>("bad", v, negative).status().code(),
             absl::StatusCode::kInvalidArgument);

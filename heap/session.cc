@@ -284,11 +284,15 @@ void LocalSession::LeaveShared() {
 }
 
 void LocalSession::AddPin() noexcept {
+  if (fork_generation_ != ForkGeneration()) return;  // see DropPin
   // Relaxed: the caller already holds a pin, so the scope is established.
   pins_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void LocalSession::DropPin() noexcept {
+  // A pin inherited across fork belongs to the parent's session: dropping it
+  // in the child must not touch the parent's shared scope flag.
+  if (fork_generation_ != ForkGeneration()) return;
   int64_t n = pins_.load(std::memory_order_acquire);
   while (n > 1) {
     // Release: this thread's reads of pinned data happen before the count

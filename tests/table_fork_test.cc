@@ -1,0 +1,771 @@
+// The table's per-operation concurrency contract (hashtable/table.h), checked
+// across real forked processes that share one anonymous heap, plus the
+// single-process semantics of every table operation and of stats().
+//
+// Every child reports what it read back through SharedArrays and its exit
+// code; the parent checks every recorded value, and reads everything again
+// itself.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gtest/gtest.h"
+#include "shmheap.h"
+#include "tests/test_util.h"
+
+namespace shmheap {
+namespace {
+
+using ::shmheap::testing::ArrayFor;
+using ::shmheap::testing::KeyName;
+using ::shmheap::testing::RunProcesses;
+using ::shmheap::testing::SharedArray;
+using ::shmheap::testing::SharedBarrier;
+using ::shmheap::testing::ValueFor;
+
+Options TestOptions(uint32_t table_slots_log2) {
+  Options o;
+  o.heap_bytes = uint64_t{1} << 30;  // reserved, not committed
+  o.table_slots_log2 = table_slots_log2;
+  return o;
+}
+
+Heap CreateHeap(uint32_t table_slots_log2) {
+  absl::StatusOr<Heap> heap = Heap::Create(TestOptions(table_slots_log2));
+  EXPECT_TRUE(heap.ok()) << heap.status();
+  if (!heap.ok()) std::abort();
+  return *std::move(heap);
+}
+
+// Mismatches between a read and `want`, read as a 1-D float32 array in kC
+// layout: 1 for an error status or wrong dims, 1 for a wrong layout or kind,
+// plus 1 per element that differs.
+int64_t Mismatches(const absl::StatusOr<ArrayView<float>>& got,
+                   std::span<const float> want) {
+  if (!got.ok()) return 1;
+  if (got->ndims() != 1 || got->dim(0) != static_cast<int64_t>(want.size())) {
+    return 1;
+  }
+  int64_t bad = 0;
+  if (got->layout() != Layout::kC || got->kind() != Kind::kFloat32) ++bad;
+  const std::span<const float> flat = got->flat();
+  for (size_t j = 0; j < want.size(); ++j) bad += flat[j] != want[j];
+  return bad;
+}
+
+// Adds `data` as a 1-D float32 array.
+absl::StatusOr<bool> AddArray(Heap& heap, const std::string& key,
+                              const std::vector<float>& data) {
+  const int64_t dims[] = {static_cast<int64_t>(data.size())};
+  return heap.Add<float>(key, data, dims);
+}
+
+absl::StatusOr<bool> ReplaceArray(Heap& heap, const std::string& key,
+                                  const std::vector<float>& data) {
+  const int64_t dims[] = {static_cast<int64_t>(data.size())};
+  return heap.Replace<float>(key, data, dims);
+}
+
+// Adds `data` with Add, or with Reserve, a copy into the builder and Publish.
+// Publish has no early check for a present key (Add returns false before
+// building anything when it sees one), so racing publishers always meet at
+// the slot's compare-and-swap.
+absl::StatusOr<bool> AddOrPublish(Heap& heap, const std::string& key,
+                                  const std::vector<float>& data,
+                                  bool via_reserve) {
+  if (!via_reserve) return AddArray(heap, key, data);
+  const int64_t dims[] = {static_cast<int64_t>(data.size())};
+  absl::StatusOr<Builder<float>> builder = heap.Reserve<float>(key, dims);
+  if (!builder.ok()) return builder.status();
+  std::copy(data.begin(), data.end(), builder->data().begin());
+  return builder->Publish();
+}
+
+// ---------------------------------------------------------------------------
+// a. Distinct keys from many processes.
+
+// Eight processes each publish 20,000 keys of their own (float32 arrays of 1
+// to 13 elements derived from the key). Every Add returns true, and after a
+// barrier every process, and then the parent, reads all 160,000 keys back
+// with the right dims, layout, kind and every element: publications by one
+// process are complete and visible to all others, and keys from different
+// processes never disturb each other in the shared table.
+TEST(TableFork, DistinctKeysFromEightProcessesAreAllReadable) {
+  constexpr int kProcs = 8;
+  constexpr int kKeysPerProc = 20000;
+  constexpr int kKeys = kProcs * kKeysPerProc;
+  Heap heap = CreateHeap(18);
+  SharedBarrier barrier(kProcs);
+  SharedArray<int64_t> failed_adds(kProcs);
+  SharedArray<int64_t> mismatches(kProcs);
+
+  const std::vector<int> codes = RunProcesses(kProcs, [&](int p) {
+    int64_t failed = 0;
+    for (int i = p * kKeysPerProc; i < (p + 1) * kKeysPerProc; ++i) {
+      const absl::StatusOr<bool> added =
+          AddArray(heap, KeyName(i), ArrayFor(i, 0, i % 13 + 1));
+      if (!added.ok() || !*added) ++failed;
+    }
+    failed_adds[p] = failed;
+    barrier.Wait();
+    int64_t bad = 0;
+    for (int i = 0; i < kKeys; ++i) {
+      bad +=
+          Mismatches(heap.Get<float>(KeyName(i)), ArrayFor(i, 0, i % 13 + 1));
+    }
+    mismatches[p] = bad;
+    return static_cast<int>(std::min<int64_t>(failed + bad, 255));
+  });
+
+  for (int p = 0; p < kProcs; ++p) {
+    EXPECT_EQ(codes[p], 0) << "process " << p;
+    EXPECT_EQ(failed_adds[p], 0) << "process " << p;
+    EXPECT_EQ(mismatches[p], 0) << "process " << p;
+  }
+  int64_t parent_bad = 0;
+  for (int i = 0; i < kKeys; ++i) {
+    parent_bad +=
+        Mismatches(heap.Get<float>(KeyName(i)), ArrayFor(i, 0, i % 13 + 1));
+  }
+  EXPECT_EQ(parent_bad, 0);
+  const Stats s = heap.stats();
+  EXPECT_EQ(s.live_blobs, uint64_t{kKeys});
+  EXPECT_EQ(s.table_used, uint64_t{kKeys});
+  EXPECT_EQ(s.table_tombstones, 0u);
+}
+
+// ---------------------------------------------------------------------------
+// b. Racing adds of the same keys.
+
+// Every racer adds the same 1,000 keys, its own contents under each (version
+// = racer index + 1), with Add or with Reserve + Publish; then, after a
+// barrier, reads them all back.
+void RaceToAdd(bool via_reserve) {
+  constexpr int kProcs = 8;
+  constexpr int kKeys = 1000;
+  constexpr size_t kLen = 16;
+  Heap heap = CreateHeap(14);
+  SharedBarrier start(kProcs);
+  SharedBarrier added(kProcs);
+  SharedArray<uint8_t> won(kProcs * kKeys);
+  SharedArray<int32_t> seen(kProcs * kKeys);
+  SharedArray<int64_t> errors(kProcs);
+
+  // The index of the process whose contents `got` holds, or -1.
+  auto writer_of = [](const absl::StatusOr<ArrayView<float>>& got, int key) {
+    for (int p = 0; p < kProcs; ++p) {
+      if (Mismatches(got, ArrayFor(key, p + 1, kLen)) == 0) return p;
+    }
+    return -1;
+  };
+
+  const std::vector<int> codes = RunProcesses(kProcs, [&](int p) {
+    start.Wait();
+    int64_t bad = 0;
+    for (int k = 0; k < kKeys; ++k) {
+      const absl::StatusOr<bool> r =
+          AddOrPublish(heap, KeyName(k), ArrayFor(k, p + 1, kLen), via_reserve);
+      if (!r.ok()) ++bad;
+      won[p * kKeys + k] = r.ok() && *r ? 1 : 0;
+    }
+    errors[p] = bad;
+    added.Wait();
+    for (int k = 0; k < kKeys; ++k) {
+      seen[p * kKeys + k] = writer_of(heap.Get<float>(KeyName(k)), k);
+    }
+    return 0;
+  });
+
+  for (int p = 0; p < kProcs; ++p) {
+    EXPECT_EQ(codes[p], 0) << "process " << p;
+    EXPECT_EQ(errors[p], 0) << "process " << p;
+  }
+  int total_wins = 0;
+  for (int k = 0; k < kKeys; ++k) {
+    int winner = -1;
+    int wins = 0;
+    for (int p = 0; p < kProcs; ++p) {
+      if (won[p * kKeys + k]) {
+        ++wins;
+        winner = p;
+      }
+    }
+    total_wins += wins;
+    ASSERT_EQ(wins, 1) << "key " << k;
+    for (int p = 0; p < kProcs; ++p) {
+      ASSERT_EQ(seen[p * kKeys + k], winner)
+          << "process " << p << " read key " << k;
+    }
+    ASSERT_EQ(writer_of(heap.Get<float>(KeyName(k)), k), winner)
+        << "the parent read key " << k;
+  }
+  EXPECT_EQ(total_wins, kKeys);
+  const Stats s = heap.stats();
+  EXPECT_EQ(s.live_blobs, uint64_t{kKeys});
+  EXPECT_EQ(s.table_used, uint64_t{kKeys});
+}
+
+// Eight processes race to add the same 1,000 keys, each with contents of its
+// own (version = process index + 1). Add is write-once: exactly one Add per
+// key returns true, and after a barrier every process, and the parent, reads
+// exactly the winner's contents for every key, never a loser's or a mix.
+TEST(TableFork, RacingAddsHaveExactlyOneWinnerThatEveryoneSees) {
+  RaceToAdd(/*via_reserve=*/false);
+}
+
+// The same race through Reserve + Publish, where every racer builds its
+// value and the slot's compare-and-swap alone decides: exactly one Publish
+// per key returns true, and everyone reads the winner's contents.
+TEST(TableFork, RacingPublishesHaveExactlyOneWinnerThatEveryoneSees) {
+  RaceToAdd(/*via_reserve=*/true);
+}
+
+// ---------------------------------------------------------------------------
+// c. Replace and remove racing with get.
+
+constexpr int kRaceKeys = 64;
+constexpr size_t kRaceLen = 256;
+
+// The array for version v of `key`: element 0 holds v (exact in a float for
+// v < 2^24), the others ValueFor(key, v, j).
+std::vector<float> VersionedArray(uint64_t key, uint64_t v) {
+  std::vector<float> a = ArrayFor(key, v, kRaceLen);
+  a[0] = static_cast<float>(v);
+  return a;
+}
+
+// The version whose array `got` holds in full, or 0 when it is not one
+// version's array (torn, malformed, or an error).
+uint64_t VersionOf(const absl::StatusOr<ArrayView<float>>& got, uint64_t key) {
+  if (!got.ok() || got->ndims() != 1 ||
+      got->dim(0) != static_cast<int64_t>(kRaceLen) ||
+      got->layout() != Layout::kC || got->kind() != Kind::kFloat32) {
+    return 0;
+  }
+  const std::span<const float> flat = got->flat();
+  const float f = flat[0];
+  if (!(f >= 1.0f && f < 16777216.0f)) return 0;
+  const uint64_t v = static_cast<uint64_t>(f);
+  if (static_cast<float>(v) != f) return 0;
+  for (size_t j = 1; j < kRaceLen; ++j) {
+    if (flat[j] != ValueFor(key, v, j)) return 0;
+  }
+  return v;
+}
+
+// Two writer processes Replace (and now and then Remove) 64 keys with new
+// versions while four reader processes Get them for about 1.5 seconds. Every
+// successful read is entirely the array of one version, never a mix of two
+// (replace / get and remove / get in the contract); NotFound is allowed.
+// Afterwards stats() agrees with the table: live_blobs is the number of keys
+// Contains() reports, every key holds one complete version, and the bytes
+// and slots add up.
+TEST(TableFork, ReplaceAndRemoveRacingWithGetNeverShowATornValue) {
+  constexpr int kWriters = 2;
+  constexpr int kReaders = 4;
+  constexpr int kMaxWritesPerWriter = 150000;  // bounds the heap's growth
+  constexpr auto kReadFor = std::chrono::milliseconds(1500);
+  Heap heap = CreateHeap(12);
+  SharedBarrier start(kWriters + kReaders);
+  SharedArray<std::atomic<int>> readers_done(1);
+  SharedArray<int64_t> writer_errors(kWriters);
+  SharedArray<int64_t> writes(kWriters);
+  SharedArray<int64_t> reads(kReaders);
+  SharedArray<int64_t> not_found(kReaders);
+  SharedArray<int64_t> mismatches(kReaders);
+  SharedArray<int64_t> changes(kReaders);
+
+  const std::vector<int> codes = RunProcesses(kWriters + kReaders, [&](int i) {
+    start.Wait();
+    if (i < kWriters) {
+      const int w = i;
+      int64_t errors = 0;
+      int64_t n = 0;
+      // Relaxed: a stop hint; nothing is published through it.
+      for (; n < kMaxWritesPerWriter &&
+             readers_done[0].load(std::memory_order_relaxed) < kReaders;
+           ++n) {
+        const uint64_t key = (n * 7 + w * 31) % kRaceKeys;
+        if (n % 16 == 15) {
+          const absl::Status s = heap.Remove(KeyName(key));
+          if (!s.ok() && s.code() != absl::StatusCode::kNotFound) ++errors;
+        } else {
+          const uint64_t v = 2 * static_cast<uint64_t>(n) + w + 1;
+          if (!ReplaceArray(heap, KeyName(key), VersionedArray(key, v)).ok()) {
+            ++errors;
+          }
+        }
+      }
+      writer_errors[w] = errors;
+      writes[w] = n;
+      return errors == 0 ? 0 : 1;
+    }
+    const int r = i - kWriters;
+    int64_t ok = 0, absent = 0, bad = 0, changed = 0;
+    std::vector<uint64_t> last(kRaceKeys, 0);
+    const auto until = std::chrono::steady_clock::now() + kReadFor;
+    for (uint64_t n = 0; std::chrono::steady_clock::now() < until; ++n) {
+      const uint64_t key = (n * 13 + r * 5) % kRaceKeys;
+      const absl::StatusOr<ArrayView<float>> got =
+          heap.Get<float>(KeyName(key));
+      if (!got.ok() && got.status().code() == absl::StatusCode::kNotFound) {
+        ++absent;
+        continue;
+      }
+      const uint64_t v = VersionOf(got, key);
+      if (v == 0) {
+        ++bad;
+        continue;
+      }
+      ++ok;
+      if (last[key] != 0 && last[key] != v) ++changed;
+      last[key] = v;
+    }
+    reads[r] = ok;
+    not_found[r] = absent;
+    mismatches[r] = bad;
+    changes[r] = changed;
+    readers_done[0].fetch_add(1, std::memory_order_relaxed);
+    return bad == 0 ? 0 : 1;
+  });
+
+  int64_t total_reads = 0, total_changes = 0;
+  for (int i = 0; i < kWriters + kReaders; ++i) {
+    EXPECT_EQ(codes[i], 0) << "process " << i;
+  }
+  for (int w = 0; w < kWriters; ++w) {
+    EXPECT_EQ(writer_errors[w], 0) << "writer " << w;
+    EXPECT_GT(writes[w], kRaceKeys) << "writer " << w;
+  }
+  for (int r = 0; r < kReaders; ++r) {
+    EXPECT_EQ(mismatches[r], 0) << "reader " << r;
+    total_reads += reads[r];
+    total_changes += changes[r];
+  }
+  EXPECT_GT(total_reads, 1000);
+  // The readers did race with the writers: they saw values change.
+  EXPECT_GT(total_changes, 0);
+
+  uint64_t present = 0;
+  for (int key = 0; key < kRaceKeys; ++key) {
+    if (!heap.Contains(KeyName(key))) {
+      EXPECT_EQ(heap.Get<float>(KeyName(key)).status().code(),
+                absl::StatusCode::kNotFound);
+      continue;
+    }
+    ++present;
+    EXPECT_NE(VersionOf(heap.Get<float>(KeyName(key)), key), 0u)
+        << "key " << key;
+  }
+  const Stats s = heap.stats();
+  EXPECT_EQ(s.live_blobs, present);
+  EXPECT_EQ(s.table_used, uint64_t{kRaceKeys});
+  EXPECT_EQ(s.table_tombstones, kRaceKeys - present);
+  EXPECT_GE(s.live_bytes, present * kRaceLen * sizeof(float));
+  // Each Replace built one array; all but the live ones are dead now.
+  uint64_t replaces = 0;
+  for (int w = 0; w < kWriters; ++w) replaces += writes[w] - writes[w] / 16;
+  ASSERT_GE(replaces, present);
+  EXPECT_GE(s.dead_bytes, (replaces - present) * kRaceLen * sizeof(float));
+}
+
+// ---------------------------------------------------------------------------
+// d. 64-bit hash collisions.
+
+constexpr uint64_t kCollidingHash = 0x0123456789abcdefULL;
+
+// Two keys forced onto one 64-bit hash through the HashedKey API, with keys
+// kept: the second key can neither take nor read nor replace nor remove the
+// first key's value (kAlreadyExists / kNotFound), and the first key's value
+// survives every attempt.
+TEST(TableFork, CollidingKeysAreToldApartInOneProcess) {
+  Heap heap = CreateHeap(10);
+  const HashedKey alpha{kCollidingHash, "alpha"};
+  const HashedKey beta{kCollidingHash, "beta"};
+  const std::vector<float> a = ArrayFor(1, 1, 8);
+  const std::vector<float> b = ArrayFor(2, 2, 8);
+  const int64_t dims[] = {8};
+
+  absl::StatusOr<bool> added = heap.Add<float>(alpha, a, dims);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_TRUE(*added);
+  added = heap.Add<float>(beta, b, dims);
+  EXPECT_EQ(added.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(heap.Get<float>(beta).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(heap.Contains(beta));
+  EXPECT_EQ(heap.Replace<float>(beta, b, dims).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(heap.Remove(beta).code(), absl::StatusCode::kNotFound);
+
+  EXPECT_TRUE(heap.Contains(alpha));
+  EXPECT_EQ(Mismatches(heap.Get<float>(alpha), a), 0);
+  // An empty key trusts the hash alone, so it reads whatever holds it.
+  EXPECT_EQ(Mismatches(heap.Get<float>(HashedKey{kCollidingHash, ""}), a), 0);
+  const Stats s = heap.stats();
+  EXPECT_EQ(s.live_blobs, 1u);
+  EXPECT_EQ(s.table_used, 1u);
+}
+
+// The same across processes: a child adds alpha; a second child, and then
+// the parent, try beta under the same hash and get kAlreadyExists /
+// kNotFound, and read alpha's data intact.
+TEST(TableFork, CollidingKeysAreToldApartAcrossProcesses) {
+  Heap heap = CreateHeap(10);
+  const HashedKey alpha{kCollidingHash, "alpha"};
+  const HashedKey beta{kCollidingHash, "beta"};
+  const std::vector<float> a = ArrayFor(1, 1, 8);
+  const std::vector<float> b = ArrayFor(2, 2, 8);
+  const int64_t dims[] = {8};
+
+  std::vector<int> codes = RunProcesses(1, [&](int) {
+    absl::StatusOr<bool> r = heap.Add<float>(alpha, a, dims);
+    return r.ok() && *r ? 0 : 1;
+  });
+  ASSERT_EQ(codes[0], 0);
+
+  // What the second child saw: [0] Add, [1] Get, [2] Replace, [3] Remove of
+  // beta as status codes, [4] Contains(beta), [5] mismatches reading alpha.
+  SharedArray<int32_t> child(6);
+  codes = RunProcesses(1, [&](int) {
+    child[0] =
+        static_cast<int32_t>(heap.Add<float>(beta, b, dims).status().code());
+    child[1] = static_cast<int32_t>(heap.Get<float>(beta).status().code());
+    child[2] = static_cast<int32_t>(
+        heap.Replace<float>(beta, b, dims).status().code());
+    child[3] = static_cast<int32_t>(heap.Remove(beta).code());
+    child[4] = heap.Contains(beta) ? 1 : 0;
+    child[5] = static_cast<int32_t>(Mismatches(heap.Get<float>(alpha), a));
+    return 0;
+  });
+  ASSERT_EQ(codes[0], 0);
+  EXPECT_EQ(child[0], static_cast<int32_t>(absl::StatusCode::kAlreadyExists));
+  EXPECT_EQ(child[1], static_cast<int32_t>(absl::StatusCode::kNotFound));
+  EXPECT_EQ(child[2], static_cast<int32_t>(absl::StatusCode::kAlreadyExists));
+  EXPECT_EQ(child[3], static_cast<int32_t>(absl::StatusCode::kNotFound));
+  EXPECT_EQ(child[4], 0);
+  EXPECT_EQ(child[5], 0);
+
+  EXPECT_EQ(heap.Add<float>(beta, b, dims).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(heap.Get<float>(beta).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(heap.Replace<float>(beta, b, dims).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(heap.Remove(beta).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Mismatches(heap.Get<float>(alpha), a), 0);
+  EXPECT_EQ(heap.stats().live_blobs, 1u);
+}
+
+// ---------------------------------------------------------------------------
+// e. A full table.
+
+// A table of 64 slots takes exactly 64 keys; the 65th Add is
+// kResourceExhausted (never an endless probe), is not visible afterwards, and
+// every one of the 64 still reads back intact.
+TEST(TableFork, FullTableRefusesTheNextKeyAndKeepsTheOthers) {
+  constexpr int kSlots = 64;
+  Heap heap = CreateHeap(6);
+  ASSERT_EQ(heap.stats().table_slots, uint64_t{kSlots});
+  for (int i = 0; i < kSlots; ++i) {
+    const absl::StatusOr<bool> added =
+        AddArray(heap, KeyName(i), ArrayFor(i, 0, 4));
+    ASSERT_TRUE(added.ok()) << "key " << i << ": " << added.status();
+    EXPECT_TRUE(*added) << "key " << i;
+  }
+  const absl::StatusOr<bool> extra =
+      AddArray(heap, KeyName(kSlots), ArrayFor(kSlots, 0, 4));
+  EXPECT_EQ(extra.status().code(), absl::StatusCode::kResourceExhausted)
+      << extra.status();
+  EXPECT_FALSE(heap.Contains(KeyName(kSlots)));
+  EXPECT_EQ(heap.Get<float>(KeyName(kSlots)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(ReplaceArray(heap, KeyName(kSlots), ArrayFor(kSlots, 0, 4))
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  for (int i = 0; i < kSlots; ++i) {
+    EXPECT_TRUE(heap.Contains(KeyName(i))) << "key " << i;
+    EXPECT_EQ(Mismatches(heap.Get<float>(KeyName(i)), ArrayFor(i, 0, 4)), 0)
+        << "key " << i;
+  }
+  const Stats s = heap.stats();
+  EXPECT_EQ(s.table_used, uint64_t{kSlots});
+  EXPECT_EQ(s.live_blobs, uint64_t{kSlots});
+}
+
+// 64 keys whose hashes all start their probe at slot 1 of a 64-slot table
+// form one cluster, so the last of them probes every slot and wraps past the
+// end: every Add succeeds, every key reads back its own value, and a 65th key
+// on the same start slot is kResourceExhausted for Add and kNotFound for Get
+// (the probe ends after one full turn).
+TEST(TableFork, OneClusterFillsTheTableAcrossTheWrapAround) {
+  constexpr int kSlots = 64;
+  Heap heap = CreateHeap(6);
+  std::vector<std::string> names;
+  for (int i = 0; i <= kSlots; ++i) names.push_back("cluster:" + KeyName(i));
+  auto key = [&](int i) {
+    return HashedKey{(static_cast<uint64_t>(i) << 6) | 1, names[i]};
+  };
+  const int64_t dims[] = {3};
+  for (int i = 0; i < kSlots; ++i) {
+    const absl::StatusOr<bool> added =
+        heap.Add<float>(key(i), ArrayFor(i, 5, 3), dims);
+    ASSERT_TRUE(added.ok()) << "key " << i << ": " << added.status();
+    EXPECT_TRUE(*added) << "key " << i;
+  }
+  for (int i = 0; i < kSlots; ++i) {
+    EXPECT_EQ(Mismatches(heap.Get<float>(key(i)), ArrayFor(i, 5, 3)), 0)
+        << "key " << i;
+  }
+  EXPECT_EQ(heap.Add<float>(key(kSlots), ArrayFor(kSlots, 5, 3), dims)
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(heap.Get<float>(key(kSlots)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_FALSE(heap.Contains(key(kSlots)));
+  EXPECT_EQ(heap.stats().table_used, uint64_t{kSlots});
+}
+
+// ---------------------------------------------------------------------------
+// Views across fork.
+
+// A view that the parent holds keeps the parent in scope, whatever a child
+// does with its inherited copy: shmheap.h says views "do not survive fork",
+// so a child that destroys its copy (as unwinding or returning from main
+// does) must not unpin the parent. A collection from another child then
+// times out (kDeadlineExceeded) instead of moving the parent's data, and
+// the parent's view still reads its value.
+//
+// Fails today: Pin's destructor calls LocalSession::DropPin on the parent's
+// LocalSession object that the child inherited, which takes the count to 0
+// and runs LeaveShared(), storing pinned = 0 into the parent's shared
+// registry entry (heap/session.cc, DropPin / LeaveShared). The collector
+// then slides the blob under the parent's live view.
+TEST(TableFork, ChildDroppingAnInheritedViewKeepsTheParentPinned) {
+  Heap heap = CreateHeap(10);
+  const std::vector<float> want = ArrayFor(2, 2, 1024);
+  // Garbage below the value, so that a collection would move it.
+  ASSERT_TRUE(*AddArray(heap, "garbage", ArrayFor(1, 1, 1024)));
+  ASSERT_TRUE(heap.Remove("garbage").ok());
+  ASSERT_TRUE(*AddArray(heap, "value", want));
+  absl::StatusOr<ArrayView<float>> view = heap.Get<float>("value");
+  ASSERT_TRUE(view.ok()) << view.status();
+
+  std::vector<int> codes = RunProcesses(1, [&](int) {
+    *view = ArrayView<float>();  // drops the child's copy of the pin
+    return 0;
+  });
+  ASSERT_EQ(codes[0], 0);
+  SharedArray<int32_t> collect_code(1);
+  codes = RunProcesses(1, [&](int) {
+    CollectOptions options;
+    options.deadline = std::chrono::milliseconds(300);
+    collect_code[0] =
+        static_cast<int32_t>(heap.Collect(options).status().code());
+    return 0;
+  });
+  ASSERT_EQ(codes[0], 0);
+  EXPECT_EQ(collect_code[0],
+            static_cast<int32_t>(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(Mismatches(*view, want), 0);
+}
+
+// ---------------------------------------------------------------------------
+// f. Single-process semantics of each operation.
+
+// Add is write-once: a second Add of a present key, of any contents or kind,
+// returns false and leaves the first value unchanged.
+TEST(TableOps, AddOfAPresentKeyReturnsFalseAndKeepsTheValue) {
+  Heap heap = CreateHeap(10);
+  const std::vector<float> first = ArrayFor(7, 1, 5);
+  absl::StatusOr<bool> r = AddArray(heap, "k", first);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(*r);
+  r = AddArray(heap, "k", ArrayFor(7, 2, 5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(*r);
+  const std::vector<double> other = {1.0, 2.0};
+  const int64_t dims[] = {2};
+  r = heap.Add<double>("k", other, dims);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(*r);
+  EXPECT_EQ(Mismatches(heap.Get<float>("k"), first), 0);
+  EXPECT_EQ(heap.stats().live_blobs, 1u);
+}
+
+// Replace reports whether the key had a value: false for an absent key (and
+// the value is published all the same), true for a present one; Get reads
+// the latest value each time.
+TEST(TableOps, ReplaceReportsWhetherTheKeyWasPresent) {
+  Heap heap = CreateHeap(10);
+  absl::StatusOr<bool> r = ReplaceArray(heap, "k", ArrayFor(8, 1, 6));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(*r);
+  EXPECT_EQ(Mismatches(heap.Get<float>("k"), ArrayFor(8, 1, 6)), 0);
+  r = ReplaceArray(heap, "k", ArrayFor(8, 2, 3));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(*r);
+  EXPECT_EQ(Mismatches(heap.Get<float>("k"), ArrayFor(8, 2, 3)), 0);
+  // A removed key is absent again for Replace.
+  ASSERT_TRUE(heap.Remove("k").ok());
+  r = ReplaceArray(heap, "k", ArrayFor(8, 3, 2));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(*r);
+  EXPECT_EQ(Mismatches(heap.Get<float>("k"), ArrayFor(8, 3, 2)), 0);
+}
+
+// Remove of an absent key is kNotFound; of a present one OK, after which the
+// key is absent for Contains, Get and a second Remove.
+TEST(TableOps, RemoveOfAnAbsentKeyIsNotFound) {
+  Heap heap = CreateHeap(10);
+  EXPECT_EQ(heap.Remove("never").code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(*AddArray(heap, "k", ArrayFor(9, 1, 4)));
+  EXPECT_TRUE(heap.Remove("k").ok());
+  EXPECT_FALSE(heap.Contains("k"));
+  EXPECT_EQ(heap.Get<float>("k").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(heap.Remove("k").code(), absl::StatusCode::kNotFound);
+}
+
+// Move carries the contents (dims, kind, every element) to an absent key and
+// leaves the source absent; it refuses an existing target (kAlreadyExists,
+// both values unchanged) and an absent source (kNotFound).
+TEST(TableOps, MoveCarriesTheValueAndRefusesAnExistingTarget) {
+  Heap heap = CreateHeap(10);
+  const std::vector<float> from = ArrayFor(10, 1, 11);
+  ASSERT_TRUE(*AddArray(heap, "from", from));
+  ASSERT_TRUE(heap.Move("from", "to").ok());
+  EXPECT_FALSE(heap.Contains("from"));
+  EXPECT_EQ(heap.Get<float>("from").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(Mismatches(heap.Get<float>("to"), from), 0);
+
+  const std::vector<float> x = ArrayFor(11, 1, 3);
+  const std::vector<float> y = ArrayFor(12, 1, 4);
+  ASSERT_TRUE(*AddArray(heap, "x", x));
+  ASSERT_TRUE(*AddArray(heap, "y", y));
+  EXPECT_EQ(heap.Move("x", "y").code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Mismatches(heap.Get<float>("x"), x), 0);
+  EXPECT_EQ(Mismatches(heap.Get<float>("y"), y), 0);
+
+  EXPECT_EQ(heap.Move("absent", "z").code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(heap.Contains("z"));
+  EXPECT_EQ(heap.stats().live_blobs, 3u);
+}
+
+// Reserve builds a value in place: Publish returns true and Get reads the
+// dims and every element written through data(). A second Reserve + Publish
+// of the same key returns false and leaves the first value.
+TEST(TableOps, ReserveAndPublishIsWriteOnce) {
+  Heap heap = CreateHeap(10);
+  const int64_t dims[] = {2, 3};
+  absl::StatusOr<Builder<double>> b = heap.Reserve<double>("built", dims);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(b->data().size(), 6u);
+  for (size_t j = 0; j < 6; ++j) b->data()[j] = 1.5 * j - 2.0;
+  EXPECT_FALSE(heap.Contains("built"));  // not before Publish
+  absl::StatusOr<bool> published = b->Publish();
+  ASSERT_TRUE(published.ok()) << published.status();
+  EXPECT_TRUE(*published);
+
+  absl::StatusOr<Builder<double>> again = heap.Reserve<double>("built", dims);
+  ASSERT_TRUE(again.ok()) << again.status();
+  for (size_t j = 0; j < 6; ++j) again->data()[j] = -1.0;
+  published = again->Publish();
+  ASSERT_TRUE(published.ok()) << published.status();
+  EXPECT_FALSE(*published);
+
+  absl::StatusOr<ArrayView<double>> got = heap.Get<double>("built");
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->ndims(), 2);
+  EXPECT_EQ(got->dim(0), 2);
+  EXPECT_EQ(got->dim(1), 3);
+  EXPECT_EQ(got->kind(), Kind::kFloat64);
+  EXPECT_EQ(got->layout(), Layout::kC);
+  for (size_t j = 0; j < 6; ++j) EXPECT_EQ(got->flat()[j], 1.5 * j - 2.0);
+  EXPECT_EQ((*got)(1, 2), 1.5 * 5 - 2.0);
+  // Stored as float64: not readable as float32.
+  EXPECT_EQ(heap.Get<float>("built").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// AddRaw checks the data against dims and kind: too few or too many bytes
+// is kInvalidArgument and publishes nothing.
+TEST(TableOps, AddRawWithTheWrongByteSizeIsInvalidArgument) {
+  Heap heap = CreateHeap(10);
+  const int64_t dims[] = {4};
+  const std::vector<std::byte> bytes(20);
+  for (size_t n : {size_t{12}, size_t{20}, size_t{0}}) {
+    const absl::StatusOr<bool> r = heap.AddRaw(
+        "raw", Kind::kFloat32, dims, Layout::kC, std::span(bytes).first(n));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << n << " bytes";
+  }
+  EXPECT_FALSE(heap.Contains("raw"));
+  const Stats s = heap.stats();
+  EXPECT_EQ(s.live_blobs, 0u);
+  EXPECT_EQ(s.table_used, 0u);
+  // 16 bytes is right for 4 float32s.
+  absl::StatusOr<bool> r = heap.AddRaw("raw", Kind::kFloat32, dims, Layout::kC,
+                                       std::span(bytes).first(16));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(*r);
+}
+
+// stats() follows each operation: live blobs and bytes rise with adds, a
+// Replace turns the old value's bytes dead, a Remove turns its slot into a
+// tombstone and its bytes dead, and an Add of the removed key reuses the
+// tombstone.
+TEST(TableOps, StatsAgreeWithTheOperations) {
+  Heap heap = CreateHeap(10);
+  Stats s = heap.stats();
+  EXPECT_EQ(s.table_slots, 1024u);
+  EXPECT_EQ(s.live_blobs, 0u);
+  EXPECT_EQ(s.table_used, 0u);
+  EXPECT_EQ(s.live_bytes, 0u);
+  EXPECT_GE(s.heap_capacity, uint64_t{1} << 30);
+
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(*AddArray(heap, KeyName(i), ArrayFor(i, 0, 100)));
+  }
+  s = heap.stats();
+  EXPECT_EQ(s.live_blobs, 3u);
+  EXPECT_EQ(s.table_used, 3u);
+  EXPECT_EQ(s.table_tombstones, 0u);
+  EXPECT_GE(s.live_bytes, 3 * 100 * sizeof(float));
+  EXPECT_GT(s.heap_top, 0u);
+  const uint64_t live_after_adds = s.live_bytes;
+  const uint64_t dead_after_adds = s.dead_bytes;
+
+  ASSERT_TRUE(*ReplaceArray(heap, KeyName(0), ArrayFor(0, 1, 100)));
+  s = heap.stats();
+  EXPECT_EQ(s.live_blobs, 3u);
+  EXPECT_EQ(s.table_used, 3u);
+  EXPECT_EQ(s.live_bytes, live_after_adds);  // same size replaced
+  EXPECT_GE(s.dead_bytes, dead_after_adds + 100 * sizeof(float));
+  const uint64_t dead_after_replace = s.dead_bytes;
+
+  ASSERT_TRUE(heap.Remove(KeyName(1)).ok());
+  s = heap.stats();
+  EXPECT_EQ(s.live_blobs, 2u);
+  EXPECT_EQ(s.table_used, 3u);
+  EXPECT_EQ(s.table_tombstones, 1u);
+  EXPECT_LE(s.live_bytes, live_after_adds - 100 * sizeof(float));
+  EXPECT_GE(s.dead_bytes, dead_after_replace + 100 * sizeof(float));
+
+  ASSERT_TRUE(*AddArray(heap, KeyName(1), ArrayFor(1, 2, 100)));
+  s = heap.stats();
+  EXPECT_EQ(s.live_blobs, 3u);
+  EXPECT_EQ(s.table_used, 3u);
+  EXPECT_EQ(s.table_tombstones, 0u);
+  EXPECT_EQ(s.live_bytes, live_after_adds);
+}
+
+}  // namespace
+}  // namespace shmheap
