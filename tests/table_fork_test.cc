@@ -18,75 +18,27 @@
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 #include "shmheap.h"
+#include "tests/table_scenarios.h"
 #include "tests/test_util.h"
 
 namespace shmheap {
 namespace {
 
+using ::shmheap::testing::AddArray;
 using ::shmheap::testing::ArrayFor;
+using ::shmheap::testing::CreateHeap;
+using ::shmheap::testing::DistinctKeysAreAllReadable;
 using ::shmheap::testing::KeyName;
+using ::shmheap::testing::Mismatches;
+using ::shmheap::testing::RaceToAdd;
+using ::shmheap::testing::ReplaceAndRemoveRacingWithGet;
+using ::shmheap::testing::ReplaceArray;
 using ::shmheap::testing::RunProcesses;
+using ::shmheap::testing::ScenarioRunner;
 using ::shmheap::testing::SharedArray;
-using ::shmheap::testing::SharedBarrier;
-using ::shmheap::testing::ValueFor;
 
-Options TestOptions(uint32_t table_slots_log2) {
-  Options o;
-  o.heap_bytes = uint64_t{1} << 30;  // reserved, not committed
-  o.table_slots_log2 = table_slots_log2;
-  return o;
-}
-
-Heap CreateHeap(uint32_t table_slots_log2) {
-  absl::StatusOr<Heap> heap = Heap::Create(TestOptions(table_slots_log2));
-  EXPECT_TRUE(heap.ok()) << heap.status();
-  if (!heap.ok()) std::abort();
-  return *std::move(heap);
-}
-
-// Mismatches between a read and `want`, read as a 1-D float32 array in kC
-// layout: 1 for an error status or wrong dims, 1 for a wrong layout or kind,
-// plus 1 per element that differs.
-int64_t Mismatches(const absl::StatusOr<ArrayView<float>>& got,
-                   std::span<const float> want) {
-  if (!got.ok()) return 1;
-  if (got->ndims() != 1 || got->dim(0) != static_cast<int64_t>(want.size())) {
-    return 1;
-  }
-  int64_t bad = 0;
-  if (got->layout() != Layout::kC || got->kind() != Kind::kFloat32) ++bad;
-  const std::span<const float> flat = got->flat();
-  for (size_t j = 0; j < want.size(); ++j) bad += flat[j] != want[j];
-  return bad;
-}
-
-// Adds `data` as a 1-D float32 array.
-absl::StatusOr<bool> AddArray(Heap& heap, const std::string& key,
-                              const std::vector<float>& data) {
-  const int64_t dims[] = {static_cast<int64_t>(data.size())};
-  return heap.Add<float>(key, data, dims);
-}
-
-absl::StatusOr<bool> ReplaceArray(Heap& heap, const std::string& key,
-                                  const std::vector<float>& data) {
-  const int64_t dims[] = {static_cast<int64_t>(data.size())};
-  return heap.Replace<float>(key, data, dims);
-}
-
-// Adds `data` with Add, or with Reserve, a copy into the builder and Publish.
-// Publish has no early check for a present key (Add returns false before
-// building anything when it sees one), so racing publishers always meet at
-// the slot's compare-and-swap.
-absl::StatusOr<bool> AddOrPublish(Heap& heap, const std::string& key,
-                                  const std::vector<float>& data,
-                                  bool via_reserve) {
-  if (!via_reserve) return AddArray(heap, key, data);
-  const int64_t dims[] = {static_cast<int64_t>(data.size())};
-  absl::StatusOr<Builder<float>> builder = heap.Reserve<float>(key, dims);
-  if (!builder.ok()) return builder.status();
-  std::copy(data.begin(), data.end(), builder->data().begin());
-  return builder->Publish();
-}
+// The shared scenarios (tests/table_scenarios.h) run over forked processes.
+ScenarioRunner Processes() { return {RunProcesses, "process", "the parent"}; }
 
 // ---------------------------------------------------------------------------
 // a. Distinct keys from many processes.
@@ -98,167 +50,33 @@ absl::StatusOr<bool> AddOrPublish(Heap& heap, const std::string& key,
 // process are complete and visible to all others, and keys from different
 // processes never disturb each other in the shared table.
 TEST(TableFork, DistinctKeysFromEightProcessesAreAllReadable) {
-  constexpr int kProcs = 8;
-  constexpr int kKeysPerProc = 20000;
-  constexpr int kKeys = kProcs * kKeysPerProc;
-  Heap heap = CreateHeap(18);
-  SharedBarrier barrier(kProcs);
-  SharedArray<int64_t> failed_adds(kProcs);
-  SharedArray<int64_t> mismatches(kProcs);
-
-  const std::vector<int> codes = RunProcesses(kProcs, [&](int p) {
-    int64_t failed = 0;
-    for (int i = p * kKeysPerProc; i < (p + 1) * kKeysPerProc; ++i) {
-      const absl::StatusOr<bool> added =
-          AddArray(heap, KeyName(i), ArrayFor(i, 0, i % 13 + 1));
-      if (!added.ok() || !*added) ++failed;
-    }
-    failed_adds[p] = failed;
-    barrier.Wait();
-    int64_t bad = 0;
-    for (int i = 0; i < kKeys; ++i) {
-      bad +=
-          Mismatches(heap.Get<float>(KeyName(i)), ArrayFor(i, 0, i % 13 + 1));
-    }
-    mismatches[p] = bad;
-    return static_cast<int>(std::min<int64_t>(failed + bad, 255));
-  });
-
-  for (int p = 0; p < kProcs; ++p) {
-    EXPECT_EQ(codes[p], 0) << "process " << p;
-    EXPECT_EQ(failed_adds[p], 0) << "process " << p;
-    EXPECT_EQ(mismatches[p], 0) << "process " << p;
-  }
-  int64_t parent_bad = 0;
-  for (int i = 0; i < kKeys; ++i) {
-    parent_bad +=
-        Mismatches(heap.Get<float>(KeyName(i)), ArrayFor(i, 0, i % 13 + 1));
-  }
-  EXPECT_EQ(parent_bad, 0);
-  const Stats s = heap.stats();
-  EXPECT_EQ(s.live_blobs, uint64_t{kKeys});
-  EXPECT_EQ(s.table_used, uint64_t{kKeys});
-  EXPECT_EQ(s.table_tombstones, 0u);
+  DistinctKeysAreAllReadable(Processes(), /*workers=*/8,
+                             /*keys_per_worker=*/20000,
+                             /*table_slots_log2=*/18);
 }
 
 // ---------------------------------------------------------------------------
 // b. Racing adds of the same keys.
-
-// Every racer adds the same 1,000 keys, its own contents under each (version
-// = racer index + 1), with Add or with Reserve + Publish; then, after a
-// barrier, reads them all back.
-void RaceToAdd(bool via_reserve) {
-  constexpr int kProcs = 8;
-  constexpr int kKeys = 1000;
-  constexpr size_t kLen = 16;
-  Heap heap = CreateHeap(14);
-  SharedBarrier start(kProcs);
-  SharedBarrier added(kProcs);
-  SharedArray<uint8_t> won(kProcs * kKeys);
-  SharedArray<int32_t> seen(kProcs * kKeys);
-  SharedArray<int64_t> errors(kProcs);
-
-  // The index of the process whose contents `got` holds, or -1.
-  auto writer_of = [](const absl::StatusOr<ArrayView<float>>& got, int key) {
-    for (int p = 0; p < kProcs; ++p) {
-      if (Mismatches(got, ArrayFor(key, p + 1, kLen)) == 0) return p;
-    }
-    return -1;
-  };
-
-  const std::vector<int> codes = RunProcesses(kProcs, [&](int p) {
-    start.Wait();
-    int64_t bad = 0;
-    for (int k = 0; k < kKeys; ++k) {
-      const absl::StatusOr<bool> r =
-          AddOrPublish(heap, KeyName(k), ArrayFor(k, p + 1, kLen), via_reserve);
-      if (!r.ok()) ++bad;
-      won[p * kKeys + k] = r.ok() && *r ? 1 : 0;
-    }
-    errors[p] = bad;
-    added.Wait();
-    for (int k = 0; k < kKeys; ++k) {
-      seen[p * kKeys + k] = writer_of(heap.Get<float>(KeyName(k)), k);
-    }
-    return 0;
-  });
-
-  for (int p = 0; p < kProcs; ++p) {
-    EXPECT_EQ(codes[p], 0) << "process " << p;
-    EXPECT_EQ(errors[p], 0) << "process " << p;
-  }
-  int total_wins = 0;
-  for (int k = 0; k < kKeys; ++k) {
-    int winner = -1;
-    int wins = 0;
-    for (int p = 0; p < kProcs; ++p) {
-      if (won[p * kKeys + k]) {
-        ++wins;
-        winner = p;
-      }
-    }
-    total_wins += wins;
-    ASSERT_EQ(wins, 1) << "key " << k;
-    for (int p = 0; p < kProcs; ++p) {
-      ASSERT_EQ(seen[p * kKeys + k], winner)
-          << "process " << p << " read key " << k;
-    }
-    ASSERT_EQ(writer_of(heap.Get<float>(KeyName(k)), k), winner)
-        << "the parent read key " << k;
-  }
-  EXPECT_EQ(total_wins, kKeys);
-  const Stats s = heap.stats();
-  EXPECT_EQ(s.live_blobs, uint64_t{kKeys});
-  EXPECT_EQ(s.table_used, uint64_t{kKeys});
-}
 
 // Eight processes race to add the same 1,000 keys, each with contents of its
 // own (version = process index + 1). Add is write-once: exactly one Add per
 // key returns true, and after a barrier every process, and the parent, reads
 // exactly the winner's contents for every key, never a loser's or a mix.
 TEST(TableFork, RacingAddsHaveExactlyOneWinnerThatEveryoneSees) {
-  RaceToAdd(/*via_reserve=*/false);
+  RaceToAdd(Processes(), /*racers=*/8, /*table_slots_log2=*/14,
+            /*via_reserve=*/false);
 }
 
 // The same race through Reserve + Publish, where every racer builds its
 // value and the slot's compare-and-swap alone decides: exactly one Publish
 // per key returns true, and everyone reads the winner's contents.
 TEST(TableFork, RacingPublishesHaveExactlyOneWinnerThatEveryoneSees) {
-  RaceToAdd(/*via_reserve=*/true);
+  RaceToAdd(Processes(), /*racers=*/8, /*table_slots_log2=*/14,
+            /*via_reserve=*/true);
 }
 
 // ---------------------------------------------------------------------------
 // c. Replace and remove racing with get.
-
-constexpr int kRaceKeys = 64;
-constexpr size_t kRaceLen = 256;
-
-// The array for version v of `key`: element 0 holds v (exact in a float for
-// v < 2^24), the others ValueFor(key, v, j).
-std::vector<float> VersionedArray(uint64_t key, uint64_t v) {
-  std::vector<float> a = ArrayFor(key, v, kRaceLen);
-  a[0] = static_cast<float>(v);
-  return a;
-}
-
-// The version whose array `got` holds in full, or 0 when it is not one
-// version's array (torn, malformed, or an error).
-uint64_t VersionOf(const absl::StatusOr<ArrayView<float>>& got, uint64_t key) {
-  if (!got.ok() || got->ndims() != 1 ||
-      got->dim(0) != static_cast<int64_t>(kRaceLen) ||
-      got->layout() != Layout::kC || got->kind() != Kind::kFloat32) {
-    return 0;
-  }
-  const std::span<const float> flat = got->flat();
-  const float f = flat[0];
-  if (!(f >= 1.0f && f < 16777216.0f)) return 0;
-  const uint64_t v = static_cast<uint64_t>(f);
-  if (static_cast<float>(v) != f) return 0;
-  for (size_t j = 1; j < kRaceLen; ++j) {
-    if (flat[j] != ValueFor(key, v, j)) return 0;
-  }
-  return v;
-}
 
 // Two writer processes Replace (and now and then Remove) 64 keys with new
 // versions while four reader processes Get them for about 1.5 seconds. Every
@@ -268,112 +86,9 @@ uint64_t VersionOf(const absl::StatusOr<ArrayView<float>>& got, uint64_t key) {
 // Contains() reports, every key holds one complete version, and the bytes
 // and slots add up.
 TEST(TableFork, ReplaceAndRemoveRacingWithGetNeverShowATornValue) {
-  constexpr int kWriters = 2;
-  constexpr int kReaders = 4;
-  constexpr int kMaxWritesPerWriter = 150000;  // bounds the heap's growth
-  constexpr auto kReadFor = std::chrono::milliseconds(1500);
-  Heap heap = CreateHeap(12);
-  SharedBarrier start(kWriters + kReaders);
-  SharedArray<std::atomic<int>> readers_done(1);
-  SharedArray<int64_t> writer_errors(kWriters);
-  SharedArray<int64_t> writes(kWriters);
-  SharedArray<int64_t> reads(kReaders);
-  SharedArray<int64_t> not_found(kReaders);
-  SharedArray<int64_t> mismatches(kReaders);
-  SharedArray<int64_t> changes(kReaders);
-
-  const std::vector<int> codes = RunProcesses(kWriters + kReaders, [&](int i) {
-    start.Wait();
-    if (i < kWriters) {
-      const int w = i;
-      int64_t errors = 0;
-      int64_t n = 0;
-      // Relaxed: a stop hint; nothing is published through it.
-      for (; n < kMaxWritesPerWriter &&
-             readers_done[0].load(std::memory_order_relaxed) < kReaders;
-           ++n) {
-        const uint64_t key = (n * 7 + w * 31) % kRaceKeys;
-        if (n % 16 == 15) {
-          const absl::Status s = heap.Remove(KeyName(key));
-          if (!s.ok() && s.code() != absl::StatusCode::kNotFound) ++errors;
-        } else {
-          const uint64_t v = 2 * static_cast<uint64_t>(n) + w + 1;
-          if (!ReplaceArray(heap, KeyName(key), VersionedArray(key, v)).ok()) {
-            ++errors;
-          }
-        }
-      }
-      writer_errors[w] = errors;
-      writes[w] = n;
-      return errors == 0 ? 0 : 1;
-    }
-    const int r = i - kWriters;
-    int64_t ok = 0, absent = 0, bad = 0, changed = 0;
-    std::vector<uint64_t> last(kRaceKeys, 0);
-    const auto until = std::chrono::steady_clock::now() + kReadFor;
-    for (uint64_t n = 0; std::chrono::steady_clock::now() < until; ++n) {
-      const uint64_t key = (n * 13 + r * 5) % kRaceKeys;
-      const absl::StatusOr<ArrayView<float>> got =
-          heap.Get<float>(KeyName(key));
-      if (!got.ok() && got.status().code() == absl::StatusCode::kNotFound) {
-        ++absent;
-        continue;
-      }
-      const uint64_t v = VersionOf(got, key);
-      if (v == 0) {
-        ++bad;
-        continue;
-      }
-      ++ok;
-      if (last[key] != 0 && last[key] != v) ++changed;
-      last[key] = v;
-    }
-    reads[r] = ok;
-    not_found[r] = absent;
-    mismatches[r] = bad;
-    changes[r] = changed;
-    readers_done[0].fetch_add(1, std::memory_order_relaxed);
-    return bad == 0 ? 0 : 1;
-  });
-
-  int64_t total_reads = 0, total_changes = 0;
-  for (int i = 0; i < kWriters + kReaders; ++i) {
-    EXPECT_EQ(codes[i], 0) << "process " << i;
-  }
-  for (int w = 0; w < kWriters; ++w) {
-    EXPECT_EQ(writer_errors[w], 0) << "writer " << w;
-    EXPECT_GT(writes[w], kRaceKeys) << "writer " << w;
-  }
-  for (int r = 0; r < kReaders; ++r) {
-    EXPECT_EQ(mismatches[r], 0) << "reader " << r;
-    total_reads += reads[r];
-    total_changes += changes[r];
-  }
-  EXPECT_GT(total_reads, 1000);
-  // The readers did race with the writers: they saw values change.
-  EXPECT_GT(total_changes, 0);
-
-  uint64_t present = 0;
-  for (int key = 0; key < kRaceKeys; ++key) {
-    if (!heap.Contains(KeyName(key))) {
-      EXPECT_EQ(heap.Get<float>(KeyName(key)).status().code(),
-                absl::StatusCode::kNotFound);
-      continue;
-    }
-    ++present;
-    EXPECT_NE(VersionOf(heap.Get<float>(KeyName(key)), key), 0u)
-        << "key " << key;
-  }
-  const Stats s = heap.stats();
-  EXPECT_EQ(s.live_blobs, present);
-  EXPECT_EQ(s.table_used, uint64_t{kRaceKeys});
-  EXPECT_EQ(s.table_tombstones, kRaceKeys - present);
-  EXPECT_GE(s.live_bytes, present * kRaceLen * sizeof(float));
-  // Each Replace built one array; all but the live ones are dead now.
-  uint64_t replaces = 0;
-  for (int w = 0; w < kWriters; ++w) replaces += writes[w] - writes[w] / 16;
-  ASSERT_GE(replaces, present);
-  EXPECT_GE(s.dead_bytes, (replaces - present) * kRaceLen * sizeof(float));
+  ReplaceAndRemoveRacingWithGet(Processes(), /*writers=*/2, /*readers=*/4,
+                                /*max_writes_per_writer=*/150000,
+                                std::chrono::milliseconds(1500));
 }
 
 // ---------------------------------------------------------------------------
