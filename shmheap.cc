@@ -588,11 +588,7 @@ Stats Heap::stats() const {
   SessionEntry* reg = seg.registry();
   for (uint32_t e = 0; e < h.max_sessions; ++e) {
     const uint64_t owner = reg[e].owner_pid.load(std::memory_order_acquire);
-    if (owner != kSessionFree &&
-        ProcessAlive(static_cast<pid_t>(owner),
-                     reg[e].owner_start_time.load(std::memory_order_relaxed))) {
-      ++s.sessions;
-    }
+    if (OwnerAlive(reg[e], owner)) ++s.sessions;
     for (int i = 0; i < kNumCounters; ++i) {
       c[i] += reg[e].counters[i].load(std::memory_order_relaxed);
     }

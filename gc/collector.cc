@@ -32,12 +32,7 @@ bool Quiescent(const Segment& segment) {
     if (reg[i].pinned.load(std::memory_order_seq_cst) == 0) continue;
     // Acquire: the identity was stored before pinned was set.
     const uint64_t owner = reg[i].owner_pid.load(std::memory_order_acquire);
-    if (owner == kSessionFree) continue;
-    if (!ProcessAlive(
-            static_cast<pid_t>(owner),
-            reg[i].owner_start_time.load(std::memory_order_acquire))) {
-      continue;  // died in scope: ignored
-    }
+    if (!OwnerAlive(reg[i], owner)) continue;  // free, or died in scope
     return false;
   }
   return true;

@@ -96,8 +96,11 @@ enum Counter : int {
   kNumCounters
 };
 
-// Session states.
+// Session states. owner_pid is 0 (free), pid | kSessionClaiming while a
+// joiner writes the owner's start time, then pid (published with release, so
+// whoever reads the pid also reads the matching start time).
 inline constexpr uint64_t kSessionFree = 0;
+inline constexpr uint64_t kSessionClaiming = uint64_t{1} << 63;
 
 struct alignas(kCacheLine) SessionEntry {
   // --- Line 1: identity and scope, the line the collector polls.

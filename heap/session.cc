@@ -81,6 +81,17 @@ bool ProcessAlive(pid_t pid, uint64_t start_time) {
   return start_time == 0 || start == start_time;
 }
 
+bool OwnerAlive(const SessionEntry& e, uint64_t owner) {
+  if (owner == kSessionFree) return false;
+  if (owner & kSessionClaiming) {
+    return ProcessAlive(static_cast<pid_t>(owner & ~kSessionClaiming), 0);
+  }
+  // Acquire: pairs with the release store of the pid in Join, so the start
+  // time read here is the one its owner wrote.
+  return ProcessAlive(static_cast<pid_t>(owner),
+                      e.owner_start_time.load(std::memory_order_acquire));
+}
+
 void FutexWait(std::atomic<uint32_t>* word, uint32_t value, int timeout_ms) {
   struct timespec ts;
   ts.tv_sec = timeout_ms / 1000;
@@ -166,20 +177,23 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
       // Acquire: see the previous owner's final stores before reusing.
       uint64_t owner = e.owner_pid.load(std::memory_order_acquire);
       if (pass == 0 ? owner != kSessionFree
-                    : owner == kSessionFree ||
-                          ProcessAlive(static_cast<pid_t>(owner),
-                                       e.owner_start_time.load(
-                                           std::memory_order_acquire))) {
+                    : owner == kSessionFree || OwnerAlive(e, owner)) {
         continue;
       }
-      // acq_rel: claim the entry; later stores to it follow the claim.
-      if (!e.owner_pid.compare_exchange_strong(owner, uint64_t(pid),
+      // acq_rel: claim the entry; later stores to it follow the claim. The
+      // claiming bit keeps others from judging us by the previous owner's
+      // start time until ours is written.
+      if (!e.owner_pid.compare_exchange_strong(owner,
+                                               uint64_t(pid) | kSessionClaiming,
                                                std::memory_order_acq_rel)) {
         continue;
       }
-      // Release: a collector reads pinned (seq_cst) and then the identity;
-      // it must see our start time, not the dead owner's.
-      e.owner_start_time.store(start, std::memory_order_release);
+      // seq_cst: a previous owner that died in scope left pinned set; the
+      // collector polls it with seq_cst loads.
+      e.pinned.store(0, std::memory_order_seq_cst);
+      e.owner_start_time.store(start, std::memory_order_relaxed);
+      // Release: whoever reads the pid reads the start time stored above.
+      e.owner_pid.store(uint64_t(pid), std::memory_order_release);
       std::unique_ptr<LocalSession> s(new LocalSession(segment, &e, int(i)));
       if (pass == 1) {
         // The dead owner's leftovers: close its chunk and keep its counters

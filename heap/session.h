@@ -53,6 +53,11 @@ uint64_t ProcessStartTime(pid_t pid);
 // Zombies count as dead. When /proc cannot tell, assumes alive.
 bool ProcessAlive(pid_t pid, uint64_t start_time);
 
+// Whether the process that holds entry `e` (owner word `owner`, as loaded
+// with acquire) still runs. A free entry is not alive; an entry being
+// claimed is alive while its claimer is.
+bool OwnerAlive(const SessionEntry& e, uint64_t owner);
+
 // Blocks while *word == value, for at most timeout_ms (shared futex).
 void FutexWait(std::atomic<uint32_t>* word, uint32_t value, int timeout_ms);
 void FutexWakeAll(std::atomic<uint32_t>* word);
