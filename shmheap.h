@@ -306,6 +306,10 @@ class Heap {
   // fillers; and that the counters agree. Every offset is bounds-checked
   // before it is followed. kDataLoss naming the first bad offset. Run it
   // while no process writes (concurrent writers make counters disagree).
+  // The counters are checked only while no process has died since the last
+  // collection: a killed process may leave them off by its last operation
+  // (Collect recounts them exactly). A chunk claimed by a process killed
+  // before it recorded the claim parses as a filler.
   absl::Status Verify() const;
 
   // Compacts the heap in place (gc/collector.h): waits until no process is

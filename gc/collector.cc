@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -9,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "heap/blob.h"
+#include "heap/walk.h"
 
 namespace shmheap::internal {
 namespace {
@@ -45,6 +47,44 @@ void OpenWorld(Header& h, uint32_t odd_epoch) {
   FutexWakeAll(&h.gc_epoch);
   // Release: the next collector that takes the lock sees our writes.
   h.gc_lock.store(0, std::memory_order_release);
+}
+
+// With the world stopped, after compaction: the counters restart from the
+// exact figures (a process killed between a table CAS and its counter
+// update left them off by that operation), and the entries of dead
+// processes are freed (their chunks are closed and their claims resolved).
+void RecountAndFreeDeadSessions(const Segment& segment, uint64_t live_blobs,
+                                uint64_t live_bytes, uint64_t used_bytes) {
+  Header& h = segment.header();
+  SessionEntry* reg = segment.registry();
+  const Slot* slots = segment.slots();
+  uint64_t used_slots = 0;
+  for (uint64_t i = 0; i < (uint64_t{1} << h.table_slots_log2); ++i) {
+    // Relaxed throughout: the world is stopped; reopening it publishes.
+    if (slots[i].hash.load(std::memory_order_relaxed) != 0) ++used_slots;
+  }
+  uint64_t exact[kNumCounters] = {};
+  exact[kSlotsClaimed] = used_slots;
+  exact[kBlobsPublished] = live_blobs;
+  exact[kBytesPublished] = live_bytes;
+  exact[kBytesAllocated] = used_bytes;
+  for (int c = 0; c < kNumCounters; ++c) {
+    h.retired_counters[c].store(exact[c], std::memory_order_relaxed);
+  }
+  for (uint32_t i = 0; i < h.max_sessions; ++i) {
+    for (int c = 0; c < kNumCounters; ++c) {
+      reg[i].counters[c].store(0, std::memory_order_relaxed);
+    }
+    // Acquire: pairs with the owner's release store of its pid.
+    uint64_t owner = reg[i].owner_pid.load(std::memory_order_acquire);
+    if (owner != kSessionFree && !OwnerAlive(reg[i], owner)) {
+      // acq_rel: a joiner racing to take this dead entry either wins (and
+      // finds it closed) or sees it free; release publishes the cleanup.
+      reg[i].owner_pid.compare_exchange_strong(owner, kSessionFree,
+                                               std::memory_order_acq_rel);
+    }
+  }
+  h.unclean_exits.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -166,6 +206,9 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
       CloseChunk(segment, reg[i]);
     }
   }
+  // Chunks claimed by processes that died before recording them (every
+  // recorded chunk now starts with a record, so only those start with 0).
+  CloseClaimedGaps(segment, old_top);
 
   // 1: thread each slot through its blob.
   for (uint64_t i = 0; i <= mask; ++i) {
@@ -188,7 +231,7 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
     options.testing_mid_compaction_hook();
 
   // 2: slide live blobs down.
-  uint64_t pos = h.heap_start, dest = h.heap_start;
+  uint64_t pos = h.heap_start, dest = h.heap_start, live_bytes = 0;
   while (pos < old_top) {
     const uint64_t word = ReadWord(base + pos);
     uint64_t header_word = word;
@@ -217,6 +260,7 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
       WriteWord(base + to, header_word);
       slot_addr->store(to, std::memory_order_relaxed);
       dest = to + size;
+      live_bytes += size;
     }
     pos += size;
   }
@@ -224,25 +268,22 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
   // 3: new top, give the tail back, clear tombstones, account.
   h.top.store(dest, std::memory_order_release);
   report.bytes_after = dest - h.heap_start;
-  const uint64_t release_from = AlignUp(dest, kPageSize);
+  // Everything above top must read as zero again: a chunk claimed there by
+  // a process that then dies before recording it is recognised by its zero
+  // first word (heap/walk.h). Whole pages go back to the OS (which zeroes
+  // them); the partial page below them is cleared by hand, and so is any
+  // range the OS refuses to release.
+  const uint64_t release_from = std::min(AlignUp(dest, kPageSize), old_top);
+  std::memset(base + dest, 0, release_from - dest);
   if (old_top > release_from) {
-    // Best effort: a failure leaves the pages allocated but changes nothing
-    // that any reader depends on.
-    segment.Release(release_from, AlignUp(old_top, kPageSize) - release_from)
-        .IgnoreError();
+    const uint64_t release_bytes = AlignUp(old_top, kPageSize) - release_from;
+    if (!segment.Release(release_from, release_bytes).ok()) {
+      std::memset(base + release_from, 0, old_top - release_from);
+    }
   }
   report.tombstones_cleared = ClearTombstones(slots, mask);
-  uint64_t allocated =
-      h.retired_counters[kBytesAllocated].load(std::memory_order_relaxed);
-  for (uint32_t i = 0; i < h.max_sessions; ++i) {
-    allocated +=
-        reg[i].counters[kBytesAllocated].load(std::memory_order_relaxed);
-  }
-  // After compaction the bytes in use are exactly dest - heap_start.
-  h.retired_counters[kBytesCollected].store(allocated - (dest - h.heap_start),
-                                            std::memory_order_relaxed);
-  h.retired_counters[kTombstonesCleared].fetch_add(report.tombstones_cleared,
-                                                   std::memory_order_relaxed);
+  RecountAndFreeDeadSessions(segment, report.live_blobs, live_bytes,
+                             dest - h.heap_start);
 
   // E: reopen the world.
   h.phase.store(kPhaseIdle, std::memory_order_seq_cst);

@@ -27,7 +27,9 @@
 namespace shmheap::internal {
 
 inline constexpr uint64_t kMagic = 0x5041'4548'4d48'5300;  // "\0SHMHEAP" LE
-inline constexpr uint64_t kFormatVersion = 1;
+// 2: SessionEntry records its pending chunk claim; Header counts unclean
+// exits.
+inline constexpr uint64_t kFormatVersion = 2;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kCacheLine = 64;
 
@@ -71,7 +73,12 @@ struct Header {
   alignas(kCacheLine) std::atomic<uint32_t> gc_epoch;
   std::atomic<uint32_t> phase;    // kPhase*
   std::atomic<uint32_t> gc_lock;  // pid of the running collector, or 0
-  uint32_t reserved2;
+  // Sessions whose process died and whose entry another process reclaimed
+  // since the last collection. A process killed between a table CAS and its
+  // counter update leaves the counters off by that one operation, so Verify
+  // checks counters only while this is 0; the collector recounts exactly
+  // and resets it.
+  std::atomic<uint32_t> unclean_exits;
   std::atomic<uint64_t> collections;  // completed collections
 
   // --- Counters folded in from sessions that have left (see SessionEntry).
@@ -85,14 +92,16 @@ struct Header {
 // Derived figures: live blobs = published - unlinked; live bytes likewise;
 // heap bytes in use = allocated - collected; dead bytes = in use - live.
 enum Counter : int {
-  kSlotsClaimed = 0,   // slots whose hash this session set (0 -> h)
-  kBlobsPublished,     // addr CAS 0/old -> blob won
-  kBlobsUnlinked,      // addr CAS blob -> 0/new won (remove, replace, move)
-  kBytesPublished,     // bytes of blobs this session published
-  kBytesUnlinked,      // bytes of blobs this session unlinked
-  kBytesAllocated,     // heap bytes this session closed: blobs and fillers
-  kTombstonesCleared,  // collector only (in Header::retired_counters)
-  kBytesCollected,     // collector only (in Header::retired_counters)
+  kSlotsClaimed = 0,  // slots whose hash this session set (0 -> h)
+  kBlobsPublished,    // addr CAS 0/old -> blob won
+  kBlobsUnlinked,     // addr CAS blob -> 0/new won (remove, replace, move)
+  kBytesPublished,    // bytes of blobs this session published
+  kBytesUnlinked,     // bytes of blobs this session unlinked
+  kBytesAllocated,    // heap bytes this session closed: blobs and fillers
+  // The collector restarts every counter from exact figures (gc/), so these
+  // two stay 0; kept so that the counter array keeps its ABI.
+  kTombstonesCleared,
+  kBytesCollected,
   kNumCounters
 };
 
@@ -112,7 +121,14 @@ struct alignas(kCacheLine) SessionEntry {
   std::atomic<uint64_t> owner_start_time;
   // Nonzero while the session is inside a scope (holds a pin).
   std::atomic<uint64_t> pinned;
-  uint8_t reserved0[40];
+  // A chunk claim in flight: [claim_start, claim_end) is stored before the
+  // CAS on Header::top and cleared once the chunk is recorded below. A
+  // process killed between the CAS and the recording leaves a claimed range
+  // that nothing describes (it is still zero); the heap walk recognises it
+  // by this record (see heap/walk.h, ClaimedGapEnd). claim_end == 0: none.
+  std::atomic<uint64_t> claim_start;
+  std::atomic<uint64_t> claim_end;
+  uint8_t reserved0[24];
 
   // --- Line 2: allocation and counters, written only by the owner.
   // Current chunk [chunk_start, chunk_end); committed is the end of the last
@@ -153,6 +169,7 @@ static_assert(offsetof(Header, retired_counters) == 320);
 static_assert(sizeof(Header) == 384 && sizeof(Header) <= kPageSize,
               "the header fits its page");
 static_assert(offsetof(SessionEntry, pinned) == 16);
+static_assert(offsetof(SessionEntry, claim_end) == 32);
 static_assert(offsetof(SessionEntry, chunk_start) == 64);
 static_assert(offsetof(SessionEntry, counters) == 96);
 static_assert(sizeof(SessionEntry) == 192);

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "heap/blob.h"
+#include "heap/testing_hooks.h"
 
 namespace shmheap::internal {
 namespace {
@@ -180,6 +181,13 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
                     : owner == kSessionFree || OwnerAlive(e, owner)) {
         continue;
       }
+      // A dead owner with a chunk claim in flight: its record is what lets
+      // the collector tell the claimed range apart, so the entry stays as it
+      // is until a collection resolves the claim and frees it. Relaxed: the
+      // owner is dead; its stores are all it will ever make.
+      if (pass == 1 && e.claim_end.load(std::memory_order_relaxed) != 0) {
+        continue;
+      }
       // acq_rel: claim the entry; later stores to it follow the claim. The
       // claiming bit keeps others from judging us by the previous owner's
       // start time until ours is written.
@@ -205,6 +213,8 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
           return pin.status();
         }
         CloseChunk(*segment, e);
+        // Relaxed: a statistic read by Verify and reset by the collector.
+        h.unclean_exits.fetch_add(1, std::memory_order_relaxed);
         for (int c = 0; c < kNumCounters; ++c) {
           const uint64_t v =
               e.counters[c].exchange(0, std::memory_order_relaxed);
@@ -217,6 +227,7 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
         e.chunk_start.store(0, std::memory_order_relaxed);
         e.chunk_end.store(0, std::memory_order_relaxed);
         e.committed.store(0, std::memory_order_relaxed);
+        e.claim_end.store(0, std::memory_order_relaxed);
       }
       return s;
     }
@@ -337,6 +348,7 @@ absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
     uint64_t top = h.top.load(std::memory_order_acquire);
     for (;;) {
       if (size > h.heap_limit - top) {
+        entry_->claim_end.store(0, std::memory_order_relaxed);
         return absl::ResourceExhaustedError(absl::StrCat(
             segment_->Describe(), " is full: ", bytes, " bytes wanted, top ",
             top - h.heap_start, " of ", h.heap_limit - h.heap_start,
@@ -345,18 +357,32 @@ absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
       }
       // Back the range before claiming it, so a failure leaves the heap
       // unchanged (backing a range twice is harmless).
-      if (absl::Status s = segment_->Back(top, size); !s.ok()) return s;
-      // acq_rel: the claim orders after the backing of the range.
+      if (absl::Status s = segment_->Back(top, size); !s.ok()) {
+        entry_->claim_end.store(0, std::memory_order_relaxed);
+        return s;
+      }
+      // Record the claim before making it (relaxed: the release half of the
+      // CAS below publishes these stores with the claim). If we die after
+      // the CAS and before the chunk is recorded, this record is all that
+      // describes the range.
+      entry_->claim_start.store(top, std::memory_order_relaxed);
+      entry_->claim_end.store(top + size, std::memory_order_relaxed);
+      // acq_rel: the claim orders after the backing of the range and the
+      // claim record.
       if (h.top.compare_exchange_weak(top, top + size,
                                       std::memory_order_acq_rel,
                                       std::memory_order_acquire)) {
         break;
       }
     }
+    RunTestingHook(TestingPoint::kChunkClaimed);
     if (end != 0) CloseChunk(*segment_, *entry_);
     entry_->chunk_start.store(top, std::memory_order_relaxed);
     entry_->chunk_end.store(top + size, std::memory_order_relaxed);
     entry_->committed.store(top, std::memory_order_release);
+    // Relaxed: the chunk record above now describes the range; walkers run
+    // only while no process allocates (world stopped, or no writers).
+    entry_->claim_end.store(0, std::memory_order_relaxed);
     committed = top;
     end = top + size;
     start = AlignUp(top, align);

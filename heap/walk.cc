@@ -9,6 +9,70 @@
 
 namespace shmheap::internal {
 
+namespace {
+
+uint64_t WordAt(const Segment& segment, uint64_t offset) {
+  uint64_t word;
+  std::memcpy(&word, segment.base() + offset, 8);
+  return word;
+}
+
+// Whether some session entry records a claim starting at `pos`.
+bool IsClaimStart(const Segment& segment, uint64_t pos) {
+  const Header& h = segment.header();
+  const SessionEntry* reg = segment.registry();
+  for (uint32_t i = 0; i < h.max_sessions; ++i) {
+    // Relaxed: no process allocates while we walk (see the REQUIRES).
+    if (reg[i].claim_end.load(std::memory_order_relaxed) != 0 &&
+        reg[i].claim_start.load(std::memory_order_relaxed) == pos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+uint64_t ClaimedGapEnd(const Segment& segment, uint64_t pos, uint64_t limit) {
+  const Header& h = segment.header();
+  const SessionEntry* reg = segment.registry();
+  uint64_t best = 0;
+  for (uint32_t i = 0; i < h.max_sessions; ++i) {
+    // Relaxed: see IsClaimStart. The values may come from a file of unknown
+    // origin, so each is bounds-checked before it is trusted.
+    const uint64_t end = reg[i].claim_end.load(std::memory_order_relaxed);
+    if (end == 0 || reg[i].claim_start.load(std::memory_order_relaxed) != pos ||
+        end <= pos || end > limit || end % 8 != 0 || (best && end >= best)) {
+      continue;
+    }
+    const bool ends_well =
+        end == limit || (WordAt(segment, end) & kTagBit) ||
+        (WordAt(segment, end) == 0 && IsClaimStart(segment, end));
+    if (ends_well) best = end;
+  }
+  return best;
+}
+
+void CloseClaimedGaps(const Segment& segment, uint64_t top) {
+  const Header& h = segment.header();
+  SessionEntry* reg = segment.registry();
+  for (uint32_t i = 0; i < h.max_sessions; ++i) {
+    // Relaxed: the world is stopped.
+    if (reg[i].claim_end.load(std::memory_order_relaxed) == 0) continue;
+    const uint64_t start = reg[i].claim_start.load(std::memory_order_relaxed);
+    if (start >= h.heap_start && start < top && start % 8 == 0 &&
+        WordAt(segment, start) == 0) {
+      if (const uint64_t end = ClaimedGapEnd(segment, start, top)) {
+        const uint64_t filler = FillerWord(end - start);
+        std::memcpy(segment.base() + start, &filler, 8);
+      }
+    }
+  }
+  for (uint32_t i = 0; i < h.max_sessions; ++i) {
+    reg[i].claim_end.store(0, std::memory_order_relaxed);
+  }
+}
+
 absl::Status WalkHeap(const Segment& segment,
                       absl::FunctionRef<bool(uint64_t, BlobHeader)> visit) {
   const Header& h = segment.header();
@@ -48,8 +112,16 @@ absl::Status WalkHeap(const Segment& segment,
           absl::StrCat(segment.Describe(), ": record at ", pos,
                        " overlaps an open chunk tail starting at ", limit));
     }
-    uint64_t word;
-    std::memcpy(&word, segment.base() + pos, 8);
+    uint64_t word = WordAt(segment, pos);
+    if (word == 0) {
+      if (const uint64_t end = ClaimedGapEnd(segment, pos, limit)) {
+        if (!visit(pos, BlobHeader::Decode(FillerWord(end - pos)))) {
+          return absl::OkStatus();
+        }
+        pos = end;
+        continue;
+      }
+    }
     if ((word & kTagBit) == 0) {
       return absl::DataLossError(absl::StrCat(
           segment.Describe(), ": no record header at offset ", pos));

@@ -23,7 +23,25 @@
 
 namespace shmheap::internal {
 
+// The end of the claimed-but-unrecorded range that starts at `pos`, or 0
+// when none starts there. Such a range is left by a process killed between
+// its CAS on Header::top and the recording of the chunk in its session
+// entry: nothing has been written in it (its first word is still 0), and
+// only the dead session's claim record (SessionEntry::claim_start/claim_end)
+// describes it. Several dead claims may name the same start (only one of
+// their CASes succeeded): the shortest whose end is `limit`, another claim's
+// start or a record header wins, since a wrong, shorter end would land on
+// the zeros of the real range. REQUIRES: no process allocates (world
+// stopped, or no writers); the word at `pos` is 0; pos < limit <= top.
+uint64_t ClaimedGapEnd(const Segment& segment, uint64_t pos, uint64_t limit);
+
+// Collector, world stopped, every open chunk closed: writes a filler over
+// each claimed-but-unrecorded range below `top`, then clears every claim
+// record, so that the heap parses end to end through records alone.
+void CloseClaimedGaps(const Segment& segment, uint64_t top);
+
 // Calls `visit(offset, header)` for each record (blob or filler) below top.
+// A claimed-but-unrecorded range (ClaimedGapEnd) is visited as a filler.
 // kDataLoss naming the offset when a record is malformed: no tag bit, size
 // 0, past top or into an open chunk, invalid kind or ndims. Stops early
 // when `visit` returns false.

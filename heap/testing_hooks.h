@@ -1,0 +1,45 @@
+// Crash-injection points for tests (tests/crash_test.cc).
+//
+// The library calls RunTestingHook(point) at the places where a process that
+// dies leaves the heap in an intermediate state worth testing: a chunk
+// claimed but not yet recorded, a blob written but not published, a slot
+// claimed but not yet pointing at its blob. A test installs a hook that
+// kills its own process (SIGKILL) at one of them, which is how a kill lands
+// inside those windows far more often than random timing would.
+//
+// The hook is process-local (a plain global, never in shared memory) and
+// null in production, where each call is one relaxed load and a branch.
+
+#ifndef SHMHEAP_HEAP_TESTING_HOOKS_H_
+#define SHMHEAP_HEAP_TESTING_HOOKS_H_
+
+#include <atomic>
+
+namespace shmheap::internal {
+
+enum class TestingPoint {
+  kChunkClaimed,  // Header::top advanced; the chunk is not yet recorded
+  kBlobWritten,   // a blob is allocated and filled; not yet published
+  kSlotClaimed,   // the slot holds the hash; its addr is not yet set
+  kPublished,     // the slot points at the blob; counters not yet updated
+};
+
+using TestingHook = void (*)(TestingPoint);
+
+// Relaxed: the hook is installed before the code under test runs (and
+// inherited across fork); no data is published through it.
+inline std::atomic<TestingHook> g_testing_hook{nullptr};
+
+inline void SetTestingHook(TestingHook hook) {
+  g_testing_hook.store(hook, std::memory_order_relaxed);
+}
+
+inline void RunTestingHook(TestingPoint point) {
+  if (TestingHook hook = g_testing_hook.load(std::memory_order_relaxed)) {
+    hook(point);
+  }
+}
+
+}  // namespace shmheap::internal
+
+#endif  // SHMHEAP_HEAP_TESTING_HOOKS_H_
