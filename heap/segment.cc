@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -176,7 +177,10 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
   h.heap_start = geometry->heap_start;
   h.heap_limit = geometry->total_bytes;
   h.seed = options.seed != 0 ? options.seed : RandomSeed();
-  h.chunk_bytes = options.chunk_bytes;
+  // A chunk never exceeds the heap (a small heap would otherwise refuse
+  // its first allocation, and attach would call the geometry invalid).
+  h.chunk_bytes = std::min<uint64_t>(
+      options.chunk_bytes, geometry->total_bytes - geometry->heap_start);
   h.min_available_bytes = options.min_available_bytes;
   h.created_unix_ns = NowUnixNs();
   h.max_sessions = options.max_sessions;

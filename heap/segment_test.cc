@@ -115,6 +115,26 @@ TEST(Segment, InvalidNames) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A heap smaller than one chunk takes chunks of the heap's size: it can
+// be written, and attached to by name.
+TEST(Segment, ChunkLargerThanTheHeapIsClamped) {
+  Options o = SmallOptions();
+  o.heap_bytes = 64 << 10;
+  o.chunk_bytes = 1 << 20;
+  const std::string name = UniqueName("tiny");
+  absl::StatusOr<Heap> heap = Heap::CreateNamed(name, o);
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  const int32_t v[] = {4, 5, 6};
+  const int64_t dims[] = {3};
+  ASSERT_TRUE(*heap->Add<int32_t>("k", v, dims));
+  absl::StatusOr<Heap> other = Heap::OpenNamed(name);
+  ASSERT_TRUE(other.ok()) << other.status();
+  absl::StatusOr<ArrayView<int32_t>> got = other->Get<int32_t>("k");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ((*got)(2), 6);
+  EXPECT_TRUE(Heap::UnlinkNamed(name).ok());
+}
+
 TEST(Segment, InvalidOptions) {
   Options o = SmallOptions();
   o.table_slots_log2 = 40;
