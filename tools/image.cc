@@ -1,0 +1,463 @@
+#include "tools/image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "heap/blob.h"
+#include "heap/layout.h"
+#include "heap/segment.h"
+#include "heap/strings.h"
+
+namespace shmheap::tools {
+namespace {
+
+using internal::Header;
+using internal::kPageSize;
+using internal::SessionEntry;
+using internal::Sv;
+
+// Copies move this much at a time: large enough for few system calls, small
+// enough that the buffer never matters next to the heap.
+constexpr uint64_t kCopyBlock = uint64_t{1} << 20;
+
+absl::Status Errno(int err, std::string_view what) {
+  absl::StatusCode code = absl::ErrnoToStatusCode(err);
+  if (err == ENOSPC || err == ENOMEM || err == EFBIG || err == EDQUOT) {
+    code = absl::StatusCode::kResourceExhausted;
+  }
+  return absl::Status(code, absl::StrCat(Sv(what), ": ", std::strerror(err)));
+}
+
+// Closes a descriptor on every path out of a function.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  // Closes now and reports the error (a write-back failure shows here).
+  absl::Status Close(std::string_view what) {
+    const int fd = std::exchange(fd_, -1);
+    if (close(fd) != 0) return Errno(errno, what);
+    return absl::OkStatus();
+  }
+
+ private:
+  int fd_;
+};
+
+// Reads exactly `n` bytes at `offset`; a file that ends first is truncated.
+absl::Status ReadAt(int fd, void* buf, uint64_t n, uint64_t offset,
+                    std::string_view what) {
+  auto* p = static_cast<std::byte*>(buf);
+  while (n > 0) {
+    const ssize_t r = pread(fd, p, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Errno(errno, absl::StrCat(Sv(what), ": reading"));
+    if (r == 0) {
+      return absl::DataLossError(
+          absl::StrCat(Sv(what), ": truncated at offset ", offset));
+    }
+    p += r;
+    n -= static_cast<uint64_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteAt(int fd, const void* buf, uint64_t n, uint64_t offset,
+                     std::string_view what) {
+  auto* p = static_cast<const std::byte*>(buf);
+  while (n > 0) {
+    const ssize_t w = pwrite(fd, p, n, static_cast<off_t>(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return Errno(errno, absl::StrCat(Sv(what), ": writing"));
+    p += w;
+    n -= static_cast<uint64_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+bool AllZero(const std::byte* p, uint64_t n) {
+  // Compares the range with itself shifted by one byte: equal and starting
+  // with 0 means every byte is 0, at memcmp's speed.
+  return n == 0 || (p[0] == std::byte{0} && std::memcmp(p, p + 1, n - 1) == 0);
+}
+
+// Writes buf[0, n) at `offset`, skipping whole pages of zeros: the
+// destination was just allocated and reads as zeros there already.
+absl::Status WriteNonZeroPages(int fd, const std::byte* buf, uint64_t n,
+                               uint64_t offset, std::string_view what) {
+  uint64_t run = 0, run_bytes = 0;  // a run of non-zero pages not yet written
+  for (uint64_t page = 0; page < n; page += kPageSize) {
+    const uint64_t len = std::min(kPageSize, n - page);
+    if (!AllZero(buf + page, len)) {
+      if (run_bytes == 0) run = page;
+      run_bytes += len;
+      continue;
+    }
+    if (run_bytes != 0) {
+      if (absl::Status s =
+              WriteAt(fd, buf + run, run_bytes, offset + run, what);
+          !s.ok()) {
+        return s;
+      }
+      run_bytes = 0;
+    }
+  }
+  if (run_bytes == 0) return absl::OkStatus();
+  return WriteAt(fd, buf + run, run_bytes, offset + run, what);
+}
+
+// Allocates [0, bytes) of `fd` (and sets its size), so that a full disk or
+// /dev/shm is reported here rather than halfway through the copy.
+absl::Status Allocate(int fd, uint64_t bytes, std::string_view what) {
+  // Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills the process
+  // by default; check first so it is an error return instead.
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      bytes > rl.rlim_cur) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(Sv(what), ": ", bytes, " bytes would pass RLIMIT_FSIZE (",
+                     rl.rlim_cur, ")"));
+  }
+  int rc = fallocate(fd, 0, 0, static_cast<off_t>(bytes));
+  if (rc != 0 && errno == EOPNOTSUPP) {
+    rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+    if (rc != 0) errno = rc;
+  }
+  if (rc != 0) {
+    return Errno(errno,
+                 absl::StrCat(Sv(what), ": allocating ", bytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+// An 8-byte word to write into the heap part of an image.
+struct Patch {
+  uint64_t offset;
+  uint64_t word;
+};
+
+// Turns the copied header and registry `meta` ([0, table_offset) of the
+// source) into those of a heap with no processes, whose heap ends at `top`
+// (see image.h). A chunk that a process had open is closed by a filler from
+// its committed top, which goes into `patches` since it lies in the heap.
+// An entry whose chunk is not inside [heap_start, top) means the source
+// changed under the copy (save) or is damaged (load): `inconsistent` is the
+// code returned for it.
+absl::Status MakeQuiet(std::byte* meta, const ImageInfo& info, uint64_t top,
+                       absl::StatusCode inconsistent, std::string_view what,
+                       std::vector<Patch>* patches) {
+  // The buffer is private to this process, so relaxed accesses to its
+  // atomics order nothing and need not.
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  Header& h = *reinterpret_cast<Header*>(meta);
+  if (h.phase.load(kRelaxed) == internal::kPhaseCompacting) {
+    return absl::DataLossError(
+        absl::StrCat(Sv(what), ": a collector (pid ", h.gc_lock.load(kRelaxed),
+                     ") was compacting it; its contents cannot be trusted"));
+  }
+  auto* registry = reinterpret_cast<SessionEntry*>(meta + info.registry_offset);
+  for (uint32_t i = 0; i < info.max_sessions; ++i) {
+    SessionEntry& e = registry[i];
+    const uint64_t start = e.chunk_start.load(kRelaxed);
+    const uint64_t end = e.chunk_end.load(kRelaxed);
+    const uint64_t committed = e.committed.load(kRelaxed);
+    if (end != 0) {
+      if (start < info.heap_start || start > committed || committed > end ||
+          end > top || committed % 8 != 0) {
+        return absl::Status(
+            inconsistent,
+            absl::StrCat(Sv(what), ": session ", i, " has chunk [", start, ", ",
+                         end, ") committed up to ", committed,
+                         ", not inside the heap [", info.heap_start, ", ", top,
+                         ")"));
+      }
+      if (committed < end) {
+        patches->push_back({committed, internal::FillerWord(end - committed)});
+        h.retired_counters[internal::kBytesAllocated].fetch_add(end - committed,
+                                                                kRelaxed);
+      }
+    }
+    for (int c = 0; c < internal::kNumCounters; ++c) {
+      h.retired_counters[c].fetch_add(e.counters[c].load(kRelaxed), kRelaxed);
+    }
+    // Zeroing the whole entry frees it, whatever fields a later format adds.
+    std::memset(static_cast<void*>(&e), 0, sizeof e);
+  }
+  h.top.store(top, kRelaxed);
+  h.gc_lock.store(0, kRelaxed);
+  // An odd epoch means a collector was waiting for the source to quiesce
+  // (the copy held a Pin, so it had not started); the image has none.
+  const uint32_t epoch = h.gc_epoch.load(kRelaxed);
+  if (epoch & 1) h.gc_epoch.store(epoch + 1, kRelaxed);
+  h.owner_uid = static_cast<uint32_t>(geteuid());
+  return absl::OkStatus();
+}
+
+// Writes the image of [0, top) of `src` (whose header `info` describes) into
+// the empty file `dst`.
+absl::Status CopyImage(int src, const ImageInfo& info, uint64_t top, int dst,
+                       absl::StatusCode inconsistent, std::string_view src_what,
+                       std::string_view dst_what) {
+  // table_offset is a multiple of the page size, as aligned_alloc requires.
+  const uint64_t meta_bytes = info.table_offset;
+  std::unique_ptr<std::byte, decltype(&std::free)> meta(
+      static_cast<std::byte*>(std::aligned_alloc(kPageSize, meta_bytes)),
+      &std::free);
+  if (meta == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(Sv(src_what), ": no memory for ", meta_bytes,
+                     " bytes of header and registry"));
+  }
+  if (absl::Status s = ReadAt(src, meta.get(), meta_bytes, 0, src_what);
+      !s.ok()) {
+    return s;
+  }
+  std::vector<Patch> patches;
+  if (absl::Status s =
+          MakeQuiet(meta.get(), info, top, inconsistent, src_what, &patches);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = Allocate(dst, top, dst_what); !s.ok()) return s;
+  if (absl::Status s =
+          WriteNonZeroPages(dst, meta.get(), meta_bytes, 0, dst_what);
+      !s.ok()) {
+    return s;
+  }
+  // The table, then the heap, in address order: a slot is read before the
+  // heap bytes it points at, so a blob published in a copied slot was
+  // complete before those bytes were read. (A writer racing with the copy
+  // can still leave slots and counters that disagree; Verify catches that.)
+  std::vector<std::byte> block(kCopyBlock);
+  for (uint64_t offset = meta_bytes; offset < top; offset += kCopyBlock) {
+    const uint64_t n = std::min(kCopyBlock, top - offset);
+    if (absl::Status s = ReadAt(src, block.data(), n, offset, src_what);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s =
+            WriteNonZeroPages(dst, block.data(), n, offset, dst_what);
+        !s.ok()) {
+      return s;
+    }
+  }
+  for (const Patch& p : patches) {
+    if (absl::Status s = WriteAt(dst, &p.word, 8, p.offset, dst_what);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
+  auto fail = [&](absl::StatusCode code, std::string_view why) {
+    return absl::Status(code, absl::StrCat(Sv(what), ": ", Sv(why)));
+  };
+  struct stat st;
+  if (fstat(fd, &st) != 0) return Errno(errno, what);
+  if (!S_ISREG(st.st_mode)) {
+    return fail(absl::StatusCode::kInvalidArgument, "not a regular file");
+  }
+  ImageInfo info;
+  info.file_bytes = static_cast<uint64_t>(st.st_size);
+  // A private copy of the header page, zero-filled past a short file, so
+  // that nothing is trusted before it is checked.
+  alignas(Header) std::byte page[kPageSize] = {};
+  const uint64_t n = std::min<uint64_t>(info.file_bytes, kPageSize);
+  if (absl::Status s = ReadAt(fd, page, n, 0, what); !s.ok()) return s;
+  Header h;
+  std::memcpy(static_cast<void*>(&h), page, sizeof(Header));
+  if (h.magic != internal::kMagic) {
+    return fail(
+        absl::StatusCode::kFailedPrecondition,
+        n < sizeof h.magic
+            ? absl::StrCat("not a shmheap image (", info.file_bytes, " bytes)")
+            : absl::StrFormat("not a shmheap image (magic %#x)", h.magic));
+  }
+  if (h.format != internal::FormatWord()) {
+    return fail(
+        absl::StatusCode::kFailedPrecondition,
+        absl::StrFormat("format word %#x (version %d), this build "
+                        "reads %#x (version %d)",
+                        h.format, h.format >> 48, internal::FormatWord(),
+                        internal::kFormatVersion));
+  }
+  if (info.file_bytes < kPageSize) {
+    return fail(absl::StatusCode::kDataLoss,
+                absl::StrCat("truncated: ", info.file_bytes, " bytes"));
+  }
+  absl::StatusOr<internal::Geometry> g =
+      h.heap_limit < h.heap_start
+          ? absl::StatusOr<internal::Geometry>(
+                absl::DataLossError("heap limit below heap start"))
+          : internal::ComputeSegmentGeometry(h.max_sessions, h.table_slots_log2,
+                                             h.heap_limit - h.heap_start);
+  if (!g.ok() || g->registry_offset != h.registry_offset ||
+      g->table_offset != h.table_offset || g->heap_start != h.heap_start ||
+      g->total_bytes != h.total_bytes || h.heap_limit != h.total_bytes) {
+    return fail(
+        absl::StatusCode::kDataLoss,
+        absl::StrCat("inconsistent geometry (sessions ", h.max_sessions,
+                     ", table 2^", h.table_slots_log2, ", heap [", h.heap_start,
+                     ", ", h.heap_limit, "), total ", h.total_bytes, ")"));
+  }
+  if (h.chunk_bytes < kPageSize || h.chunk_bytes % kPageSize ||
+      h.chunk_bytes > h.total_bytes) {
+    return fail(absl::StatusCode::kDataLoss,
+                absl::StrCat("invalid chunk size ", h.chunk_bytes));
+  }
+  // Relaxed: a private copy.
+  const uint64_t top = h.top.load(std::memory_order_relaxed);
+  if (info.file_bytes < h.heap_start || info.file_bytes > h.total_bytes) {
+    return fail(
+        absl::StatusCode::kDataLoss,
+        absl::StrCat("truncated or overlong: ", info.file_bytes,
+                     " bytes, expected ", h.heap_start, "..", h.total_bytes));
+  }
+  if (top < h.heap_start || top > info.file_bytes || top % 8 != 0) {
+    return fail(absl::StatusCode::kDataLoss,
+                absl::StrCat("heap top ", top, " outside [", h.heap_start, ", ",
+                             info.file_bytes, "]"));
+  }
+  info.total_bytes = h.total_bytes;
+  info.registry_offset = h.registry_offset;
+  info.table_offset = h.table_offset;
+  info.heap_start = h.heap_start;
+  info.heap_limit = h.heap_limit;
+  info.top = top;
+  info.chunk_bytes = h.chunk_bytes;
+  info.max_sessions = h.max_sessions;
+  info.table_slots_log2 = h.table_slots_log2;
+  info.owner_uid = h.owner_uid;
+  info.phase = h.phase.load(std::memory_order_relaxed);
+  info.gc_lock = h.gc_lock.load(std::memory_order_relaxed);
+  return info;
+}
+
+absl::StatusOr<SaveReport> SaveImage(Heap& heap, const std::string& path,
+                                     const CollectOptions& options) {
+  if (path.empty()) return absl::InvalidArgumentError("empty file name");
+  const std::string what = absl::StrCat("file ", path);
+  SaveReport report;
+  absl::StatusOr<GcReport> gc = heap.Collect(options);
+  if (!gc.ok()) return gc.status();
+  report.gc = *gc;
+
+  Fd out(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (out.get() < 0) {
+    if (errno == EEXIST) {
+      return absl::AlreadyExistsError(absl::StrCat(what, " already exists"));
+    }
+    return Errno(errno, absl::StrCat("creating ", what));
+  }
+  // The mode given to open is masked by the umask, which can only remove
+  // bits; fchmod pins it to exactly owner read/write, as for named heaps.
+  fchmod(out.get(), 0600);
+  const internal::Segment& seg = heap.segment();
+  absl::Status copied = [&]() -> absl::Status {
+    // While the Pin lives no collection moves data under the copy.
+    absl::StatusOr<Pin> pin = heap.Enter();
+    if (!pin.ok()) return pin.status();
+    // Acquire: pairs with the release half of each chunk claim's CAS, so the
+    // claims below this top (and their registry records) are visible.
+    report.image_bytes = seg.header().top.load(std::memory_order_acquire);
+    absl::StatusOr<ImageInfo> info = ReadImageInfo(seg.fd(), seg.Describe());
+    if (!info.ok()) return info.status();
+    return CopyImage(seg.fd(), *info, report.image_bytes, out.get(),
+                     absl::StatusCode::kAborted, seg.Describe(), what);
+  }();
+  if (copied.ok() && fsync(out.get()) != 0) {
+    copied = Errno(errno, absl::StrCat(what, ": fsync"));
+  }
+  if (absl::Status closed = out.Close(what); copied.ok()) copied = closed;
+  if (!copied.ok()) {
+    unlink(path.c_str());
+    if (copied.code() == absl::StatusCode::kAborted) {
+      return absl::AbortedError(absl::StrCat(
+          copied.message(),
+          "; a process wrote the heap during the save (nothing saved)"));
+    }
+    return copied;
+  }
+  // Check the image exactly as a later user will open it.
+  absl::StatusOr<Heap> image = Heap::OpenFile(path);
+  absl::Status verified = image.ok() ? image->Verify() : image.status();
+  if (!verified.ok()) {
+    unlink(path.c_str());
+    return absl::AbortedError(absl::StrCat(
+        what, ": the image does not verify, so it was deleted (did a process ",
+        "write the heap during the save?): ", verified.message()));
+  }
+  report.stats = image->stats();
+  return report;
+}
+
+absl::StatusOr<Heap> LoadImage(const std::string& path, std::string_view name) {
+  absl::StatusOr<std::string> n = internal::Segment::NormalizeName(name);
+  if (!n.ok()) return n.status();
+  const std::string what = absl::StrCat("file ", path);
+  Fd in(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) {
+    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no ", what));
+    return Errno(errno, absl::StrCat("opening ", what));
+  }
+  absl::StatusOr<ImageInfo> info = ReadImageInfo(in.get(), what);
+  if (!info.ok()) return info.status();
+  {
+    Fd shm(shm_open(n->c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (shm.get() < 0) {
+      if (errno == EEXIST) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("heap ", *n, " already exists"));
+      }
+      return Errno(errno, absl::StrCat("creating heap ", *n));
+    }
+    fchmod(shm.get(), 0600);
+    absl::Status copied =
+        CopyImage(in.get(), *info, info->top, shm.get(),
+                  absl::StatusCode::kDataLoss, what, absl::StrCat("heap ", *n));
+    if (absl::Status closed = shm.Close(*n); copied.ok()) copied = closed;
+    if (!copied.ok()) {
+      shm_unlink(n->c_str());
+      return copied;
+    }
+  }
+  // The image was validated only as far as its header; Verify checks every
+  // slot and blob before anyone is told the heap exists.
+  absl::StatusOr<Heap> heap = Heap::OpenNamed(*n);
+  absl::Status verified = heap.ok() ? heap->Verify() : heap.status();
+  if (!verified.ok()) {
+    shm_unlink(n->c_str());
+    return absl::Status(
+        verified.code(),
+        absl::StrCat(what, ": not loaded: ", verified.message()));
+  }
+  return heap;
+}
+
+}  // namespace shmheap::tools
