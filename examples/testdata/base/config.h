@@ -1,0 +1,4 @@
+/* Configuration: includes nothing. */
+#pragma once
+#define CONFIG_DEBUG 1
+#define CONFIG_NAME "demo"

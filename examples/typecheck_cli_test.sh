@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The typecheck command line: usage errors are one line and exit 2, a bad
+# directory exits 1 with one line, and a run over examples/testdata prints
+# its summary with identical digests and a passing Verify.
+set -uo pipefail
+
+bin="$1"
+tree="examples/testdata"
+fail=0
+out="${TEST_TMPDIR:-/tmp}/typecheck_cli_test.out"
+err="${TEST_TMPDIR:-/tmp}/typecheck_cli_test.err"
+
+# expect_exit CODE ARGS...: runs the binary, checks its exit status.
+expect_exit() {
+  local want="$1"
+  shift
+  "$bin" "$@" >"$out" 2>"$err"
+  local got=$?
+  if [[ "$got" != "$want" ]]; then
+    echo "FAIL: typecheck $* exited $got, want $want" >&2
+    cat "$out" "$err" >&2
+    fail=1
+  fi
+}
+
+# expect_one_line_error PATTERN: stderr is exactly one line matching it.
+expect_one_line_error() {
+  if [[ $(wc -l <"$err") != 1 ]] || ! grep -q -- "$1" "$err"; then
+    echo "FAIL: want one line matching '$1' on stderr, got:" >&2
+    cat "$err" >&2
+    fail=1
+  fi
+}
+
+expect_exit 2 --workers 0 "$tree"
+expect_one_line_error "usage error: --workers needs a number from 1 to 1024"
+expect_exit 2 --workers many "$tree"
+expect_one_line_error "usage error: --workers"
+expect_exit 2 --change 2 "$tree"
+expect_one_line_error "usage error: --change needs a fraction"
+expect_exit 2 --frobnicate "$tree"
+expect_one_line_error "usage error: unknown flag --frobnicate"
+expect_exit 1 "$tree/no/such/dir"
+expect_one_line_error "not a directory"
+
+expect_exit 0 --help
+grep -q "^usage: typecheck" "$out" || { echo "FAIL: --help" >&2; fail=1; }
+
+for args in "--workers 4" "--workers=3 --change 0.5" "--serial"; do
+  # shellcheck disable=SC2086
+  expect_exit 0 $args "$tree"
+  for want in "^summary" "files        12," "digest .*: identical" \
+              "verify       OK" "collection   heap"; do
+    if ! grep -q -- "$want" "$out"; then
+      echo "FAIL: typecheck $args: no line matching '$want' in:" >&2
+      cat "$out" >&2
+      fail=1
+    fi
+  done
+done
+# Not a terminal: plain lines, no carriage returns.
+if grep -q $'\r' "$out"; then
+  echo "FAIL: progress bar drawn on a pipe" >&2
+  fail=1
+fi
+
+exit "$fail"

@@ -1,0 +1,960 @@
+// The typecheck demo's phases; the design is in typecheck_lib.h.
+
+#include "examples/typecheck_lib.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "heap/strings.h"
+
+namespace typecheck {
+namespace {
+
+namespace fs = std::filesystem;
+using shmheap::ArrayView;
+using shmheap::Heap;
+using shmheap::internal::Sv;
+
+using Clock = std::chrono::steady_clock;
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The analysed files: sorted paths, their StableHash, and both lookups.
+// Built by the master before any fork, so every worker has its own copy.
+struct FileIndex {
+  std::vector<std::string> paths;
+  std::vector<int64_t> hashes;
+  std::vector<std::string> search_dirs;
+  std::unordered_map<std::string_view, int32_t> by_path;
+  std::unordered_map<int64_t, int32_t> by_hash;
+
+  int32_t Find(const std::string& path) const {
+    auto it = by_path.find(path);
+    return it == by_path.end() ? -1 : it->second;
+  }
+};
+
+absl::StatusOr<std::vector<std::string>> ListFiles(
+    const std::vector<std::string>& roots) {
+  std::vector<std::string> files;
+  for (const std::string& root : roots) {
+    std::error_code ec;
+    if (!fs::is_directory(root, ec)) {
+      return absl::NotFoundError(
+          absl::StrCat(root, ": not a directory",
+                       ec ? absl::StrCat(" (", ec.message(), ")") : ""));
+    }
+    const std::string base = NormalizePath(root);
+    // Symbolic links to directories are not followed (the default), so a
+    // link cycle cannot make the walk endless.
+    fs::recursive_directory_iterator it(
+        base, fs::directory_options::skip_permission_denied, ec);
+    if (ec) return absl::NotFoundError(absl::StrCat(root, ": ", ec.message()));
+    for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      std::error_code type_ec;
+      if (it->is_regular_file(type_ec)) {
+        files.push_back(NormalizePath(it->path().native()));
+      }
+    }
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat(root, ": listing failed: ", ec.message()));
+    }
+  }
+  std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
+  if (files.empty()) {
+    return absl::NotFoundError("no files to analyse under the given roots");
+  }
+  return files;
+}
+
+std::string Dirname(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) return ".";
+  if (slash == 0) return "/";
+  return std::string(path.substr(0, slash));
+}
+
+std::string Join(std::string_view dir, std::string_view name) {
+  if (!name.empty() && name[0] == '/') return NormalizePath(name);
+  return NormalizePath(absl::StrCat(Sv(dir), "/", Sv(name)));
+}
+
+// The index of the file `inc` names when `includer` contains it, or -1.
+int32_t ResolveInclude(const FileIndex& index, int32_t includer,
+                       const IncludeDirective& inc) {
+  if (inc.computed || inc.name.empty()) return -1;
+  const std::string& from = index.paths[includer];
+  if (!inc.name.empty() && inc.name[0] == '/') return index.Find(inc.name);
+  if (!inc.angled && !inc.next) {
+    const int32_t found = index.Find(Join(Dirname(from), inc.name));
+    if (found >= 0) return found;
+  }
+  size_t first = 0;
+  if (inc.next) {
+    for (size_t d = 0; d < index.search_dirs.size(); ++d) {
+      const std::string& dir = index.search_dirs[d];
+      if (from.size() > dir.size() && from.compare(0, dir.size(), dir) == 0 &&
+          (from[dir.size()] == '/' || dir == "/")) {
+        first = d + 1;
+        break;
+      }
+    }
+  }
+  for (size_t d = first; d < index.search_dirs.size(); ++d) {
+    const int32_t found = index.Find(Join(index.search_dirs[d], inc.name));
+    if (found >= 0 && !(inc.next && found == includer)) return found;
+  }
+  return -1;
+}
+
+absl::Status ReadFile(const std::string& path, std::string* out) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("cannot stat ", path, ": ", std::strerror(e)));
+  }
+  out->resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < out->size()) {
+    const ssize_t n = read(fd, out->data() + done, out->size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      close(fd);
+      return absl::UnavailableError(
+          absl::StrCat("cannot read ", path, ": ", std::strerror(e)));
+    }
+    if (n == 0) break;  // the file shrank: analyse what is there
+    done += static_cast<size_t>(n);
+  }
+  out->resize(done);
+  close(fd);
+  return absl::OkStatus();
+}
+
+// Numbers the identifier hashes a worker meets densely (0, 1, 2, ...), so
+// that the visible identifiers of a closure fit in a small bitset instead of
+// a hash set the size of the closure's definitions. Open addressing; the
+// keys are XXH3 hashes, whose low bits are already uniform.
+class DenseIds {
+ public:
+  DenseIds() : slots_(1 << 16) {}
+
+  uint32_t Id(uint64_t key) {
+    if (2 * (size_ + 1) > slots_.size()) Grow();
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = key & mask;; i = (i + 1) & mask) {
+      Slot& s = slots_[i];
+      if (s.id == kEmpty) {
+        s = {key, static_cast<uint32_t>(size_)};
+        return static_cast<uint32_t>(size_++);
+      }
+      if (s.key == key) return s.id;
+    }
+  }
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr uint32_t kEmpty = UINT32_MAX;
+  struct Slot {
+    uint64_t key = 0;
+    uint32_t id = kEmpty;
+  };
+  void Grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    const size_t mask = slots_.size() - 1;
+    for (const Slot& s : old) {
+      if (s.id == kEmpty) continue;
+      size_t i = s.key & mask;
+      while (slots_[i].id != kEmpty) i = (i + 1) & mask;
+      slots_[i] = s;
+    }
+  }
+  std::vector<Slot> slots_;
+  size_t size_ = 0;
+};
+
+std::string ClaimKey(std::string_view phase, int64_t batch) {
+  return absl::StrCat("claim:", Sv(phase), ":", batch);
+}
+std::string TallyKey(std::string_view phase, int worker) {
+  return absl::StrCat("tally:", Sv(phase), ":", worker);
+}
+std::string ErrorKey(std::string_view phase, int worker) {
+  return absl::StrCat("error:", Sv(phase), ":", worker);
+}
+
+enum class Work { kParse, kResolve };
+
+class Analysis {
+ public:
+  Analysis(const Options& options, FileIndex index, Heap heap)
+      : options_(options), index_(std::move(index)), heap_(std::move(heap)) {}
+
+  Heap& heap() { return *heap_; }
+  std::optional<Heap> TakeHeap() { return std::move(heap_); }
+  void DropHeap() { heap_.reset(); }
+  const FileIndex& index() const { return index_; }
+
+  // Runs one phase over `items` (file indexes) and adds its tallies to
+  // `tallies`.
+  absl::Status RunPhase(std::string_view name, Work work,
+                        const std::vector<int32_t>& items,
+                        std::vector<int64_t>* tallies, PhaseReport* report) {
+    const auto start = Clock::now();
+    *report = PhaseReport{};
+    report->name = std::string(name);
+    const int workers = options_.serial ? 1 : options_.workers;
+    const int64_t n = static_cast<int64_t>(items.size());
+    // Small batches balance the load; 64 files per claim keeps the claim
+    // traffic negligible on big trees.
+    const int64_t batch = std::clamp<int64_t>(n / (workers * 64), 1, 64);
+    const int64_t batches = (n + batch - 1) / batch;
+    std::vector<int64_t> sum(kNumTallies, 0);
+    if (n > 0) {
+      if (options_.serial) {
+        if (absl::Status s = Worker(name, work, items, batch, 0, true);
+            !s.ok()) {
+          return s;
+        }
+      } else if (absl::Status s = ForkWorkers(name, work, items, batch);
+                 !s.ok()) {
+        return s;
+      }
+      if (absl::Status s =
+              Gather(name, workers, batches, &sum, &report->files_per_worker);
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (sum[kFiles] != n) {
+      return absl::InternalError(absl::StrCat(Sv(name), ": workers processed ",
+                                              sum[kFiles], " files of ", n));
+    }
+    for (int t = 0; t < kNumTallies; ++t) (*tallies)[t] += sum[t];
+    report->files = n;
+    report->tallies = sum;
+    report->seconds = SecondsSince(start);
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status ForkWorkers(std::string_view name, Work work,
+                           const std::vector<int32_t>& items, int64_t batch) {
+    // Buffered output would be written once by each child as well.
+    std::fflush(nullptr);
+    std::vector<pid_t> pids;
+    absl::Status fork_error;
+    for (int w = 0; w < options_.workers; ++w) {
+      const pid_t pid = fork();
+      if (pid < 0) {
+        fork_error = absl::ResourceExhaustedError(
+            absl::StrCat("fork: ", std::strerror(errno)));
+        break;
+      }
+      if (pid == 0) {
+        absl::Status s = Worker(name, work, items, batch, w, false);
+        if (!s.ok()) {
+          const std::string message = s.ToString();
+          const int64_t dims[] = {static_cast<int64_t>(message.size())};
+          (void)heap_->Add<char>(ErrorKey(name, w), message, dims);
+        }
+        // Leave the heap: closes this process's chunk and folds its
+        // counters into the header, instead of leaving it to the next
+        // joiner to notice a dead session.
+        heap_.reset();
+        _exit(s.ok() ? 0 : 1);
+      }
+      pids.push_back(pid);
+    }
+    const int64_t n = static_cast<int64_t>(items.size());
+    const int64_t batches = (n + batch - 1) / batch;
+    std::vector<int> status(pids.size(), 0);
+    std::vector<bool> done(pids.size(), false);
+    std::string wait_error;
+    size_t running = pids.size();
+    int64_t claimed = 0;
+    while (running > 0) {
+      for (size_t i = 0; i < pids.size(); ++i) {
+        if (done[i]) continue;
+        const pid_t r =
+            waitpid(pids[i], &status[i], options_.progress ? WNOHANG : 0);
+        if (r == pids[i] || (r < 0 && errno != EINTR)) {
+          if (r < 0) {
+            wait_error =
+                absl::StrCat("waitpid(", pids[i], "): ", std::strerror(errno));
+          }
+          done[i] = true;
+          --running;
+        }
+      }
+      if (options_.progress && running > 0) {
+        // The claim keys are the work counter: count the claimed prefix.
+        while (claimed < batches && heap_->Contains(ClaimKey(name, claimed))) {
+          ++claimed;
+        }
+        options_.progress(name, std::min(claimed * batch, n), n);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    if (options_.progress) options_.progress(name, n, n);
+    if (!fork_error.ok()) return fork_error;
+    if (!wait_error.empty()) return absl::InternalError(wait_error);
+    for (size_t w = 0; w < pids.size(); ++w) {
+      const int st = status[w];
+      if (WIFEXITED(st) && WEXITSTATUS(st) == 0) continue;
+      std::string why;
+      if (WIFSIGNALED(st)) {
+        why = absl::StrCat("killed by signal ", WTERMSIG(st));
+      } else if (absl::StatusOr<ArrayView<char>> e =
+                     heap_->Get<char>(ErrorKey(name, static_cast<int>(w)));
+                 e.ok()) {
+        why = std::string(e->data(), static_cast<size_t>(e->size()));
+      } else {
+        why = absl::StrCat("exit status ", WEXITSTATUS(st));
+      }
+      return absl::InternalError(
+          absl::StrCat(Sv(name), ": worker ", w, " failed: ", why));
+    }
+    return absl::OkStatus();
+  }
+
+  // Reads and removes the tallies and the claims of phase `name`.
+  absl::Status Gather(std::string_view name, int workers, int64_t batches,
+                      std::vector<int64_t>* sum,
+                      std::vector<int64_t>* files_per_worker) {
+    for (int w = 0; w < workers; ++w) {
+      const std::string key = TallyKey(name, w);
+      {
+        absl::StatusOr<ArrayView<int64_t>> t = heap_->Get<int64_t>(key);
+        if (!t.ok()) return t.status();
+        if (t->size() != kNumTallies) {
+          return absl::DataLossError(absl::StrCat(key, ": wrong size"));
+        }
+        for (int i = 0; i < kNumTallies; ++i) (*sum)[i] += t->flat()[i];
+        files_per_worker->push_back(t->flat()[kFiles]);
+      }
+      if (absl::Status s = heap_->Remove(key); !s.ok()) return s;
+    }
+    for (int64_t b = 0; b < batches; ++b) {
+      if (absl::Status s = heap_->Remove(ClaimKey(name, b)); !s.ok()) {
+        return absl::InternalError(absl::StrCat(
+            Sv(name), ": batch ", b, " was never claimed: ", s.ToString()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // The body of one worker (a forked child, or the master with --serial).
+  absl::Status Worker(std::string_view name, Work work,
+                      const std::vector<int32_t>& items, int64_t batch,
+                      int worker, bool report_progress) {
+    if (options_.testing_worker_hook) {
+      if (absl::Status s = options_.testing_worker_hook(name, worker);
+          !s.ok()) {
+        return s;
+      }
+    }
+    std::vector<int64_t> tallies(kNumTallies, 0);
+    WorkerState state(index_.paths.size());
+    const int64_t n = static_cast<int64_t>(items.size());
+    const int32_t me = worker;
+    for (int64_t b = 0; b * batch < n; ++b) {
+      absl::StatusOr<bool> won = heap_->Add<int32_t>(
+          ClaimKey(name, b), std::span<const int32_t>(&me, 1), {});
+      if (!won.ok()) return won.status();
+      if (!*won) continue;
+      const int64_t end = std::min(n, (b + 1) * batch);
+      for (int64_t k = b * batch; k < end; ++k) {
+        absl::Status s = work == Work::kParse
+                             ? Parse(items[k], state, tallies)
+                             : Resolve(items[k], state, tallies);
+        if (!s.ok()) return s;
+      }
+      if (report_progress && options_.progress) {
+        options_.progress(name, end, n);
+      }
+    }
+    const int64_t dims[] = {kNumTallies};
+    absl::StatusOr<bool> added = heap_->Add<int64_t>(
+        TallyKey(name, worker), std::span<const int64_t>(tallies), dims);
+    if (!added.ok()) return added.status();
+    if (!*added) {
+      return absl::InternalError(
+          absl::StrCat(Sv(name), ": two workers numbered ", worker));
+    }
+    return absl::OkStatus();
+  }
+
+  // Per-worker scratch space, reused across files.
+  struct WorkerState {
+    explicit WorkerState(size_t files)
+        : stamp(files, 0), includes(files), defs(files), loaded(files, 0) {}
+    std::string buffer;
+    // stamp[i] == generation: file i was reached in the current search.
+    std::vector<uint32_t> stamp;
+    uint32_t generation = 0;
+    // Each file's include and defs arrays, read in place from the heap the
+    // first time this worker needs them and kept in worker-local form:
+    // include targets as file indexes, identifiers as dense ids.
+    std::vector<std::vector<int32_t>> includes;
+    std::vector<std::vector<uint32_t>> defs;
+    std::vector<char> loaded;
+    DenseIds ids;
+    std::vector<uint64_t> visible;  // bitset over ids
+    std::vector<int32_t> queue;
+
+    uint32_t NextGeneration() {
+      if (++generation == 0) {  // wrapped: forget every old mark
+        std::fill(stamp.begin(), stamp.end(), 0);
+        generation = 1;
+      }
+      return generation;
+    }
+  };
+
+  static absl::Status Published(absl::StatusOr<bool> added,
+                                std::string_view key) {
+    if (!added.ok()) return added.status();
+    // The claims hand each file to exactly one worker, so a key that is
+    // already there means the phases ran out of order.
+    if (!*added) {
+      return absl::InternalError(
+          absl::StrCat(Sv(key), " was already published"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Parse(int32_t file, WorkerState& state,
+                     std::vector<int64_t>& tallies) {
+    const std::string& path = index_.paths[file];
+    if (absl::Status s = ReadFile(path, &state.buffer); !s.ok()) return s;
+    const ScanResult scan = Scan(state.buffer);
+    std::vector<int64_t> includes;
+    const uint32_t gen = state.NextGeneration();
+    for (const IncludeDirective& inc : scan.includes) {
+      const int32_t target = ResolveInclude(index_, file, inc);
+      if (target < 0) {
+        ++tallies[kIncludesUnresolved];
+        continue;
+      }
+      ++tallies[kIncludesResolved];
+      if (state.stamp[target] == gen) continue;
+      state.stamp[target] = gen;
+      includes.push_back(index_.hashes[target]);
+    }
+    const int64_t token_dims[] = {kNumTokenKinds};
+    const int64_t def_dims[] = {static_cast<int64_t>(scan.defs.size())};
+    const int64_t include_dims[] = {static_cast<int64_t>(includes.size())};
+    std::string key = TokensKey(path);
+    if (absl::Status s = Published(
+            heap_->Add<int32_t>(key, std::span<const int32_t>(scan.histogram),
+                                token_dims),
+            key);
+        !s.ok()) {
+      return s;
+    }
+    key = DefsKey(path);
+    if (absl::Status s =
+            Published(heap_->Add<int64_t>(
+                          key, std::span<const int64_t>(scan.defs), def_dims),
+                      key);
+        !s.ok()) {
+      return s;
+    }
+    key = IncludesKey(path);
+    if (absl::Status s = Published(
+            heap_->Add<int64_t>(key, std::span<const int64_t>(includes),
+                                include_dims),
+            key);
+        !s.ok()) {
+      return s;
+    }
+    ++tallies[kFiles];
+    tallies[kBytesRead] += static_cast<int64_t>(state.buffer.size());
+    for (int32_t count : scan.histogram) tallies[kTokens] += count;
+    tallies[kDefs] += static_cast<int64_t>(scan.defs.size());
+    return absl::OkStatus();
+  }
+
+  // Reads `file`'s includes and defs arrays in place (once per worker) and
+  // keeps them in worker-local form. Returns the bytes read.
+  absl::StatusOr<int64_t> Load(int32_t file, WorkerState& state) {
+    if (state.loaded[file]) return 0;
+    const std::string& path = index_.paths[file];
+    absl::StatusOr<ArrayView<int64_t>> inc =
+        heap_->Get<int64_t>(IncludesKey(path));
+    if (!inc.ok()) return inc.status();
+    absl::StatusOr<ArrayView<int64_t>> defs =
+        heap_->Get<int64_t>(DefsKey(path));
+    if (!defs.ok()) return defs.status();
+    std::vector<int32_t>& targets = state.includes[file];
+    targets.reserve(static_cast<size_t>(inc->size()));
+    for (const int64_t h : inc->flat()) {
+      auto it = index_.by_hash.find(h);
+      if (it == index_.by_hash.end()) {
+        return absl::DataLossError(absl::StrCat(IncludesKey(path),
+                                                " names hash ", h,
+                                                ", which is no analysed file"));
+      }
+      targets.push_back(it->second);
+    }
+    std::vector<uint32_t>& ids = state.defs[file];
+    ids.reserve(static_cast<size_t>(defs->size()));
+    for (const int64_t h : defs->flat()) {
+      ids.push_back(state.ids.Id(static_cast<uint64_t>(h)));
+    }
+    state.loaded[file] = 1;
+    return static_cast<int64_t>(inc->size_bytes() + defs->size_bytes());
+  }
+
+  absl::Status Resolve(int32_t file, WorkerState& state,
+                       std::vector<int64_t>& tallies) {
+    // Breadth-first search over the include graph; the stamp makes every
+    // file count once, which is all a cycle needs.
+    const uint32_t gen = state.NextGeneration();
+    state.queue.clear();
+    state.queue.push_back(file);
+    state.stamp[file] = gen;
+    for (size_t q = 0; q < state.queue.size(); ++q) {
+      const int32_t member = state.queue[q];
+      absl::StatusOr<int64_t> read = Load(member, state);
+      if (!read.ok()) return read.status();
+      tallies[kBytesInPlace] += *read;
+      for (const int32_t target : state.includes[member]) {
+        if (state.stamp[target] == gen) continue;
+        state.stamp[target] = gen;
+        state.queue.push_back(target);
+      }
+    }
+    // Distinct identifiers: set bits for every id, count the new ones, then
+    // clear exactly the words that were set.
+    const size_t words = (state.ids.size() + 63) / 64;
+    if (state.visible.size() < words) state.visible.resize(words, 0);
+    int64_t visible = 0;
+    for (const int32_t member : state.queue) {
+      for (const uint32_t id : state.defs[member]) {
+        uint64_t& word = state.visible[id / 64];
+        const uint64_t bit = uint64_t{1} << (id % 64);
+        visible += (word & bit) == 0;
+        word |= bit;
+      }
+    }
+    for (const int32_t member : state.queue) {
+      for (const uint32_t id : state.defs[member]) state.visible[id / 64] = 0;
+    }
+    // Built in place: the array is written straight into its blob.
+    const std::string key = ClosureKey(index_.paths[file]);
+    const int64_t dims[] = {static_cast<int64_t>(state.queue.size()) + 1};
+    absl::StatusOr<shmheap::Builder<int64_t>> builder =
+        heap_->Reserve<int64_t>(key, dims);
+    if (!builder.ok()) return builder.status();
+    const std::span<int64_t> out = builder->data();
+    out[0] = visible;
+    for (size_t i = 0; i < state.queue.size(); ++i) {
+      out[i + 1] = index_.hashes[state.queue[i]];
+    }
+    std::sort(out.begin() + 1, out.end());
+    if (absl::Status s = Published(builder->Publish(), key); !s.ok()) return s;
+    ++tallies[kFiles];
+    tallies[kClosureFiles] += static_cast<int64_t>(state.queue.size());
+    tallies[kVisibleIdentifiers] += visible;
+    return absl::OkStatus();
+  }
+
+  const Options& options_;
+  FileIndex index_;
+  std::optional<Heap> heap_;
+};
+
+absl::Status ValidateOptions(const Options& o) {
+  if (o.roots.empty()) return absl::InvalidArgumentError("no roots to analyse");
+  if (!o.serial && (o.workers < 1 || o.workers > 1024)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("workers must be 1..1024, not ", o.workers));
+  }
+  if (!(o.change >= 0 && o.change <= 1)) {  // also rejects NaN
+    return absl::InvalidArgumentError(
+        absl::StrCat("change must be a fraction in [0, 1], not ", o.change));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FileIndex> BuildIndex(const Options& options) {
+  FileIndex index;
+  absl::StatusOr<std::vector<std::string>> files = ListFiles(options.roots);
+  if (!files.ok()) return files.status();
+  index.paths = *std::move(files);
+  for (const std::string& d :
+       options.search_dirs.empty() ? options.roots : options.search_dirs) {
+    index.search_dirs.push_back(NormalizePath(d));
+  }
+  index.hashes.reserve(index.paths.size());
+  index.by_path.reserve(index.paths.size());
+  index.by_hash.reserve(index.paths.size());
+  for (size_t i = 0; i < index.paths.size(); ++i) {
+    const int32_t id = static_cast<int32_t>(i);
+    const int64_t h = StableHash(index.paths[i]);
+    index.hashes.push_back(h);
+    index.by_path.emplace(index.paths[i], id);
+    if (!index.by_hash.emplace(h, id).second) {
+      // Closures name files by hash, so two paths must not share one.
+      return absl::FailedPreconditionError(
+          absl::StrCat(index.paths[i], " and ", index.paths[index.by_hash[h]],
+                       " have the same hash"));
+    }
+  }
+  return index;
+}
+
+// Which files the recheck edits: Options::edited, or a seeded sample.
+absl::StatusOr<std::vector<int32_t>> ChooseEdited(const Options& options,
+                                                  const FileIndex& index) {
+  std::vector<int32_t> edited;
+  if (!options.edited.empty()) {
+    for (const std::string& path : options.edited) {
+      const int32_t i = index.Find(NormalizePath(path));
+      if (i < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("edited file ", path, " is not analysed"));
+      }
+      edited.push_back(i);
+    }
+  } else {
+    const size_t n = index.paths.size();
+    const size_t k = static_cast<size_t>(
+        std::llround(options.change * static_cast<double>(n)));
+    std::vector<std::pair<uint64_t, int32_t>> order;
+    order.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      order.emplace_back(static_cast<uint64_t>(StableHash(absl::StrCat(
+                             options.change_seed, ":", index.paths[i]))),
+                         static_cast<int32_t>(i));
+    }
+    std::sort(order.begin(), order.end());
+    for (size_t i = 0; i < k; ++i) edited.push_back(order[i].second);
+  }
+  std::sort(edited.begin(), edited.end());
+  edited.erase(std::unique(edited.begin(), edited.end()), edited.end());
+  return edited;
+}
+
+uint32_t TableSlotsLog2(size_t files, int workers) {
+  // Keys that can hold a slot at once (a removed key keeps its slot as a
+  // tombstone until a collection): four results per file, the claims of
+  // four phases (at most one per file each), tallies and errors. Twice
+  // that keeps linear probing short.
+  const uint64_t keys = 8 * static_cast<uint64_t>(files) +
+                        8 * static_cast<uint64_t>(workers) + 64;
+  uint32_t log2 = 10;
+  while ((uint64_t{1} << log2) < 2 * keys && log2 < 30) ++log2;
+  return log2;
+}
+
+}  // namespace
+
+std::string TokensKey(std::string_view path) {
+  return absl::StrCat("file:", Sv(path), "#tokens");
+}
+std::string DefsKey(std::string_view path) {
+  return absl::StrCat("file:", Sv(path), "#defs");
+}
+std::string IncludesKey(std::string_view path) {
+  return absl::StrCat("file:", Sv(path), "#includes");
+}
+std::string ClosureKey(std::string_view path) {
+  return absl::StrCat("closure:", Sv(path));
+}
+
+std::string NormalizePath(std::string_view path) {
+  const bool absolute = !path.empty() && path[0] == '/';
+  std::vector<std::string_view> parts;
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    const std::string_view part = path.substr(i, j - i);
+    if (part.empty() || part == ".") {
+      // nothing
+    } else if (part == "..") {
+      if (!parts.empty() && parts.back() != "..") {
+        parts.pop_back();
+      } else if (!absolute) {
+        parts.push_back(part);  // "/.." is "/"
+      }
+    } else {
+      parts.push_back(part);
+    }
+    i = j + 1;
+  }
+  if (parts.empty()) return std::string(absolute ? "/" : ".");
+  std::string out;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    if (p > 0 || absolute) out += '/';
+    out.append(parts[p].data(), parts[p].size());
+  }
+  return out;
+}
+
+int DefaultWorkers() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  const unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+std::vector<std::string> SystemSearchDirs() {
+  std::vector<std::string> dirs;
+  std::error_code ec;
+  auto highest_version = [&](const std::string& dir) -> std::string {
+    std::string best;
+    int best_major = -1;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      const std::string v = it->path().filename().native();
+      const int major = std::atoi(v.c_str());
+      if (major > best_major && it->is_directory(ec)) {
+        best_major = major;
+        best = v;
+      }
+    }
+    return best;
+  };
+  std::string triplet;
+  for (fs::directory_iterator it("/usr/include", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().native();
+    if (name.find("-linux-gnu") != std::string::npos && it->is_directory(ec)) {
+      triplet = name;
+      break;
+    }
+  }
+  const std::string cxx = highest_version("/usr/include/c++");
+  if (!cxx.empty()) {
+    dirs.push_back("/usr/include/c++/" + cxx);
+    if (!triplet.empty() &&
+        fs::is_directory("/usr/include/" + triplet + "/c++/" + cxx, ec)) {
+      dirs.push_back("/usr/include/" + triplet + "/c++/" + cxx);
+    }
+  }
+  if (!triplet.empty()) dirs.push_back("/usr/include/" + triplet);
+  dirs.push_back("/usr/include");
+  return dirs;
+}
+
+absl::StatusOr<uint64_t> Digest(const Heap& heap,
+                                const std::vector<std::string>& files) {
+  XXH3_state_t* state = XXH3_createState();
+  if (state == nullptr) return absl::ResourceExhaustedError("XXH3 state");
+  XXH3_64bits_reset(state);
+  absl::Status status;
+  for (const std::string& path : files) {
+    for (const std::string& key : {TokensKey(path), DefsKey(path),
+                                   IncludesKey(path), ClosureKey(path)}) {
+      absl::StatusOr<shmheap::RawView> v = heap.GetRaw(key);
+      if (!v.ok()) {
+        status = v.status();
+        break;
+      }
+      const int64_t header[] = {static_cast<int64_t>(v->kind()),
+                                static_cast<int64_t>(v->layout()), v->ndims()};
+      XXH3_64bits_update(state, key.data(), key.size() + 1);  // with the NUL
+      XXH3_64bits_update(state, header, sizeof(header));
+      XXH3_64bits_update(state, v->dims().data(), v->dims().size_bytes());
+      XXH3_64bits_update(state, v->bytes().data(), v->bytes().size());
+    }
+    if (!status.ok()) break;
+  }
+  const uint64_t digest = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  if (!status.ok()) return status;
+  return digest;
+}
+
+absl::StatusOr<Result> RunAnalysis(const Options& options) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  absl::StatusOr<FileIndex> index = BuildIndex(options);
+  if (!index.ok()) return index.status();
+  const size_t n = index->paths.size();
+  const int workers = options.serial ? 1 : options.workers;
+
+  shmheap::Options heap_options;
+  heap_options.heap_bytes = options.heap_bytes;
+  heap_options.table_slots_log2 = TableSlotsLog2(n, workers);
+  heap_options.max_sessions =
+      std::max<uint32_t>(256, static_cast<uint32_t>(workers) + 16);
+  absl::StatusOr<Heap> heap = Heap::Create(heap_options);
+  if (!heap.ok()) return heap.status();
+
+  Result result;
+  result.files = index->paths;
+  result.search_dirs = index->search_dirs;
+  result.workers = workers;
+  result.tallies.assign(kNumTallies, 0);
+  Analysis analysis(options, *std::move(index), *std::move(heap));
+  Heap& h = analysis.heap();
+
+  std::vector<int32_t> all(n);
+  for (size_t i = 0; i < n; ++i) all[i] = static_cast<int32_t>(i);
+  PhaseReport report;
+  if (absl::Status s = analysis.RunPhase("parse", Work::kParse, all,
+                                         &result.tallies, &report);
+      !s.ok()) {
+    return s;
+  }
+  result.phases.push_back(report);
+  if (absl::Status s = analysis.RunPhase("resolve", Work::kResolve, all,
+                                         &result.tallies, &report);
+      !s.ok()) {
+    return s;
+  }
+  result.phases.push_back(report);
+  for (const std::string& path : result.files) {
+    absl::StatusOr<ArrayView<int32_t>> t = h.Get<int32_t>(TokensKey(path));
+    if (!t.ok()) return t.status();
+    for (int k = 0; k < kNumTokenKinds && k < t->size(); ++k) {
+      result.histogram[k] += t->flat()[k];
+    }
+  }
+  result.published = h.stats();
+  absl::StatusOr<uint64_t> digest = Digest(h, result.files);
+  if (!digest.ok()) return digest.status();
+  result.digest = *digest;
+
+  // Recheck. The dependents are read from the published closures: every
+  // file whose closure names an edited file (edited files included, since
+  // closures are reflexive).
+  auto start = Clock::now();
+  absl::StatusOr<std::vector<int32_t>> edited =
+      ChooseEdited(options, analysis.index());
+  if (!edited.ok()) return edited.status();
+  std::unordered_set<int64_t> edited_hashes;
+  for (int32_t e : *edited) {
+    edited_hashes.insert(analysis.index().hashes[e]);
+    result.edited.push_back(result.files[e]);
+  }
+  std::vector<int32_t> dependents;
+  for (size_t i = 0; i < n && !edited->empty(); ++i) {
+    absl::StatusOr<ArrayView<int64_t>> c =
+        h.Get<int64_t>(ClosureKey(result.files[i]));
+    if (!c.ok()) return c.status();
+    const std::span<const int64_t> members = c->flat().subspan(1);
+    if (std::any_of(members.begin(), members.end(),
+                    [&](int64_t m) { return edited_hashes.count(m) != 0; })) {
+      dependents.push_back(static_cast<int32_t>(i));
+    }
+  }
+  const uint64_t live_before = h.stats().live_bytes;
+  for (int32_t e : *edited) {
+    const std::string& path = result.files[e];
+    result.removed_keys.push_back(TokensKey(path));
+    result.removed_keys.push_back(DefsKey(path));
+    result.removed_keys.push_back(IncludesKey(path));
+  }
+  for (int32_t d : dependents) {
+    result.removed_keys.push_back(ClosureKey(result.files[d]));
+  }
+  for (const std::string& key : result.removed_keys) {
+    if (absl::Status s = h.Remove(key); !s.ok()) return s;
+  }
+  std::sort(result.removed_keys.begin(), result.removed_keys.end());
+  result.removed_bytes = live_before - h.stats().live_bytes;
+  result.phases.push_back(
+      {"invalidate", SecondsSince(start), static_cast<int64_t>(n), {}, {}});
+
+  std::vector<int64_t> recheck_tallies(kNumTallies, 0);
+  if (absl::Status s = analysis.RunPhase("reparse", Work::kParse, *edited,
+                                         &recheck_tallies, &report);
+      !s.ok()) {
+    return s;
+  }
+  result.phases.push_back(report);
+  if (absl::Status s = analysis.RunPhase("reresolve", Work::kResolve,
+                                         dependents, &recheck_tallies, &report);
+      !s.ok()) {
+    return s;
+  }
+  result.phases.push_back(report);
+
+  start = Clock::now();
+  result.dead_bytes_before_collect = h.stats().dead_bytes;
+  absl::StatusOr<shmheap::GcReport> gc = h.Collect();
+  if (!gc.ok()) return gc.status();
+  result.gc = *gc;
+  result.phases.push_back({"collect", SecondsSince(start), 0, {}, {}});
+  result.final_stats = h.stats();
+  result.verify = h.Verify();
+  digest = Digest(h, result.files);
+  if (!digest.ok()) return digest.status();
+  result.digest_recheck = *digest;
+
+  if (options.keep_heap) {
+    result.heap = analysis.TakeHeap();
+  } else {
+    analysis.DropHeap();  // before the check builds a heap of its own
+  }
+
+  if (!options.serial && options.check) {
+    start = Clock::now();
+    Options reference = options;
+    reference.serial = true;
+    reference.check = false;
+    reference.change = 0;  // its first digest is all the check compares
+    reference.edited.clear();
+    reference.keep_heap = false;
+    reference.testing_worker_hook = nullptr;
+    if (options.progress) {
+      reference.progress = [&options](std::string_view phase, int64_t done,
+                                      int64_t total) {
+        options.progress(absl::StrCat("check:", Sv(phase)), done, total);
+      };
+    }
+    absl::StatusOr<Result> serial = RunAnalysis(reference);
+    if (!serial.ok()) return serial.status();
+    result.digest_serial = serial->digest;
+    result.phases.push_back({"check (serial)",
+                             SecondsSince(start),
+                             static_cast<int64_t>(n),
+                             serial->tallies,
+                             {}});
+  }
+  return result;
+}
+
+}  // namespace typecheck
