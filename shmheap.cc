@@ -523,12 +523,14 @@ absl::Status Heap::Verify() const {
     referenced[index] = true;
     const BlobRef b = state_->Blob(addr);
     const BlobHeader bh = b.header();
+    // The size first: a one-word record has no key hash to read, and its
+    // second word may lie past the end of the file.
+    if (bh.size_bytes() < 16 + 8 * uint64_t{bh.ndims} + (bh.has_key ? 8 : 0)) {
+      return bad(addr, "blob smaller than its own prefix");
+    }
     if (b.key_hash() != hash) {
       return bad(addr, absl::StrFormat("stored hash %#x, slot %d holds %#x",
                                        b.key_hash(), i, hash));
-    }
-    if (bh.size_bytes() < 16 + 8 * uint64_t{bh.ndims} + (bh.has_key ? 8 : 0)) {
-      return bad(addr, "blob smaller than its own prefix");
     }
     const std::span<const int64_t> dims = b.dims();
     absl::StatusOr<int64_t> count = CheckedElementCount(dims);
@@ -558,6 +560,33 @@ absl::Status Heap::Verify() const {
     unclean = owner != kSessionFree && !OwnerAlive(entry, owner);
   }
   if (unclean) return absl::OkStatus();
+  // stats() clamps its differences at 0, which would hide counters that a
+  // corrupt file drove negative (more slots cleared than claimed, say) or
+  // past 2^64, until the next operation exposed them: check the sums first.
+  uint64_t sum[kNumCounters];
+  for (int c = 0; c < kNumCounters; ++c) {
+    // Relaxed: no process writes while Verify runs (its contract).
+    sum[c] = h.retired_counters[c].load(std::memory_order_relaxed);
+    for (uint32_t e = 0; e < h.max_sessions; ++e) {
+      if (__builtin_add_overflow(
+              sum[c],
+              seg.registry()[e].counters[c].load(std::memory_order_relaxed),
+              &sum[c])) {
+        return absl::DataLossError(absl::StrCat(seg.Describe(), ": counter ", c,
+                                                " overflows 64 bits"));
+      }
+    }
+  }
+  if (sum[kSlotsClaimed] < sum[kTombstonesCleared] ||
+      sum[kBlobsPublished] < sum[kBlobsUnlinked] ||
+      sum[kBytesPublished] < sum[kBytesUnlinked]) {
+    return absl::DataLossError(
+        absl::StrCat(seg.Describe(), ": counters ran negative: slots claimed ",
+                     sum[kSlotsClaimed], ", cleared ", sum[kTombstonesCleared],
+                     "; blobs published ", sum[kBlobsPublished], ", unlinked ",
+                     sum[kBlobsUnlinked], "; bytes published ",
+                     sum[kBytesPublished], ", unlinked ", sum[kBytesUnlinked]));
+  }
   const Stats s = stats();
   if (s.live_blobs != live || s.table_used != used ||
       s.live_bytes != live_bytes) {

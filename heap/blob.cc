@@ -38,6 +38,13 @@ absl::StatusOr<BlobGeometry> ComputeGeometry(Kind kind, int ndims,
   g.align_code = align == 8 ? 0 : align == 16 ? 1 : align == 32 ? 2 : 3;
   g.payload_offset = AlignUp(prefix, align);
   g.total_bytes = g.payload_offset + AlignUp(g.payload_bytes, 8);
+  // The key and the payload are each bounded above, but together they can
+  // still pass the header's 48-bit word count.
+  if (g.total_bytes / 8 > kMaxBlobWords) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "array of ", elements, " ", Sv(KindName(kind)),
+        " elements and a key of ", key_len, " bytes is too large for a blob"));
+  }
   return g;
 }
 

@@ -117,18 +117,30 @@ absl::Status CheckCollectorAlive(const Segment& segment) {
   Header& h = segment.header();
   // Acquire: pairs with the collector's release stores of gc_lock/phase.
   const uint32_t collector = h.gc_lock.load(std::memory_order_acquire);
-  if (collector == 0 || ProcessAlive(static_cast<pid_t>(collector), 0)) {
+  if (collector == 0) {
+    // No collector, so an odd epoch has nobody to make it even: a collector
+    // holds the lock from before it makes the epoch odd until after it makes
+    // it even again, and so does a reopener below. Only a corrupt file gets
+    // here with an odd epoch; reopen it rather than wait forever. seq_cst:
+    // the epoch's accesses are part of the Dekker handshake.
+    if ((h.gc_epoch.load(std::memory_order_seq_cst) & 1) == 0) {
+      return absl::OkStatus();
+    }
+  } else if (ProcessAlive(static_cast<pid_t>(collector), 0)) {
     return absl::OkStatus();
-  }
-  if (h.phase.load(std::memory_order_acquire) == kPhaseCompacting) {
+  } else if (h.phase.load(std::memory_order_acquire) == kPhaseCompacting) {
     return absl::DataLossError(absl::StrCat(
         segment.Describe(), ": collector pid ", collector,
         " died while compacting; the heap's contents cannot be trusted"));
   }
-  // It died before moving anything: nothing changed, so reopen the world.
+  // The collector died before moving anything (or there is none): nothing
+  // changed, so reopen the world. The lock is held while the epoch is
+  // bumped, so no new collection can make the epoch odd in between and have
+  // its stopped world reopened under it.
   uint32_t expected = collector;
-  // acq_rel: the winner's epoch bump below must follow its claim.
-  if (h.gc_lock.compare_exchange_strong(expected, 0,
+  // acq_rel: the epoch bump below must follow the claim.
+  if (h.gc_lock.compare_exchange_strong(expected,
+                                        static_cast<uint32_t>(getpid()),
                                         std::memory_order_acq_rel)) {
     uint32_t e = h.gc_epoch.load(std::memory_order_relaxed);
     if (e & 1) {
@@ -136,6 +148,8 @@ absl::Status CheckCollectorAlive(const Segment& segment) {
       h.gc_epoch.store(e + 1, std::memory_order_seq_cst);
       FutexWakeAll(&h.gc_epoch);
     }
+    // Release: the next collector that takes the lock sees the new epoch.
+    h.gc_lock.store(0, std::memory_order_release);
   }
   return absl::OkStatus();
 }
@@ -157,6 +171,24 @@ void CloseChunk(const Segment& segment, SessionEntry& e) {
   e.committed.store(0, std::memory_order_release);
 }
 
+namespace {
+
+// Whether CloseChunk may run on entry `e`: its open chunk, if any, ends at
+// or below top and its committed top, where the filler goes, lies in
+// [heap_start, end) and is 8-byte aligned. A dead owner's record may come
+// from a file of unknown origin, so Join checks it before reclaiming.
+bool ChunkRecordInHeap(const Segment& segment, const SessionEntry& e) {
+  const Header& h = segment.header();
+  // Relaxed: the owner is dead; its stores are all it will ever make.
+  const uint64_t committed = e.committed.load(std::memory_order_relaxed);
+  const uint64_t end = e.chunk_end.load(std::memory_order_relaxed);
+  if (end <= committed) return true;  // CloseChunk writes nothing
+  return committed >= h.heap_start && committed % 8 == 0 && end % 8 == 0 &&
+         end <= h.top.load(std::memory_order_acquire);
+}
+
+}  // namespace
+
 LocalSession::LocalSession(const Segment* segment, SessionEntry* entry,
                            int index)
     : segment_(segment),
@@ -171,6 +203,8 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
   SessionEntry* registry = segment->registry();
   const pid_t pid = getpid();
   const uint64_t start = ProcessStartTime(pid);
+  // An entry of a dead owner whose chunk record lies outside the heap.
+  int64_t corrupt_entry = -1;
   // Two passes: a free entry first, then one whose owner died.
   for (int pass = 0; pass < 2; ++pass) {
     for (uint32_t i = 0; i < h.max_sessions; ++i) {
@@ -186,6 +220,13 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
       // is until a collection resolves the claim and frees it. Relaxed: the
       // owner is dead; its stores are all it will ever make.
       if (pass == 1 && e.claim_end.load(std::memory_order_relaxed) != 0) {
+        continue;
+      }
+      // Reclaiming writes a filler at the dead owner's committed top: an
+      // entry whose record points outside the heap (a corrupt file) is left
+      // as it is, for Verify to report, rather than followed.
+      if (pass == 1 && !ChunkRecordInHeap(*segment, e)) {
+        corrupt_entry = i;
         continue;
       }
       // acq_rel: claim the entry; later stores to it follow the claim. The
@@ -231,6 +272,12 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
       }
       return s;
     }
+  }
+  if (corrupt_entry >= 0) {
+    return absl::DataLossError(
+        absl::StrCat(segment->Describe(),
+                     ": no free session entry, and session ", corrupt_entry,
+                     " of a dead process has a chunk record outside the heap"));
   }
   return absl::ResourceExhaustedError(
       absl::StrCat(segment->Describe(), ": all ", h.max_sessions,

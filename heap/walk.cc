@@ -90,7 +90,11 @@ absl::Status WalkHeap(const Segment& segment,
     const uint64_t end = reg[i].chunk_end.load(std::memory_order_acquire);
     const uint64_t committed = reg[i].committed.load(std::memory_order_acquire);
     if (end == 0) continue;
-    if (committed > end || end > top || committed < h.heap_start) {
+    // Aligned too: the walk resumes at `end`, and a header word read from an
+    // unaligned position below top would straddle it (past the file's end,
+    // a SIGBUS, when top is the end of a file).
+    if (committed > end || end > top || committed < h.heap_start ||
+        committed % 8 != 0 || end % 8 != 0) {
       return absl::DataLossError(absl::StrCat(segment.Describe(), ": session ",
                                               i, " has chunk tail [", committed,
                                               ", ", end, ") outside the heap"));
