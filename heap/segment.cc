@@ -107,6 +107,28 @@ absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
   return g;
 }
 
+absl::Status CheckHeaderGeometry(const Header& h) {
+  if (h.heap_limit < h.heap_start) {
+    return absl::DataLossError("heap limit below heap start");
+  }
+  absl::StatusOr<Geometry> g = ComputeSegmentGeometry(
+      h.max_sessions, h.table_slots_log2, h.heap_limit - h.heap_start);
+  if (!g.ok() || g->registry_offset != h.registry_offset ||
+      g->table_offset != h.table_offset || g->heap_start != h.heap_start ||
+      g->total_bytes != h.total_bytes || h.heap_limit != h.total_bytes) {
+    return absl::DataLossError(
+        absl::StrCat("inconsistent geometry (sessions ", h.max_sessions,
+                     ", table 2^", h.table_slots_log2, ", heap [", h.heap_start,
+                     ", ", h.heap_limit, "), total ", h.total_bytes, ")"));
+  }
+  if (h.chunk_bytes < kPageSize || h.chunk_bytes % kPageSize ||
+      h.chunk_bytes > h.total_bytes) {
+    return absl::DataLossError(
+        absl::StrCat("invalid chunk size ", h.chunk_bytes));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> Segment::NormalizeName(std::string_view name) {
   std::string_view bare = name;
   if (!bare.empty() && bare.front() == '/') bare.remove_prefix(1);
@@ -239,24 +261,8 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Attach(int fd,
                                 h.format, h.format >> 48, FormatWord(),
                                 kFormatVersion));
   }
-  if (h.heap_limit < h.heap_start) {
-    return fail(absl::StatusCode::kDataLoss, "heap limit below heap start");
-  }
-  absl::StatusOr<Geometry> g = ComputeSegmentGeometry(
-      h.max_sessions, h.table_slots_log2, h.heap_limit - h.heap_start);
-  if (!g.ok() || g->registry_offset != h.registry_offset ||
-      g->table_offset != h.table_offset || g->heap_start != h.heap_start ||
-      g->total_bytes != h.total_bytes || h.heap_limit != h.total_bytes) {
-    return fail(
-        absl::StatusCode::kDataLoss,
-        absl::StrCat("inconsistent geometry (sessions ", h.max_sessions,
-                     ", table 2^", h.table_slots_log2, ", heap [", h.heap_start,
-                     ", ", h.heap_limit, "), total ", h.total_bytes, ")"));
-  }
-  if (h.chunk_bytes < kPageSize || h.chunk_bytes % kPageSize ||
-      h.chunk_bytes > h.total_bytes) {
-    return fail(absl::StatusCode::kDataLoss,
-                absl::StrCat("invalid chunk size ", h.chunk_bytes));
+  if (absl::Status s = CheckHeaderGeometry(h); !s.ok()) {
+    return fail(s.code(), s.message());
   }
   if (h.owner_uid != st.st_uid) {
     return fail(absl::StatusCode::kPermissionDenied,

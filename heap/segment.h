@@ -145,6 +145,12 @@ absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
                                                 uint32_t table_slots_log2,
                                                 uint64_t heap_bytes);
 
+// Checks the geometry fields of a header read from an object of unknown
+// origin: the registry, table and heap offsets agree with max_sessions,
+// table_slots_log2 and the heap size, and the chunk size is sane.
+// kDataLoss saying what disagrees (the caller names the object).
+absl::Status CheckHeaderGeometry(const Header& h);
+
 }  // namespace shmheap::internal
 
 #endif  // SHMHEAP_HEAP_SEGMENT_H_

@@ -311,25 +311,8 @@ absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
     return fail(absl::StatusCode::kDataLoss,
                 absl::StrCat("truncated: ", info.file_bytes, " bytes"));
   }
-  absl::StatusOr<internal::Geometry> g =
-      h.heap_limit < h.heap_start
-          ? absl::StatusOr<internal::Geometry>(
-                absl::DataLossError("heap limit below heap start"))
-          : internal::ComputeSegmentGeometry(h.max_sessions, h.table_slots_log2,
-                                             h.heap_limit - h.heap_start);
-  if (!g.ok() || g->registry_offset != h.registry_offset ||
-      g->table_offset != h.table_offset || g->heap_start != h.heap_start ||
-      g->total_bytes != h.total_bytes || h.heap_limit != h.total_bytes) {
-    return fail(
-        absl::StatusCode::kDataLoss,
-        absl::StrCat("inconsistent geometry (sessions ", h.max_sessions,
-                     ", table 2^", h.table_slots_log2, ", heap [", h.heap_start,
-                     ", ", h.heap_limit, "), total ", h.total_bytes, ")"));
-  }
-  if (h.chunk_bytes < kPageSize || h.chunk_bytes % kPageSize ||
-      h.chunk_bytes > h.total_bytes) {
-    return fail(absl::StatusCode::kDataLoss,
-                absl::StrCat("invalid chunk size ", h.chunk_bytes));
+  if (absl::Status s = internal::CheckHeaderGeometry(h); !s.ok()) {
+    return fail(s.code(), std::string(s.message()));
   }
   // Relaxed: a private copy.
   const uint64_t top = h.top.load(std::memory_order_relaxed);
