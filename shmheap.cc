@@ -59,6 +59,19 @@ struct HeapState {
     return s;
   }
 
+  // This process's session, in scope: how every writing operation starts.
+  struct InScope {
+    LocalSession* session;
+    Pin pin;
+  };
+  absl::StatusOr<InScope> EnterSession() const {
+    absl::StatusOr<LocalSession*> s = Session();
+    if (!s.ok()) return s.status();
+    absl::StatusOr<Pin> pin = (*s)->Enter();
+    if (!pin.ok()) return pin.status();
+    return InScope{*s, *std::move(pin)};
+  }
+
   absl::StatusOr<Pin> Enter() const {
     absl::StatusOr<LocalSession*> s = Session();
     if (!s.ok()) return s.status();
@@ -194,10 +207,9 @@ struct HeapState {
           absl::StrCat(Name(key), ": ", data.size(), " bytes of data for ",
                        *elements, " elements of ", Sv(KindName(kind))));
     }
-    absl::StatusOr<LocalSession*> session = Session();
-    if (!session.ok()) return session.status();
-    absl::StatusOr<Pin> pin = (*session)->Enter();
-    if (!pin.ok()) return pin.status();
+    absl::StatusOr<InScope> scope = EnterSession();
+    if (!scope.ok()) return scope.status();
+    LocalSession& session = *scope->session;
     if (!replace) {
       // Write-once fast path: an existing value means no blob is built.
       if (std::optional<uint64_t> i = table.Find(key.hash)) {
@@ -207,7 +219,7 @@ struct HeapState {
         }
       }
     }
-    absl::StatusOr<Draft> draft = Allocate(**session, key, kind, dims, layout);
+    absl::StatusOr<Draft> draft = Allocate(session, key, kind, dims, layout);
     if (!draft.ok()) return draft.status();
     if (data.size() != draft->payload_bytes) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -216,7 +228,7 @@ struct HeapState {
     }
     if (!data.empty()) std::memcpy(draft->payload, data.data(), data.size());
     RunTestingHook(TestingPoint::kBlobWritten);
-    return Publish(**session, key, draft->offset, replace);
+    return Publish(session, key, draft->offset, replace);
   }
 
   absl::StatusOr<RawView> Get(const Key& key) const {
@@ -243,10 +255,9 @@ struct HeapState {
   }
 
   absl::Status Remove(const Key& key) const {
-    absl::StatusOr<LocalSession*> session = Session();
-    if (!session.ok()) return session.status();
-    absl::StatusOr<Pin> pin = (*session)->Enter();
-    if (!pin.ok()) return pin.status();
+    absl::StatusOr<InScope> scope = EnterSession();
+    if (!scope.ok()) return scope.status();
+    LocalSession& session = *scope->session;
     std::optional<uint64_t> i = table.Find(key.hash);
     uint64_t expected = i ? table.LoadAddr(*i) : 0;
     for (;;) {
@@ -256,16 +267,15 @@ struct HeapState {
       }
       if (table.CasAddr(*i, expected, 0)) break;
     }
-    (*session)->Count(kBlobsUnlinked, 1);
-    (*session)->Count(kBytesUnlinked, Blob(expected).header().size_bytes());
+    session.Count(kBlobsUnlinked, 1);
+    session.Count(kBytesUnlinked, Blob(expected).header().size_bytes());
     return absl::OkStatus();
   }
 
   absl::Status Move(const Key& from, const Key& to) const {
-    absl::StatusOr<LocalSession*> session = Session();
-    if (!session.ok()) return session.status();
-    absl::StatusOr<Pin> pin = (*session)->Enter();
-    if (!pin.ok()) return pin.status();
+    absl::StatusOr<InScope> scope = EnterSession();
+    if (!scope.ok()) return scope.status();
+    LocalSession& session = *scope->session;
     std::optional<uint64_t> i = table.Find(from.hash);
     uint64_t source = i ? table.LoadAddr(*i) : 0;
     if (source == 0 || !Matches(source, from)) {
@@ -275,12 +285,12 @@ struct HeapState {
     const BlobRef b = Blob(source);
     const BlobHeader h = b.header();
     absl::StatusOr<Draft> draft =
-        Allocate(**session, to, static_cast<Kind>(h.kind), b.dims(), h.layout);
+        Allocate(session, to, static_cast<Kind>(h.kind), b.dims(), h.layout);
     if (!draft.ok()) return draft.status();
     if (draft->payload_bytes) {
       std::memcpy(draft->payload, b.payload(), draft->payload_bytes);
     }
-    absl::StatusOr<bool> added = Publish(**session, to, draft->offset, false);
+    absl::StatusOr<bool> added = Publish(session, to, draft->offset, false);
     if (!added.ok()) return added.status();
     if (!*added) {
       return absl::AlreadyExistsError(absl::StrCat(
@@ -291,8 +301,8 @@ struct HeapState {
           segment->Describe(), ": move: ", Name(from),
           " changed during the move; ", Name(to), " holds the moved value"));
     }
-    (*session)->Count(kBlobsUnlinked, 1);
-    (*session)->Count(kBytesUnlinked, h.size_bytes());
+    session.Count(kBlobsUnlinked, 1);
+    session.Count(kBytesUnlinked, h.size_bytes());
     return absl::OkStatus();
   }
 
@@ -402,12 +412,10 @@ absl::StatusOr<RawBuilder> Heap::ReserveRaw(HashedKey hashed, Kind kind,
                                             std::span<const int64_t> dims,
                                             Layout layout) {
   const internal::Key key = state_->Resolve(hashed);
-  absl::StatusOr<internal::LocalSession*> session = state_->Session();
-  if (!session.ok()) return session.status();
-  absl::StatusOr<Pin> pin = (*session)->Enter();
-  if (!pin.ok()) return pin.status();
+  absl::StatusOr<HeapState::InScope> scope = state_->EnterSession();
+  if (!scope.ok()) return scope.status();
   absl::StatusOr<HeapState::Draft> draft =
-      state_->Allocate(**session, key, kind, dims, layout);
+      state_->Allocate(*scope->session, key, kind, dims, layout);
   if (!draft.ok()) return draft.status();
   RawBuilder b;
   b.state_ = state_.get();
@@ -416,7 +424,7 @@ absl::StatusOr<RawBuilder> Heap::ReserveRaw(HashedKey hashed, Kind kind,
   b.payload_ = draft->payload;
   b.payload_bytes_ = draft->payload_bytes;
   b.key_ = std::string(key.bytes);
-  b.pin_ = *std::move(pin);
+  b.pin_ = std::move(scope->pin);
   return b;
 }
 
