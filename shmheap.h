@@ -267,13 +267,13 @@ class Heap {
   absl::StatusOr<ArrayView<T>> Get(std::string_view key) const {
     absl::StatusOr<RawView> raw = GetRaw(key);
     if (!raw.ok()) return raw.status();
-    return raw->As<T>();
+    return std::move(*raw).As<T>();
   }
   template <Element T>
   absl::StatusOr<ArrayView<T>> Get(HashedKey key) const {
     absl::StatusOr<RawView> raw = GetRaw(key);
     if (!raw.ok()) return raw.status();
-    return raw->As<T>();
+    return std::move(*raw).As<T>();
   }
   absl::StatusOr<RawView> GetRaw(std::string_view key) const;
   absl::StatusOr<RawView> GetRaw(HashedKey key) const;

@@ -86,6 +86,17 @@ inline int64_t Product(std::span<const int64_t> dims, size_t begin,
   return product;
 }
 
+// dims_[0, n) := dims, dims_[n, kMaxDims) := 0, in straight-line stores.
+// Views are built on every Heap::Get: zero-filling the array and then
+// std::copy_n-ing the dims made GCC emit `rep stosq` and `rep movsq`, whose
+// start-up cost was about a fifth of a get (bench/anatomy_bench.cc). So the
+// views' dims_ has no default member initializer and every constructor
+// fills all of it here (the default constructors zero it).
+inline void CopyDims(std::span<const int64_t> dims, int n,
+                     std::array<int64_t, kMaxDims>& out) noexcept {
+  for (int i = 0; i < kMaxDims; ++i) out[i] = i < n ? dims[i] : 0;
+}
+
 // absl::StrCat takes absl::string_view, which this build of Abseil does not
 // alias to std::string_view (ABSL_OPTION_USE_STD_STRING_VIEW is 0).
 inline absl::string_view AsAbsl(std::string_view s) noexcept {
@@ -196,7 +207,7 @@ class ArrayView {
 
   // An empty view: one dimension of length 0, kind KindTraits<T>::kKind,
   // layout kC, no pin.
-  ArrayView() noexcept = default;
+  ArrayView() noexcept : dims_{} {}
 
   // Views `data` as an array of `dims` in `layout`, stored as `kind`.
   // REQUIRES: KindTraits<T>::Accepts(kind); CheckedElementCount(dims).ok();
@@ -213,7 +224,7 @@ class ArrayView {
     assert(dims.size() <= static_cast<size_t>(kMaxDims));
     assert(array_view_internal::IsValidLayout(layout));
     assert(CheckedElementCount(dims).ok());
-    std::copy_n(dims.begin(), ndims_, dims_.begin());
+    array_view_internal::CopyDims(dims, ndims_, dims_);
     assert(data != nullptr || size() == 0);
     assert(reinterpret_cast<uintptr_t>(data) % alignof(T) == 0);
   }
@@ -361,7 +372,7 @@ class ArrayView {
 
   const T* data_ = nullptr;
   int ndims_ = 1;
-  std::array<int64_t, kMaxDims> dims_{};
+  std::array<int64_t, kMaxDims> dims_;  // see array_view_internal::CopyDims
   Layout layout_ = Layout::kC;
   Kind kind_ = KindTraits<T>::kKind;
   Pin pin_;
@@ -373,7 +384,7 @@ class RawView {
  public:
   // An empty view: one dimension of length 0, kind kInt8Unsigned, layout kC,
   // no pin.
-  RawView() noexcept = default;
+  RawView() noexcept : dims_{} {}
 
   // Views `data` as an array of `kind` with `dims` in `layout`. REQUIRES:
   // `kind` and `layout` are enumerators; CheckedElementCount(dims).ok();
@@ -391,7 +402,7 @@ class RawView {
     assert(dims.size() <= static_cast<size_t>(kMaxDims));
     assert(array_view_internal::IsValidLayout(layout));
     assert(CheckedElementCount(dims).ok());
-    std::copy_n(dims.begin(), ndims_, dims_.begin());
+    array_view_internal::CopyDims(dims, ndims_, dims_);
     assert(data != nullptr || size() == 0);
   }
 
@@ -429,21 +440,34 @@ class RawView {
   // The same array as a typed view, sharing the pin. Errors:
   // kInvalidArgument when !KindTraits<T>::Accepts(kind()).
   template <Element T>
-  [[nodiscard]] absl::StatusOr<ArrayView<T>> As() const {
-    if (!KindTraits<T>::Accepts(kind_)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "array has kind ", array_view_internal::AsAbsl(KindName(kind_)),
-          ", not readable as ",
-          array_view_internal::AsAbsl(KindName(KindTraits<T>::kKind))));
-    }
+  [[nodiscard]] absl::StatusOr<ArrayView<T>> As() const& {
+    if (absl::Status s = CheckAs<T>(); !s.ok()) return s;
     return ArrayView<T>(reinterpret_cast<const T*>(data_), kind_, dims(),
                         layout_, pin_);
   }
+  // The same, handing this view's pin to the typed view instead of copying
+  // it (a copy is a locked increment now and a locked decrement when this
+  // view dies: Heap::Get<T> uses this form).
+  template <Element T>
+  [[nodiscard]] absl::StatusOr<ArrayView<T>> As() && {
+    if (absl::Status s = CheckAs<T>(); !s.ok()) return s;
+    return ArrayView<T>(reinterpret_cast<const T*>(data_), kind_, dims(),
+                        layout_, std::move(pin_));
+  }
 
  private:
+  template <Element T>
+  absl::Status CheckAs() const {
+    if (KindTraits<T>::Accepts(kind_)) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "array has kind ", array_view_internal::AsAbsl(KindName(kind_)),
+        ", not readable as ",
+        array_view_internal::AsAbsl(KindName(KindTraits<T>::kKind))));
+  }
+
   const std::byte* data_ = nullptr;
   int ndims_ = 1;
-  std::array<int64_t, kMaxDims> dims_{};
+  std::array<int64_t, kMaxDims> dims_;  // see array_view_internal::CopyDims
   Layout layout_ = Layout::kC;
   Kind kind_ = Kind::kInt8Unsigned;
   Pin pin_;

@@ -1,0 +1,213 @@
+// Where the time of one shmheap get goes, one process, 16-float values,
+// load 0.75 (the table benchmark's get_hit/floats:16/load:75/workers:1),
+// built up from the bare array one ingredient at a time:
+//
+//   probe           the bare array: random key, linear probe of 2^16 slots
+//   probe+blob      + follow the slot to a 112-byte record in a 5.5 MB
+//                   arena laid out like shmheap's heap, compare the stored
+//                   16-byte key, read the first float (a dependent miss)
+//   +xxh3           + hash the 16-byte key with XXH3-64 (seeded)
+//   +2 rmw          + two locked read-modify-writes on a process-local
+//                   counter (what entering and leaving a Pin costs)
+//   +4 rmw          + four (what Get<T> did before RawView::As moved its pin)
+//   shmheap Contains / GetRaw / Get<float>, inside a held Pin
+//   shmheap Contains / Get<float> of absent keys
+//
+// The gap between the last model step and Contains is the rest of the
+// operation (session lookup, out-of-line probe, Status plumbing); between
+// Contains and GetRaw, building a RawView (and, before CopyDims in
+// heap/array_view.h, its `rep stosq`/`rep movsq`); between GetRaw and Get,
+// RawView::As and a second StatusOr.
+
+#include <xxhash.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "bench/harness.h"
+#include "benchmark/benchmark.h"
+#include "shmheap.h"
+
+namespace shmheap::bench {
+namespace {
+
+constexpr int kFloats = 16;
+constexpr uint64_t kPresent = kSlots * 75 / 100;
+constexpr uint64_t kRecordBytes = 112;  // shmheap's blob for these values
+constexpr uint64_t kSeed = 0x1234567;
+
+struct Slot {
+  uint64_t key;
+  uint64_t value;
+};
+
+// The slot key of `id`: the random number behind the key (the bare array),
+// or the key's XXH3 hash (shmheap).
+template <bool kHash>
+uint64_t SlotKey(uint64_t id) {
+  const Keys& keys = Keys::Get();
+  if constexpr (kHash) {
+    return XXH3_64bits_withSeed(keys.str(id).data(), kKeyBytes, kSeed) | 1;
+  } else {
+    return keys.raw(id);
+  }
+}
+
+// The bare array of limit_bench, plus records laid out like blobs: header,
+// hash, dim, key length, key, then the payload.
+template <bool kHash>
+class Model {
+ public:
+  Model() : slots_(kSlots), arena_(kPresent * kRecordBytes) {
+    const Keys& keys = Keys::Get();
+    for (uint64_t id = 0; id < kPresent; ++id) {
+      const uint64_t k = SlotKey<kHash>(id);
+      uint64_t i = k & (kSlots - 1);
+      while (slots_[i].key != 0) i = (i + 1) & (kSlots - 1);
+      slots_[i] = {k, id * kRecordBytes};
+      std::byte* r = arena_.data() + id * kRecordBytes;
+      std::memcpy(r + 32, keys.str(id).data(), kKeyBytes);
+      const float marker = Marker(id);
+      std::memcpy(r + 48, &marker, sizeof marker);
+    }
+  }
+  // The record of `key`, or null.
+  const std::byte* Find(uint64_t key) const {
+    for (uint64_t i = key & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
+      if (slots_[i].key == key) return arena_.data() + slots_[i].value;
+      if (slots_[i].key == 0) return nullptr;
+    }
+  }
+
+ private:
+  std::vector<Slot> slots_;
+  std::vector<std::byte> arena_;
+};
+
+template <bool kHash>
+const Model<kHash>& TheModel() {
+  static const Model<kHash>* m = new Model<kHash>();
+  return *m;
+}
+
+template <bool kBlob, bool kHash, int kRmw>
+void BM_Model(benchmark::State& state) {
+  const Model<kHash>& model = TheModel<kHash>();
+  const Keys& keys = Keys::Get();
+  std::atomic<int64_t> pins{1};
+  Rng rng(1);
+  uint64_t bad = 0;
+  for (auto _ : state) {
+    for (int i = 0; i < kRmw / 2; ++i) {
+      pins.fetch_add(1, std::memory_order_acquire);
+    }
+    const uint64_t id = rng.Below(kPresent);
+    const std::byte* r = model.Find(SlotKey<kHash>(id));
+    float first = 0;
+    if constexpr (kBlob) {
+      if (r == nullptr ||
+          std::memcmp(r + 32, keys.str(id).data(), kKeyBytes) != 0) {
+        ++bad;
+      }
+      std::memcpy(&first, r + 48, sizeof first);
+    } else {
+      first = r != nullptr ? 1.0f : 0.0f;
+    }
+    benchmark::DoNotOptimize(first);
+    for (int i = 0; i < kRmw / 2; ++i) {
+      pins.fetch_sub(1, std::memory_order_release);
+    }
+  }
+  if (bad) state.SkipWithError("model lookup failed");
+}
+
+std::optional<Heap>& TheHeap() {
+  static std::optional<Heap>* heap = [] {
+    Options options;
+    options.table_slots_log2 = kSlotsLog2;
+    options.heap_bytes = uint64_t{256} << 20;
+    absl::StatusOr<Heap> h = Heap::Create(options);
+    if (!h.ok()) std::abort();
+    auto* out = new std::optional<Heap>(*std::move(h));
+    std::vector<float> v(kFloats, 0.5f);
+    const int64_t dims[] = {kFloats};
+    for (uint64_t id = 0; id < kPresent; ++id) {
+      v[0] = Marker(id);
+      if (!(*out)->Add<float>(Keys::Get().str(id), v, dims).ok()) std::abort();
+    }
+    return out;
+  }();
+  return *heap;
+}
+
+enum class Call { kContains, kGetRaw, kGet, kContainsAbsent, kGetAbsent };
+
+template <Call kCall>
+void BM_Shmheap(benchmark::State& state) {
+  Heap& heap = *TheHeap();
+  const Keys& keys = Keys::Get();
+  absl::StatusOr<Pin> pin = heap.Enter();
+  if (!pin.ok()) std::abort();
+  Rng rng(1);
+  uint64_t bad = 0;
+  for (auto _ : state) {
+    if constexpr (kCall == Call::kContainsAbsent || kCall == Call::kGetAbsent) {
+      // A key never added: a miss at the end of its probe.
+      const std::string_view key = keys.str(kFirstAbsent + rng.Below(kAbsent));
+      bool found = false;
+      if constexpr (kCall == Call::kContainsAbsent) {
+        found = heap.Contains(key);
+      } else {
+        found = heap.Get<float>(key).ok();
+      }
+      if (found) ++bad;
+      continue;
+    }
+    const uint64_t id = rng.Below(kPresent);
+    float first = 0;
+    if constexpr (kCall == Call::kContains) {
+      first = heap.Contains(keys.str(id)) ? Marker(id) : 0;
+    } else if constexpr (kCall == Call::kGetRaw) {
+      absl::StatusOr<RawView> v = heap.GetRaw(keys.str(id));
+      if (v.ok()) std::memcpy(&first, v->bytes().data(), sizeof first);
+    } else {
+      absl::StatusOr<ArrayView<float>> v = heap.Get<float>(keys.str(id));
+      if (v.ok()) first = v->data()[0];
+    }
+    if (first != Marker(id)) ++bad;
+    benchmark::DoNotOptimize(first);
+  }
+  if (bad) state.SkipWithError("shmheap lookup failed");
+}
+
+void RegisterAll() {
+  // 0.2 s each is plenty for a loop of independent gets.
+  auto add = [](const char* name, void (*fn)(benchmark::State&)) {
+    benchmark::RegisterBenchmark(name, fn)->MinTime(0.2);
+  };
+  add("anatomy/probe", BM_Model<false, false, 0>);
+  add("anatomy/probe+blob", BM_Model<true, false, 0>);
+  add("anatomy/probe+blob+xxh3", BM_Model<true, true, 0>);
+  add("anatomy/probe+blob+xxh3+2rmw", BM_Model<true, true, 2>);
+  add("anatomy/probe+blob+xxh3+4rmw", BM_Model<true, true, 4>);
+  add("anatomy/shmheap_contains", BM_Shmheap<Call::kContains>);
+  add("anatomy/shmheap_getraw", BM_Shmheap<Call::kGetRaw>);
+  add("anatomy/shmheap_get", BM_Shmheap<Call::kGet>);
+  // Misses: Get builds a kNotFound status whose message names the heap and
+  // the (escaped) key; Contains does not.
+  add("anatomy/shmheap_contains_absent", BM_Shmheap<Call::kContainsAbsent>);
+  add("anatomy/shmheap_get_absent", BM_Shmheap<Call::kGetAbsent>);
+}
+
+}  // namespace
+}  // namespace shmheap::bench
+
+int main(int argc, char** argv) {
+  return shmheap::bench::BenchmarkMain(argc, argv, shmheap::bench::RegisterAll);
+}

@@ -1,0 +1,575 @@
+#!/usr/bin/env python3
+"""Runs shmheap's benchmarks side by side with their limits and peers.
+
+Runs each benchmark binary once (all in this one invocation, so every ratio
+compares figures from the same run on the same machine), takes the median of
+--repetitions repetitions of each measurement (machines are noisy: medians and
+ratios, never single runs), and
+
+  * prints Markdown tables: every measurement with shmheap / peer ratios,
+    the large-array and compaction throughputs, and issue 6's targets with
+    PASS or MISS;
+  * writes into the output directory (named on stderr): compare.md (the
+    same tables), summary.md (the same at load 0.75 only), compare.json
+    (medians, spreads, targets, the machine), compare.png (a plot), and raw/
+    (each binary's own JSON and log).
+
+Usage (from the workspace):
+  ./bazelw run //bench:compare [-- --out DIR --repetitions N --filter RE]
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+# Binaries in the order they run: limits first, then shmheap, then peers.
+BINARIES = [
+    "limit_bench",
+    "shmheap_bench",
+    "std_bench",
+    "boost_bench",
+    "lmdb_bench",
+    "bulk_bench",
+    "anatomy_bench",
+]
+
+OPS = ["add", "get_hit", "get_miss", "mix90_10"]
+OP_TITLES = {
+    "add": "add of N distinct keys",
+    "get_hit": "get, present keys",
+    "get_miss": "get, absent keys",
+    "mix90_10": "90% get / 10% add",
+}
+# Columns of the table benchmarks: (system, header).
+TABLE_SYSTEMS = [
+    ("shmheap", "shmheap"),
+    ("shmheap_unpinned", "shmheap unpinned"),
+    ("bare", "bare array"),
+    ("bare_copy", "bare+copy"),
+    ("std", "std (threads)"),
+    ("boost", "Boost.IPC"),
+    ("lmdb", "LMDB"),
+]
+RATIO_PEERS = [
+    ("bare", "÷bare"),
+    ("bare_copy", "÷bare+copy"),
+    ("std", "÷std"),
+    ("boost", "÷Boost"),
+    ("lmdb", "÷LMDB"),
+]
+
+TABLE_RE = re.compile(
+    r"^(?P<system>[a-z_]+)/(?P<op>[a-z0-9_]+)/floats:(?P<floats>\d+)"
+    r"/load:(?P<load>\d+)/workers:(?P<workers>\d+)")
+BULK_RE = re.compile(r"^(?P<system>[a-z_]+)/(?P<op>[a-z_]+)/(?P<param>[a-z]+:\d+)")
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--bindir", required=True,
+                   help="directory holding the benchmark binaries")
+    p.add_argument("--out", default=None,
+                   help="output directory (default /tmp/shmheap-bench-<time>);"
+                   " relative to the workspace under bazel run")
+    p.add_argument("--repetitions", type=int, default=3,
+                   help="repetitions per measurement; the median is reported")
+    p.add_argument("--filter", default=None,
+                   help="only benchmarks matching this regex (partial runs "
+                   "leave ratios and targets without their peers)")
+    p.add_argument("--binaries", default=",".join(BINARIES),
+                   help="comma-separated subset of: " + ", ".join(BINARIES))
+    p.add_argument("--reuse", default=None,
+                   help="render from an earlier run's output directory (its "
+                   "raw/*.json) instead of running the benchmarks")
+    return p.parse_args()
+
+
+def output_dir(arg):
+    if arg is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return f"/tmp/shmheap-bench-{stamp}"
+    if os.path.isabs(arg):
+        return arg
+    # bazel run starts us in the runfiles tree; a relative --out means the
+    # directory the user typed the command in.
+    base = os.environ.get("BUILD_WORKING_DIRECTORY") or os.getcwd()
+    return os.path.join(base, arg)
+
+
+def machine():
+    info = {"nproc": os.cpu_count(), "kernel": platform.release()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        info["load_before"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def run_binary(path, name, out, args):
+    json_path = os.path.join(out, "raw", name + ".json")
+    log_path = os.path.join(out, "raw", name + ".log")
+    cmd = [
+        path,
+        "--benchmark_out=" + json_path,
+        "--benchmark_out_format=json",
+        f"--benchmark_repetitions={args.repetitions}",
+        "--benchmark_report_aggregates_only=true",
+        "--benchmark_counters_tabular=true",
+    ]
+    if args.filter:
+        cmd.append("--benchmark_filter=" + args.filter)
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    took = time.monotonic() - start
+    print(f"  {name}: {took:.1f} s" + (f" (exit {rc}, see {log_path})"
+                                        if rc else ""), file=sys.stderr)
+    if rc != 0 or not os.path.exists(json_path):
+        return None, took
+    try:
+        with open(json_path) as f:
+            return json.load(f), took
+    except ValueError:
+        # Nothing written: a --filter that matches none of its benchmarks.
+        return None, took
+
+
+def collect(reports):
+    """{key: {"median": v, "cv": c, "unit": u}} from the binaries' JSON."""
+    results = {}
+    errors = []
+    contexts = {}
+    for name, report in reports.items():
+        if report is None:
+            continue
+        contexts[name] = report.get("context", {})
+        for b in report.get("benchmarks", []):
+            run = b.get("run_name", b["name"])
+            if b.get("error_occurred"):
+                errors.append(f"{run}: {b.get('error_message')}")
+                continue
+            agg = b.get("aggregate_name")
+            if agg is None and b.get("run_type") == "iteration":
+                # One repetition: no aggregates are reported, the run itself
+                # is the median.
+                agg = "median"
+            if agg not in ("median", "cv"):
+                continue
+            if run.startswith("anatomy/"):
+                # Single-process ns per get: real and CPU time (the CPU time
+                # is the steadier one on a shared machine).
+                name = run.split("/", 1)[1].split("/min_time:")[0]
+                key = ("anatomy", name)
+                entry = results.setdefault(key, {"unit": "ns"})
+                entry[agg] = b["real_time"]
+                entry[agg + "_cpu"] = b["cpu_time"]
+                continue
+            if "ops_per_s" in b:
+                value, unit = b["ops_per_s"], "ops/s"
+            elif "bytes_per_second" in b:
+                value, unit = b["bytes_per_second"], "B/s"
+            else:
+                continue
+            m = TABLE_RE.match(run)
+            if m:
+                key = (m["system"], m["op"], int(m["floats"]), int(m["load"]),
+                       int(m["workers"]))
+            else:
+                m = BULK_RE.match(run)
+                if not m:
+                    continue
+                key = (m["system"], m["op"], m["param"])
+            entry = results.setdefault(key, {"unit": unit})
+            entry[agg] = value
+    return results, errors, contexts
+
+
+def mops(v):
+    return "—" if v is None else f"{v / 1e6:.2f}"
+
+
+def gbs(v):
+    return "—" if v is None else f"{v / 1e9:.2f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}"
+
+
+def median(results, key):
+    e = results.get(key)
+    return None if e is None else e.get("median")
+
+
+def table_markdown(results, loads=None):
+    """One table per op: rows floats × load × workers."""
+    lines = []
+    for op in OPS:
+        rows = sorted({(k[2], k[3], k[4]) for k in results
+                       if len(k) == 5 and k[1] == op})
+        if loads is not None:
+            rows = [r for r in rows if r[1] in loads]
+        if not rows:
+            continue
+        present = [(s, h) for s, h in TABLE_SYSTEMS
+                   if any((s, op) + r in results for r in rows)]
+        peers = [(s, h) for s, h in RATIO_PEERS if any(s == p for p, _ in present)]
+        lines.append(f"**{OP_TITLES[op]}** (Mops/s, median; ratios are "
+                     "shmheap ÷ peer; bare arrays are single-process)")
+        lines.append("")
+        header = ["floats", "load", "workers"] + [h for _, h in present] + \
+                 [h for _, h in peers]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * 3 + "---:|" * (len(header) - 3))
+        for floats, load, workers in rows:
+            cells = [str(floats), f"{load / 100:.2f}", str(workers)]
+            shm = median(results, ("shmheap", op, floats, load, workers))
+            for s, _ in present:
+                cells.append(mops(median(results, (s, op, floats, load, workers))))
+            for s, _ in peers:
+                # The bare arrays are single-process limits: shmheap with any
+                # number of workers is compared with the one-process figure
+                # only when it has one worker too.
+                peer = median(results, (s, op, floats, load, workers))
+                cells.append(fmt_ratio(ratio(shm, peer)))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+BULK_ROWS = [
+    # (title, shmheap key, limit key, context key)
+    ("large array write (Reserve+fill+Publish, 64 MiB)",
+     ("shmheap", "large_write", "mib:64"), ("memcpy", "large", "mib:64"),
+     ("memcpy_fresh", "large", "mib:64")),
+    ("large array read (Get + copy out, 64 MiB)",
+     ("shmheap", "large_read", "mib:64"), ("memcpy", "large", "mib:64"), None),
+    ("compaction, 1,024-float values, half dead (128 MiB)",
+     ("shmheap", "compact", "floats:1024"), ("memmove", "compact", "floats:1024"),
+     None),
+    ("compaction, 16-float values, half dead (128 MiB)",
+     ("shmheap", "compact", "floats:16"), ("memmove", "compact", "floats:16"),
+     None),
+]
+
+
+def bulk_markdown(results):
+    lines = ["**large arrays and compaction** (GB/s, median)", "",
+             "| workload | shmheap | limit | limit is | shmheap ÷ limit |"
+             " memcpy into fresh shared pages |",
+             "|---|---:|---:|---|---:|---:|"]
+    any_row = False
+    for title, shm_key, lim_key, ctx_key in BULK_ROWS:
+        shm = median(results, shm_key)
+        lim = median(results, lim_key)
+        if shm is None and lim is None:
+            continue
+        any_row = True
+        ctx = median(results, ctx_key) if ctx_key else None
+        lines.append(f"| {title} | {gbs(shm)} | {gbs(lim)} | {lim_key[0]} | "
+                     f"{fmt_ratio(ratio(shm, lim))} | {gbs(ctx) if ctx_key else ''} |")
+    lines.append("")
+    return lines if any_row else []
+
+
+ANATOMY_ROWS = [
+    ("probe", "bare array probe (random key, 2^16 slots)"),
+    ("probe+blob", "+ follow the slot to a blob-like record, compare the "
+     "16-byte key, read a float"),
+    ("probe+blob+xxh3", "+ XXH3 of the key"),
+    ("probe+blob+xxh3+2rmw", "+ 2 locked RMWs (enter and leave a pin)"),
+    ("probe+blob+xxh3+4rmw", "+ 4 locked RMWs"),
+    ("shmheap_contains", "shmheap `Contains` (in a held Pin)"),
+    ("shmheap_getraw", "shmheap `GetRaw` (in a held Pin)"),
+    ("shmheap_get", "shmheap `Get<float>` (in a held Pin)"),
+    ("shmheap_contains_absent", "shmheap `Contains`, absent key"),
+    ("shmheap_get_absent", "shmheap `Get<float>`, absent key (`kNotFound` "
+     "with a message)"),
+]
+
+
+def anatomy_markdown(results):
+    rows = [(name, title, results.get(("anatomy", name)))
+            for name, title in ANATOMY_ROWS]
+    if not any(e for _, _, e in rows):
+        return []
+    lines = ["**anatomy of one get** (1 process, 16 floats, load 0.75, in a "
+             "held Pin; ns per get, median)", "",
+             "| step | real ns | CPU ns |", "|---|---:|---:|"]
+    for name, title, e in rows:
+        if e is None:
+            continue
+        lines.append(f"| {title} | {e['median']:.1f} | "
+                     f"{e.get('median_cpu', 0):.1f} |")
+    lines.append("")
+    return lines
+
+
+def targets(results):
+    """Issue 6's targets: (name, needed, worst ratio, where, all ratios)."""
+    out = []
+
+    def table_target(name, needed, op, peer, workers, peer_workers):
+        ratios = []
+        for floats in (16, 1024):
+            for load in (50, 75, 90):
+                r = ratio(median(results, ("shmheap", op, floats, load, workers)),
+                          median(results, (peer, op, floats, load, peer_workers)))
+                if r is not None:
+                    ratios.append((r, f"floats {floats}, load {load / 100:.2f}"))
+        out.append((name, needed, ratios))
+
+    table_target("get hit ≥ 0.7× bare array (1 process)", 0.7, "get_hit",
+                 "bare", 1, 1)
+    table_target("add ≥ 0.5× bare array (1 process)", 0.5, "add", "bare", 1, 1)
+    table_target("90/10 mix ≥ 10× Boost.Interprocess (4 processes)", 10.0,
+                 "mix90_10", "boost", 4, 4)
+    table_target("90/10 mix ≥ 3× LMDB (4 processes)", 3.0, "mix90_10", "lmdb",
+                 4, 4)
+    for name, needed, shm_key, lim_key in [
+        ("large-array write ≥ 0.8× memcpy", 0.8,
+         ("shmheap", "large_write", "mib:64"), ("memcpy", "large", "mib:64")),
+        ("large-array read ≥ 0.8× memcpy", 0.8,
+         ("shmheap", "large_read", "mib:64"), ("memcpy", "large", "mib:64")),
+        ("compaction ≥ 0.5× memmove (1,024-float values)", 0.5,
+         ("shmheap", "compact", "floats:1024"),
+         ("memmove", "compact", "floats:1024")),
+        ("compaction ≥ 0.5× memmove (16-float values)", 0.5,
+         ("shmheap", "compact", "floats:16"),
+         ("memmove", "compact", "floats:16")),
+    ]:
+        r = ratio(median(results, shm_key), median(results, lim_key))
+        out.append((name, needed, [] if r is None else [(r, "")]))
+    return out
+
+
+def targets_markdown(tgts):
+    lines = ["**issue 6 targets** (ratios of medians from this run)", "",
+             "| target | worst | best | result |", "|---|---:|---:|---|"]
+    for name, needed, ratios in tgts:
+        if not ratios:
+            lines.append(f"| {name} | — | — | not measured |")
+            continue
+        worst = min(ratios)
+        best = max(ratios)
+        verdict = "PASS" if worst[0] >= needed else (
+            "MISS" if best[0] < needed else "PARTIAL")
+        where = f" ({worst[1]})" if worst[1] else ""
+        lines.append(f"| {name} | {worst[0]:.2f}{where} | {best[0]:.2f} | "
+                     f"{verdict} |")
+    lines.append("")
+    lines.append("PARTIAL: met for some value sizes and loads, not for all.")
+    lines.append("")
+    return lines
+
+
+def plot(results, path, title):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib import ticker
+    except ImportError as e:
+        print(f"compare: no plot ({e}); install python3-matplotlib",
+              file=sys.stderr)
+        return False
+    load = 75
+    styles = {
+        "shmheap": dict(color="tab:blue", marker="o", linewidth=2.2),
+        "shmheap_unpinned": dict(color="tab:cyan", marker="s", linestyle=":"),
+        "std": dict(color="tab:green", marker="^"),
+        "boost": dict(color="tab:red", marker="v"),
+        "lmdb": dict(color="tab:purple", marker="D"),
+    }
+    labels = dict(TABLE_SYSTEMS)
+    fig, axes = plt.subplots(3, 3, figsize=(16, 13))
+    panels = [(op, floats) for op in OPS for floats in (16, 1024)]
+    for ax, (op, floats) in zip(axes.flat, panels):
+        for system, style in styles.items():
+            xs, ys = [], []
+            for w in (1, 2, 4, 8):
+                v = median(results, (system, op, floats, load, w))
+                if v is not None:
+                    xs.append(w)
+                    ys.append(v / 1e6)
+            if xs:
+                ax.plot(xs, ys, label=labels[system], **style)
+        for system, color in (("bare", "black"), ("bare_copy", "gray")):
+            v = median(results, (system, op, floats, load, 1))
+            if v is not None:
+                ax.axhline(v / 1e6, color=color, linestyle="--", linewidth=1,
+                           label=labels[system] + " (1 process)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([1, 2, 4, 8])
+        ax.set_xticklabels(["1", "2", "4", "8"])
+        ax.set_yscale("log")
+        # Plain numbers on the log axis, minor ticks labelled too (a panel
+        # may span less than a decade).
+        ax.yaxis.set_major_formatter(
+            ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
+            lambda v, _: f"{v:g}" if v > 0 and round(
+                v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.set_title(f"{OP_TITLES[op]}, {floats} floats", fontsize=10)
+        ax.set_xlabel("processes (threads for std); 2 cores")
+        ax.set_ylabel("Mops/s (median)")
+        ax.grid(True, which="both", alpha=0.3)
+    handles, lbls = axes.flat[0].get_legend_handles_labels()
+    ax = axes.flat[8]
+    names, shm, lim = [], [], []
+    for row_title, shm_key, lim_key, _ in BULK_ROWS:
+        names.append(row_title.split(" (")[0]
+                     .replace("compaction, ", "compact\n")
+                     .replace("large array ", "64 MiB\n")
+                     .replace("-float values, half dead", " floats"))
+        shm.append((median(results, shm_key) or 0) / 1e9)
+        lim.append((median(results, lim_key) or 0) / 1e9)
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], shm, width=0.4, color="tab:blue",
+           label="shmheap")
+    ax.bar([x + 0.2 for x in xs], lim, width=0.4, color="gray",
+           label="memcpy / memmove")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(names, fontsize=8)
+    ax.set_ylabel("GB/s (median)")
+    ax.set_title("large arrays and compaction", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.legend(handles, lbls, loc="lower center", ncol=7, fontsize=9)
+    fig.suptitle(title + f"\ntable benchmarks at load {load / 100:.2f}",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.96))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def main():
+    args = parse_args()
+    out = output_dir(args.out)
+    os.makedirs(os.path.join(out, "raw"), exist_ok=True)
+    info = machine()
+    now = datetime.datetime.now()
+    print(f"compare: writing to {out}", file=sys.stderr)
+    reports = {}
+    took = {}
+    for name in args.binaries.split(","):
+        name = name.strip()
+        if args.reuse:
+            raw = os.path.join(output_dir(args.reuse), "raw", name + ".json")
+            try:
+                with open(raw) as f:
+                    reports[name], took[name] = json.load(f), 0.0
+            except (OSError, ValueError):
+                pass
+            continue
+        path = os.path.join(args.bindir, name)
+        if not os.path.exists(path):
+            print(f"compare: no binary {path}", file=sys.stderr)
+            continue
+        reports[name], took[name] = run_binary(path, name, out, args)
+    try:
+        info["load_after"] = os.getloadavg()
+    except OSError:
+        pass
+    results, errors, contexts = collect(reports)
+    if args.reuse and contexts:
+        # The run being rendered, not this one: its date and load.
+        ctxs = list(contexts.values())
+        try:
+            now = datetime.datetime.fromisoformat(ctxs[0]["date"])
+        except (KeyError, ValueError):
+            pass
+        if ctxs[0].get("load_avg"):
+            info["load_before"] = ctxs[0]["load_avg"]
+        if ctxs[-1].get("load_avg"):
+            info["load_after"] = ctxs[-1]["load_avg"]
+    for ctx in contexts.values():
+        if ctx.get("compiled") not in (None, "optimized"):
+            errors.append("a benchmark binary was not compiled optimized")
+            break
+
+    header = (f"{now:%Y-%m-%d %H:%M}, {info.get('cpu', '?')}, "
+              f"{info['nproc']} CPUs, Linux {info['kernel']}; medians of "
+              f"{args.repetitions} repetitions; load average "
+              f"{info.get('load_before', (0,))[0]:.2f} before, "
+              f"{info.get('load_after', (0,))[0]:.2f} after")
+    md = ["# shmheap benchmarks", "", header, ""]
+    md += targets_markdown(targets(results))
+    md += bulk_markdown(results)
+    md += anatomy_markdown(results)
+    md += table_markdown(results)
+    if errors:
+        md += ["**errors**", ""] + [f"- {e}" for e in errors] + [""]
+    text = "\n".join(md)
+    print(text)
+
+    with open(os.path.join(out, "compare.md"), "w") as f:
+        f.write(text + "\n")
+    # The same, with the table benchmarks at load 0.75 only: short enough
+    # for a README.
+    summary = ["# shmheap benchmarks (summary)", "", header, ""]
+    summary += targets_markdown(targets(results))
+    summary += bulk_markdown(results)
+    summary += anatomy_markdown(results)
+    summary += table_markdown(results, loads={75})
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write("\n".join(summary) + "\n")
+    flat = []
+    for key, e in sorted(results.items(), key=lambda kv: str(kv[0])):
+        row = {"system": key[0], "op": key[1], "unit": e["unit"],
+               "median": e.get("median"), "cv": e.get("cv")}
+        if len(key) == 5:
+            row.update(floats=key[2], load=key[3] / 100, workers=key[4])
+        elif key[0] == "anatomy":
+            row["op"] = key[1]
+            row["median_cpu"] = e.get("median_cpu")
+        else:
+            row["param"] = key[2]
+        flat.append(row)
+    with open(os.path.join(out, "compare.json"), "w") as f:
+        json.dump({
+            "date": now.isoformat(timespec="seconds"),
+            "machine": info,
+            "repetitions": args.repetitions,
+            "seconds_per_binary": took,
+            "results": flat,
+            "targets": [{"target": n, "needed": need,
+                         "ratios": [{"ratio": r, "where": w} for r, w in rs]}
+                        for n, need, rs in targets(results)],
+            "errors": errors,
+        }, f, indent=1)
+    png = os.path.join(out, "compare.png")
+    plotted = plot(results, png,
+                   f"shmheap vs peers — {now:%Y-%m-%d}, {info.get('cpu', '?')}"
+                   f", {info['nproc']} CPUs")
+    print(f"compare: wrote {out}/compare.md, summary.md, compare.json"
+          + (", compare.png" if plotted else "") + " and raw/",
+          file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
