@@ -116,9 +116,22 @@ struct HeapState {
     uint64_t total_bytes;
   };
 
+  // The number of elements `dims` describe, or kInvalidArgument naming
+  // the key.
+  absl::StatusOr<int64_t> Elements(const Key& key,
+                                   std::span<const int64_t> dims) const {
+    absl::StatusOr<int64_t> elements = CheckedElementCount(dims);
+    if (!elements.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Name(key), ": ", elements.status().message()));
+    }
+    return elements;
+  }
+
+  // REQUIRES: `elements` is Elements(key, dims).
   absl::StatusOr<Draft> Allocate(LocalSession& session, const Key& key,
                                  Kind kind, std::span<const int64_t> dims,
-                                 Layout layout) const {
+                                 int64_t elements, Layout layout) const {
     if (!IsValidKind(static_cast<uint8_t>(kind))) {
       return absl::InvalidArgumentError(
           absl::StrCat(Name(key), ": invalid kind ", static_cast<int>(kind)));
@@ -127,13 +140,8 @@ struct HeapState {
       return absl::InvalidArgumentError(absl::StrCat(
           Name(key), ": invalid layout ", static_cast<int>(layout)));
     }
-    absl::StatusOr<int64_t> elements = CheckedElementCount(dims);
-    if (!elements.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Name(key), ": ", elements.status().message()));
-    }
     absl::StatusOr<BlobGeometry> g =
-        ComputeGeometry(kind, static_cast<int>(dims.size()), *elements,
+        ComputeGeometry(kind, static_cast<int>(dims.size()), elements,
                         key.has_key, key.bytes.size());
     if (!g.ok()) {
       return absl::InvalidArgumentError(
@@ -196,11 +204,8 @@ struct HeapState {
                              std::span<const int64_t> dims, Layout layout,
                              std::span<const std::byte> data,
                              bool replace) const {
-    absl::StatusOr<int64_t> elements = CheckedElementCount(dims);
-    if (!elements.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Name(key), ": ", elements.status().message()));
-    }
+    absl::StatusOr<int64_t> elements = Elements(key, dims);
+    if (!elements.ok()) return elements.status();
     if (IsValidKind(static_cast<uint8_t>(kind)) &&
         data.size() != static_cast<uint64_t>(*elements) * ElementSize(kind)) {
       return absl::InvalidArgumentError(
@@ -219,7 +224,8 @@ struct HeapState {
         }
       }
     }
-    absl::StatusOr<Draft> draft = Allocate(session, key, kind, dims, layout);
+    absl::StatusOr<Draft> draft =
+        Allocate(session, key, kind, dims, *elements, layout);
     if (!draft.ok()) return draft.status();
     if (data.size() != draft->payload_bytes) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -284,8 +290,10 @@ struct HeapState {
     }
     const BlobRef b = Blob(source);
     const BlobHeader h = b.header();
-    absl::StatusOr<Draft> draft =
-        Allocate(session, to, static_cast<Kind>(h.kind), b.dims(), h.layout);
+    absl::StatusOr<int64_t> elements = Elements(to, b.dims());
+    if (!elements.ok()) return elements.status();
+    absl::StatusOr<Draft> draft = Allocate(
+        session, to, static_cast<Kind>(h.kind), b.dims(), *elements, h.layout);
     if (!draft.ok()) return draft.status();
     if (draft->payload_bytes) {
       std::memcpy(draft->payload, b.payload(), draft->payload_bytes);
@@ -414,8 +422,10 @@ absl::StatusOr<RawBuilder> Heap::ReserveRaw(HashedKey hashed, Kind kind,
   const internal::Key key = state_->Resolve(hashed);
   absl::StatusOr<HeapState::InScope> scope = state_->EnterSession();
   if (!scope.ok()) return scope.status();
+  absl::StatusOr<int64_t> elements = state_->Elements(key, dims);
+  if (!elements.ok()) return elements.status();
   absl::StatusOr<HeapState::Draft> draft =
-      state_->Allocate(*scope->session, key, kind, dims, layout);
+      state_->Allocate(*scope->session, key, kind, dims, *elements, layout);
   if (!draft.ok()) return draft.status();
   RawBuilder b;
   b.state_ = state_.get();
