@@ -31,7 +31,9 @@
 //   P  phase := compacting. From here on a crash leaves the heap untrusted,
 //      and every later attach or operation reports kDataLoss.
 //   0  close every session's open chunk with a filler from its committed top
-//      (dead processes' chunks too), so the heap parses end to end (I1);
+//      (dead processes' chunks too), then cover with a filler each chunk
+//      that a process claimed and died before recording (its claim record,
+//      heap/walk.h), so the heap parses end to end (I1);
 //   1  thread: for each slot with a blob, swap the blob's header word into
 //      the slot and the slot's offset into the blob's word 0;
 //   2  slide: walk from heap_start; a record with bit 0 set is garbage (dead
@@ -40,10 +42,14 @@
 //      multiple of its alignment (memmove, a filler fills any gap), its
 //      header is restored, and the slot points at its new offset;
 //   3  top := end of the last moved blob; the pages above it go back to the
-//      OS (FALLOC_FL_PUNCH_HOLE, else MADV_REMOVE); tombstones are cleared
+//      OS (FALLOC_FL_PUNCH_HOLE, else MADV_REMOVE) and the partial page
+//      below them is zeroed, so everything above top reads 0 again (which
+//      is how an unrecorded claim is recognised); tombstones are cleared
 //      in place by Knuth's Algorithm R (TAOCP vol. 3, 6.4) for deletion
 //      under linear probing, which moves later entries of a cluster back so
-//      that no probe chain breaks; counters record what was reclaimed;
+//      that no probe chain breaks; the counters restart from the exact
+//      figures (a killed process may have left them off by one operation)
+//      and the entries of dead processes are freed;
 //   E  phase := idle, gc_epoch := even (seq_cst), wake waiting sessions.
 //
 // Memory: O(1) beyond the heap itself. No allocation depends on the size of
