@@ -24,7 +24,11 @@
 // store, so [chunk_start, committed) always parses; a retired chunk's tail is
 // closed with a filler. A process that dies leaves [committed, chunk_end)
 // unparsed, which the registry bounds and a later joiner or the collector
-// closes with a filler.
+// closes with a filler. The chunk claim itself is recorded in the entry
+// (claim_start, claim_end) before the CAS on top, so a process that dies
+// between the CAS and recording the chunk leaves a range the walker and the
+// collector recognise (heap/walk.h, ClaimedGapEnd); such an entry is not
+// reused until a collection has resolved the claim.
 //
 // Thread safety: all methods may be called from any thread of the owning
 // process. A LocalSession does not survive fork: the child joins anew.
