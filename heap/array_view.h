@@ -193,49 +193,15 @@ inline absl::StatusOr<int64_t> CheckedElementCount(
   return empty ? 0 : nonzero_product;
 }
 
-// A read-only typed view of a dense array of T. Cheap to copy: a Pin
-// reference and a fixed-size array of dims, no allocation.
-template <class T>
-class ArrayView {
-  static_assert(Element<T> && !std::is_const_v<T>,
-                "T must be a non-const type with a KindTraits specialisation");
-  static_assert(sizeof(T) == ElementSize(KindTraits<T>::kKind),
-                "T's size must match the element size of its kind");
+namespace array_view_internal {
 
+// What ArrayView and RawView share: the dims, layout, stored kind and pin
+// of a view, with their accessors. The data pointer (typed or not) stays in
+// each view.
+class ViewShape {
  public:
-  using value_type = T;
-
-  // An empty view: one dimension of length 0, kind KindTraits<T>::kKind,
-  // layout kC, no pin.
-  ArrayView() noexcept : dims_{} {}
-
-  // Views `data` as an array of `dims` in `layout`, stored as `kind`.
-  // REQUIRES: KindTraits<T>::Accepts(kind); CheckedElementCount(dims).ok();
-  // `data` points at that many elements of T, aligned, and outlives the view.
-  ArrayView(const T* data, Kind kind, std::span<const int64_t> dims,
-            Layout layout, Pin pin = {}) noexcept
-      : data_(data),
-        ndims_(static_cast<int>(
-            std::min(dims.size(), static_cast<size_t>(kMaxDims)))),
-        layout_(layout),
-        kind_(kind),
-        pin_(std::move(pin)) {
-    assert(KindTraits<T>::Accepts(kind));
-    assert(dims.size() <= static_cast<size_t>(kMaxDims));
-    assert(array_view_internal::IsValidLayout(layout));
-    assert(CheckedElementCount(dims).ok());
-    array_view_internal::CopyDims(dims, ndims_, dims_);
-    assert(data != nullptr || size() == 0);
-    assert(reinterpret_cast<uintptr_t>(data) % alignof(T) == 0);
-  }
-
-  ArrayView(const ArrayView&) = default;
-  ArrayView(ArrayView&&) noexcept = default;
-  ArrayView& operator=(const ArrayView&) = default;
-  ArrayView& operator=(ArrayView&&) noexcept = default;
-  ~ArrayView() = default;
-
-  // The stored kind; for int64_t one of kInt64, kInt, kNativeint.
+  // The stored kind (for ArrayView<int64_t> one of kInt64, kInt,
+  // kNativeint).
   Kind kind() const noexcept { return kind_; }
   Layout layout() const noexcept { return layout_; }
   int ndims() const noexcept { return ndims_; }
@@ -249,9 +215,73 @@ class ArrayView {
     return {dims_.data(), static_cast<size_t>(ndims_)};
   }
   // Number of elements: the product of the dims, 1 when ndims() == 0.
-  int64_t size() const noexcept {
-    return array_view_internal::Product(dims(), 0, ndims_);
+  int64_t size() const noexcept { return Product(dims(), 0, ndims_); }
+  // Whether the view holds a Pin.
+  bool pinned() const noexcept { return !pin_.empty(); }
+
+ protected:
+  // One dimension of length 0, layout kC, no pin.
+  explicit ViewShape(Kind kind) noexcept : dims_{}, kind_(kind) {}
+  // REQUIRES: `kind` and `layout` are enumerators;
+  // CheckedElementCount(dims).ok().
+  ViewShape(Kind kind, std::span<const int64_t> dims, Layout layout,
+            Pin pin) noexcept
+      : ndims_(static_cast<int>(
+            std::min(dims.size(), static_cast<size_t>(kMaxDims)))),
+        layout_(layout),
+        kind_(kind),
+        pin_(std::move(pin)) {
+    assert(IsValidKind(static_cast<uint8_t>(kind)));
+    assert(dims.size() <= static_cast<size_t>(kMaxDims));
+    assert(IsValidLayout(layout));
+    assert(CheckedElementCount(dims).ok());
+    CopyDims(dims, ndims_, dims_);
   }
+
+  int ndims_ = 1;
+  std::array<int64_t, kMaxDims> dims_;  // see CopyDims
+  Layout layout_ = Layout::kC;
+  Kind kind_;
+  Pin pin_;
+};
+
+}  // namespace array_view_internal
+
+// A read-only typed view of a dense array of T. Cheap to copy: a Pin
+// reference and a fixed-size array of dims, no allocation.
+template <class T>
+class ArrayView : public array_view_internal::ViewShape {
+  static_assert(Element<T> && !std::is_const_v<T>,
+                "T must be a non-const type with a KindTraits specialisation");
+  static_assert(sizeof(T) == ElementSize(KindTraits<T>::kKind),
+                "T's size must match the element size of its kind");
+
+ public:
+  using value_type = T;
+
+  // An empty view: one dimension of length 0, kind KindTraits<T>::kKind,
+  // layout kC, no pin.
+  ArrayView() noexcept : ViewShape(KindTraits<T>::kKind) {}
+
+  // Views `data` as an array of `dims` in `layout`, stored as `kind`.
+  // REQUIRES: KindTraits<T>::Accepts(kind); CheckedElementCount(dims).ok();
+  // `data` points at that many elements of T, aligned, and outlives the view.
+  ArrayView(const T* data, Kind kind, std::span<const int64_t> dims,
+            Layout layout, Pin pin = {}) noexcept
+      : ViewShape(kind, dims, layout, std::move(pin)), data_(data) {
+    assert(KindTraits<T>::Accepts(kind));
+    assert(data != nullptr || size() == 0);
+    assert(reinterpret_cast<uintptr_t>(data) % alignof(T) == 0);
+  }
+
+  ArrayView(const ArrayView&) = default;
+  ArrayView(ArrayView&&) noexcept = default;
+  ArrayView& operator=(const ArrayView&) = default;
+  ArrayView& operator=(ArrayView&&) noexcept = default;
+  ~ArrayView() = default;
+
+  // kind(), layout(), ndims(), dim(i), dims(), size() and pinned() come
+  // from ViewShape.
   size_t size_bytes() const noexcept {
     return static_cast<size_t>(size()) * sizeof(T);
   }
@@ -261,9 +291,6 @@ class ArrayView {
   std::span<const T> flat() const noexcept {
     return {data_, static_cast<size_t>(size())};
   }
-  // Whether the view holds a Pin.
-  bool pinned() const noexcept { return !pin_.empty(); }
-
   // The element at (idx...), Bigarray index semantics. REQUIRES: exactly
   // ndims() indices, each in range (debug assert).
   template <std::integral... Idx>
@@ -371,20 +398,15 @@ class ArrayView {
   }
 
   const T* data_ = nullptr;
-  int ndims_ = 1;
-  std::array<int64_t, kMaxDims> dims_;  // see array_view_internal::CopyDims
-  Layout layout_ = Layout::kC;
-  Kind kind_ = KindTraits<T>::kKind;
-  Pin pin_;
 };
 
 // A read-only untyped view: the bytes of a dense array and its kind, to be
 // read through As<T>() once the caller knows the element type.
-class RawView {
+class RawView : public array_view_internal::ViewShape {
  public:
   // An empty view: one dimension of length 0, kind kInt8Unsigned, layout kC,
   // no pin.
-  RawView() noexcept : dims_{} {}
+  RawView() noexcept : ViewShape(Kind::kInt8Unsigned) {}
 
   // Views `data` as an array of `kind` with `dims` in `layout`. REQUIRES:
   // `kind` and `layout` are enumerators; CheckedElementCount(dims).ok();
@@ -392,17 +414,7 @@ class RawView {
   // the view.
   RawView(const std::byte* data, Kind kind, std::span<const int64_t> dims,
           Layout layout, Pin pin = {}) noexcept
-      : data_(data),
-        ndims_(static_cast<int>(
-            std::min(dims.size(), static_cast<size_t>(kMaxDims)))),
-        layout_(layout),
-        kind_(kind),
-        pin_(std::move(pin)) {
-    assert(IsValidKind(static_cast<uint8_t>(kind)));
-    assert(dims.size() <= static_cast<size_t>(kMaxDims));
-    assert(array_view_internal::IsValidLayout(layout));
-    assert(CheckedElementCount(dims).ok());
-    array_view_internal::CopyDims(dims, ndims_, dims_);
+      : ViewShape(kind, dims, layout, std::move(pin)), data_(data) {
     assert(data != nullptr || size() == 0);
   }
 
@@ -412,22 +424,8 @@ class RawView {
   RawView& operator=(RawView&&) noexcept = default;
   ~RawView() = default;
 
-  Kind kind() const noexcept { return kind_; }
-  Layout layout() const noexcept { return layout_; }
-  int ndims() const noexcept { return ndims_; }
-  // Length of dimension i (0-based in both layouts). REQUIRES:
-  // 0 <= i < ndims().
-  int64_t dim(int i) const noexcept {
-    assert(i >= 0 && i < ndims_);
-    return dims_[i];
-  }
-  std::span<const int64_t> dims() const noexcept {
-    return {dims_.data(), static_cast<size_t>(ndims_)};
-  }
-  // Number of elements: the product of the dims, 1 when ndims() == 0.
-  int64_t size() const noexcept {
-    return array_view_internal::Product(dims(), 0, ndims_);
-  }
+  // kind(), layout(), ndims(), dim(i), dims(), size() and pinned() come
+  // from ViewShape.
   size_t size_bytes() const noexcept {
     return static_cast<size_t>(size()) * ElementSize(kind_);
   }
@@ -435,8 +433,6 @@ class RawView {
   std::span<const std::byte> bytes() const noexcept {
     return {data_, size_bytes()};
   }
-  bool pinned() const noexcept { return !pin_.empty(); }
-
   // The same array as a typed view, sharing the pin. Errors:
   // kInvalidArgument when !KindTraits<T>::Accepts(kind()).
   template <Element T>
@@ -466,11 +462,6 @@ class RawView {
   }
 
   const std::byte* data_ = nullptr;
-  int ndims_ = 1;
-  std::array<int64_t, kMaxDims> dims_;  // see array_view_internal::CopyDims
-  Layout layout_ = Layout::kC;
-  Kind kind_ = Kind::kInt8Unsigned;
-  Pin pin_;
 };
 
 }  // namespace shmheap
