@@ -37,6 +37,7 @@
 #include "heap/layout.h"
 #include "heap/segment.h"
 #include "shmheap.h"
+#include "tests/test_util.h"
 
 namespace shmheap {
 namespace {
@@ -48,9 +49,7 @@ using internal::SessionEntry;
 constexpr uint64_t kDeadPid = 0x7ffffff0;
 
 std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return std::string(dir != nullptr ? dir : "/tmp") + "/fuzz_regression_" +
-         name + "_" + std::to_string(getpid());
+  return shmheap::testing::TempPath("fuzz_regression_" + name);
 }
 
 Options Tiny(uint32_t max_sessions) {

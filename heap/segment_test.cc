@@ -29,14 +29,8 @@ namespace {
 using internal::BlobRef;
 using internal::Segment;
 
-std::string TempPath(const std::string& name) {
-  const char* dir = getenv("TEST_TMPDIR");
-  return absl::StrCat(dir ? dir : "/tmp", "/", name, "-", getpid());
-}
-
-std::string UniqueName(const std::string& base) {
-  return absl::StrCat("shmheap-test-", base, "-", getpid());
-}
+using testing::TempPath;
+using testing::UniqueName;
 
 Options SmallOptions() {
   Options o;

@@ -22,10 +22,8 @@ namespace {
 
 using testing::RunProcesses;
 
-std::string TempPath(const std::string& what) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return absl::StrCat(dir ? dir : "/tmp", "/capacity_", what, "_", getpid());
-}
+using testing::TempPath;
+using testing::UniqueName;
 
 std::vector<double> ValueOf(int i, int n) {
   std::vector<double> v(n);
@@ -146,7 +144,7 @@ TEST(Capacity, FullHeapRefusesWritesUntilACollectFreesSpace) {
 // ENOSPC takes the same path through fallocate). Without the check the
 // write crossing the limit would raise SIGXFSZ and kill the process.
 TEST(Capacity, FullBackingFileRefusesWritesUntilACollectShrinksTheHeap) {
-  const std::string path = TempPath("fsize");
+  const std::string path = TempPath("capacity-fsize");
   unlink(path.c_str());
   std::vector<int> codes = RunProcesses(1, [&](int) {
     Options o;
@@ -195,7 +193,7 @@ TEST(Capacity, MemoryFloorIsAnErrorAndTheHeapStaysUsable) {
   // Growing past the floor: a heap whose floor is raised after creation
   // (each attach reads the floor from the header).
   o.min_available_bytes = 0;
-  const std::string name = absl::StrCat("/shmheap_capacity_floor_", getpid());
+  const std::string name = UniqueName("capacity-floor");
   absl::StatusOr<Heap> heap = Heap::CreateNamed(name, o);
   ASSERT_TRUE(heap.ok()) << heap.status();
   const int64_t dims[] = {4};

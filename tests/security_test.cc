@@ -28,12 +28,11 @@ namespace shmheap {
 namespace {
 
 std::string UniqueName(const std::string& what) {
-  return absl::StrCat("shmheap_security_", what, "_", getpid());
+  return testing::UniqueName("security-" + what);
 }
 
 std::string TempPath(const std::string& what) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return absl::StrCat(dir ? dir : "/tmp", "/security_", what, "_", getpid());
+  return testing::TempPath("security-" + what);
 }
 
 Options Small() {

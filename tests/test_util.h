@@ -115,6 +115,20 @@ inline std::vector<float> ArrayFor(uint64_t key, uint64_t version, size_t n) {
 
 inline std::string KeyName(uint64_t i) { return "key:" + std::to_string(i); }
 
+// A path for a test's file, distinct per process: "<dir>/<what>-<pid>" in
+// $TEST_TMPDIR (Bazel's per-test directory), else /tmp.
+inline std::string TempPath(const std::string& what) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir != nullptr ? dir : "/tmp") + "/" + what + "-" +
+         std::to_string(getpid());
+}
+
+// A heap name (in /dev/shm, shared by all tests) distinct per process:
+// "shmheap-test-<what>-<pid>".
+inline std::string UniqueName(const std::string& what) {
+  return "shmheap-test-" + what + "-" + std::to_string(getpid());
+}
+
 }  // namespace shmheap::testing
 
 #endif  // SHMHEAP_TESTS_TEST_UTIL_H_
