@@ -45,10 +45,14 @@ uint64_t ClaimedGapEnd(const Segment& segment, uint64_t pos, uint64_t limit) {
         end <= pos || end > limit || end % 8 != 0 || (best && end >= best)) {
       continue;
     }
-    const bool ends_well =
-        end == limit || (WordAt(segment, end) & kTagBit) ||
-        (WordAt(segment, end) == 0 && IsClaimStart(segment, end));
-    if (ends_well) best = end;
+    if (end == limit) {
+      best = end;
+      continue;
+    }
+    const uint64_t next = WordAt(segment, end);
+    if ((next & kTagBit) || (next == 0 && IsClaimStart(segment, end))) {
+      best = end;
+    }
   }
   return best;
 }
