@@ -330,6 +330,23 @@ using internal::SegmentOptions;
 
 namespace {
 
+// The counters summed over the header and every session entry (relaxed
+// loads: statistics, summed without a snapshot). False when a sum passed
+// 2^64, which only a corrupt file can make happen; the sums then wrap.
+bool SumCounters(const Segment& seg, uint64_t (&sum)[internal::kNumCounters]) {
+  const internal::Header& h = seg.header();
+  bool in_range = true;
+  for (int c = 0; c < internal::kNumCounters; ++c) {
+    sum[c] = h.retired_counters[c].load(std::memory_order_relaxed);
+    for (uint32_t e = 0; e < h.max_sessions; ++e) {
+      in_range &= !__builtin_add_overflow(
+          sum[c], seg.registry()[e].counters[c].load(std::memory_order_relaxed),
+          &sum[c]);
+    }
+  }
+  return in_range;
+}
+
 SegmentOptions ToSegmentOptions(const Options& o) {
   SegmentOptions s;
   s.heap_bytes = o.heap_bytes;
@@ -582,18 +599,9 @@ absl::Status Heap::Verify() const {
   // corrupt file drove negative (more slots cleared than claimed, say) or
   // past 2^64, until the next operation exposed them: check the sums first.
   uint64_t sum[kNumCounters];
-  for (int c = 0; c < kNumCounters; ++c) {
-    // Relaxed: no process writes while Verify runs (its contract).
-    sum[c] = h.retired_counters[c].load(std::memory_order_relaxed);
-    for (uint32_t e = 0; e < h.max_sessions; ++e) {
-      if (__builtin_add_overflow(
-              sum[c],
-              seg.registry()[e].counters[c].load(std::memory_order_relaxed),
-              &sum[c])) {
-        return absl::DataLossError(absl::StrCat(seg.Describe(), ": counter ", c,
-                                                " overflows 64 bits"));
-      }
-    }
+  if (!SumCounters(seg, sum)) {
+    return absl::DataLossError(
+        absl::StrCat(seg.Describe(), ": a counter overflows 64 bits"));
   }
   if (sum[kSlotsClaimed] < sum[kTombstonesCleared] ||
       sum[kBlobsPublished] < sum[kBlobsUnlinked] ||
@@ -641,18 +649,12 @@ Stats Heap::stats() const {
   const Segment& seg = *state_->segment;
   Header& h = seg.header();
   uint64_t c[kNumCounters];
+  SumCounters(seg, c);  // wrapped sums clamp to 0 below; Verify reports them
   Stats s;
-  for (int i = 0; i < kNumCounters; ++i) {
-    // Relaxed: statistics, summed without a snapshot.
-    c[i] = h.retired_counters[i].load(std::memory_order_relaxed);
-  }
   SessionEntry* reg = seg.registry();
   for (uint32_t e = 0; e < h.max_sessions; ++e) {
     const uint64_t owner = reg[e].owner_pid.load(std::memory_order_acquire);
     if (OwnerAlive(reg[e], owner)) ++s.sessions;
-    for (int i = 0; i < kNumCounters; ++i) {
-      c[i] += reg[e].counters[i].load(std::memory_order_relaxed);
-    }
   }
   auto sub = [](uint64_t a, uint64_t b) { return a > b ? a - b : 0; };
   s.table_slots = state_->table.capacity();
