@@ -173,6 +173,20 @@ void CloseChunk(const Segment& segment, SessionEntry& e) {
 
 namespace {
 
+// A session's leftovers when it leaves (or its owner died): its chunk is
+// closed and its counters are folded into the header's, so stats() keeps
+// them after the entry is reused. REQUIRES: in scope; nobody else
+// allocates in `e`. Relaxed: statistics; the scope orders them with the
+// collector.
+void RetireEntry(const Segment& segment, SessionEntry& e) {
+  CloseChunk(segment, e);
+  Header& h = segment.header();
+  for (int c = 0; c < kNumCounters; ++c) {
+    const uint64_t v = e.counters[c].exchange(0, std::memory_order_relaxed);
+    if (v) h.retired_counters[c].fetch_add(v, std::memory_order_relaxed);
+  }
+}
+
 // Whether CloseChunk may run on entry `e`: its open chunk, if any, ends at
 // or below top and its committed top, where the filler goes, lies in
 // [heap_start, end) and is 8-byte aligned. A dead owner's record may come
@@ -253,14 +267,9 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
           s->entry_ = nullptr;
           return pin.status();
         }
-        CloseChunk(*segment, e);
+        RetireEntry(*segment, e);
         // Relaxed: a statistic read by Verify and reset by the collector.
         h.unclean_exits.fetch_add(1, std::memory_order_relaxed);
-        for (int c = 0; c < kNumCounters; ++c) {
-          const uint64_t v =
-              e.counters[c].exchange(0, std::memory_order_relaxed);
-          if (v) h.retired_counters[c].fetch_add(v, std::memory_order_relaxed);
-        }
       } else {
         for (int c = 0; c < kNumCounters; ++c) {
           e.counters[c].store(0, std::memory_order_relaxed);
@@ -286,17 +295,11 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
 
 LocalSession::~LocalSession() {
   if (entry_ == nullptr) return;
-  Header& h = segment_->header();
   {
     absl::StatusOr<Pin> pin = Enter();
     if (pin.ok()) {
       std::lock_guard<std::mutex> lock(alloc_mu_);
-      CloseChunk(*segment_, *entry_);
-      for (int c = 0; c < kNumCounters; ++c) {
-        const uint64_t v =
-            entry_->counters[c].exchange(0, std::memory_order_relaxed);
-        if (v) h.retired_counters[c].fetch_add(v, std::memory_order_relaxed);
-      }
+      RetireEntry(*segment_, *entry_);
     }
   }
   // Release: a later joiner that acquires the free entry sees it closed.
