@@ -19,15 +19,18 @@
 // a session of its own on its first call. Views (ArrayView, RawView, Pin)
 // must not outlive their Heap and do not survive fork.
 //
-// Keys are byte strings hashed with XXH3-64 and the heap's seed. Callers that
-// already hold a 64-bit hash (as Hack and Flow do) pass a HashedKey. With
+// Keys (hashtable/key.h) are byte strings hashed with XXH3 and the heap's
+// seed, or a HashedKey for callers that already hold a 64-bit hash (as Hack
+// and Flow do); every keyed call takes either through Key. With
 // Options::keep_keys, every blob stores its key, so two keys with the same
 // 64-bit hash are told apart: Add of the second returns kAlreadyExists and
 // Get of the second kNotFound, never the other key's data.
 //
-// Per-operation concurrency: see hashtable/table.h. In short, Add is
-// write-once (first writer wins), readers see complete values only, and a
-// collection never runs while any process holds a view or a Pin.
+// Per-operation concurrency: see hashtable/table.h; the protocol is
+// hashtable/store.h. In short, Add is write-once (first writer wins),
+// readers see complete values only, and a collection never runs while any
+// process holds a view, a Pin or a ReadScope. Reads in bulk go through a
+// ReadScope (Heap::Read), whose lookups take no locked instruction.
 //
 // Errors (absl::Status codes, every function):
 //   kInvalidArgument     bad dims, kind, data size or name
@@ -42,6 +45,9 @@
 //   kFailedPrecondition  not a shmheap segment, or another format version
 //   kDataLoss            corruption found, or a collector died mid-way
 //   kAborted             a Move's source changed under it
+//   kDeadlineExceeded    Collect could not stop the world in its deadline
+//   kFailedPrecondition  also: Collect while this process holds a view, a
+//                        call on a moved-from Heap
 // The library never throws, never exits and never prints.
 
 #ifndef SHMHEAP_SHMHEAP_H_
@@ -50,6 +56,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -57,10 +64,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "gc/collector.h"
+#include "gc/options.h"
+#include "hashtable/key.h"
+#include "heap/array_ref.h"
 #include "heap/array_view.h"
 #include "heap/kind.h"
 #include "heap/pin.h"
+#include "heap/stats.h"
 
 namespace shmheap {
 
@@ -82,66 +92,48 @@ struct Options {
   uint64_t seed = 0;
 };
 
-// A key given by its 64-bit hash. `key`, when not empty, is stored (with
-// keep_keys) and compared on lookup; an empty `key` trusts the hash alone.
-struct HashedKey {
-  uint64_t hash = 0;
-  std::string_view key = {};
-};
-
-struct Stats {
-  uint64_t table_slots = 0;       // capacity
-  uint64_t table_used = 0;        // slots with a hash (live + tombstones)
-  uint64_t table_tombstones = 0;  // slots with a hash and no value
-  uint64_t live_blobs = 0;
-  uint64_t heap_capacity = 0;  // bytes for blobs
-  uint64_t heap_top = 0;       // bytes handed out to chunks so far
-  uint64_t live_bytes = 0;     // bytes of published, reachable blobs
-  uint64_t dead_bytes = 0;     // removed, replaced, lost blobs, fillers
-  uint64_t sessions = 0;       // sessions of live processes
-  uint64_t collections = 0;
-};
-
 namespace internal {
 class Segment;
-class LocalSession;
-class Table;
-struct HeapState;
+class Store;
 }  // namespace internal
 
 class Heap;
 
-// An array being built in place (Heap::Reserve): fill data(), then Publish.
+// An array being built in place (Heap::Reserve): fill bytes(), then Publish.
 // Destroying it unpublished leaves its bytes as garbage for the collector.
 class RawBuilder {
  public:
   RawBuilder(RawBuilder&& other) noexcept { *this = std::move(other); }
   RawBuilder& operator=(RawBuilder&& other) noexcept {
-    state_ = std::exchange(other.state_, nullptr);
+    store_ = std::exchange(other.store_, nullptr);
     hash_ = other.hash_;
+    tag_ = other.tag_;
+    has_key_ = other.has_key_;
     blob_ = std::exchange(other.blob_, 0);
     payload_ = std::exchange(other.payload_, nullptr);
     payload_bytes_ = std::exchange(other.payload_bytes_, 0);
-    replace_ = other.replace_;
     key_ = std::move(other.key_);
     pin_ = std::move(other.pin_);
     return *this;
   }
 
   std::span<std::byte> bytes() const { return {payload_, payload_bytes_}; }
-  // Publishes like Heap::Add (or Replace, for ReserveReplace): true when
-  // this call published the value. At most once.
+  // Publishes like Heap::Add: true when this call published the value. At
+  // most once. Errors: kFailedPrecondition (already published),
+  // kAlreadyExists (another key with the same hash), kResourceExhausted
+  // (table full).
   absl::StatusOr<bool> Publish();
 
  private:
   friend class Heap;
   RawBuilder() = default;
-  internal::HeapState* state_ = nullptr;
+  const internal::Store* store_ = nullptr;
   uint64_t hash_ = 0;
+  uint16_t tag_ = 0;
+  bool has_key_ = false;
   uint64_t blob_ = 0;
   std::byte* payload_ = nullptr;
   uint64_t payload_bytes_ = 0;
-  bool replace_ = false;
   std::string key_;
   Pin pin_;
 };
@@ -161,19 +153,104 @@ class Builder {
   RawBuilder raw_;
 };
 
+// A read scope: LMDB's read transaction for shmheap. While it lives, this
+// process is in scope (no collection moves a blob), and every lookup through
+// it returns a borrowed ArrayRef/RawRef that stays valid until the scope
+// ends. Entering costs one locked increment of this process's pin count
+// (nothing at all when another Pin of this process is alive); lookups take
+// no locked instruction, write no shared memory and allocate nothing on a
+// miss.
+//
+//   absl::StatusOr<shmheap::ReadScope> r = heap.Read();
+//   for (const std::string& k : keys)
+//     if (std::optional<shmheap::ArrayRef<float>> a = r->Find<float>(k))
+//       total += (*a)(0);
+//
+// Thread safety: a ReadScope may be shared by threads of its process (its
+// members are const); each thread may also hold its own. Like a Pin, it
+// must not outlive its Heap, does not survive fork, and keeps collections
+// waiting while it lives: keep scopes short where a collector may run.
+class ReadScope {
+ public:
+  ReadScope(ReadScope&&) noexcept = default;
+  ReadScope& operator=(ReadScope&&) noexcept = default;
+
+  // The value of `key` as a borrowed view, or nullopt when the key is
+  // absent (or a different key with the same 64-bit hash holds the slot).
+  // No allocation, no formatting.
+  std::optional<RawRef> FindRaw(Key key) const noexcept;
+  // The same, typed: nullopt also when the stored kind is not readable as
+  // T (FindRaw, or Get, tells the two apart).
+  template <Element T>
+  std::optional<ArrayRef<T>> Find(Key key) const noexcept {
+    std::optional<RawRef> r = FindRaw(key);
+    if (!r || !r->Is<T>()) return std::nullopt;
+    return *r->As<T>();
+  }
+  // Like Find, with errors: kNotFound (its message names the heap and key:
+  // formatting it costs a few hundred ns, which Find avoids),
+  // kInvalidArgument when the stored kind is not readable as T.
+  absl::StatusOr<RawRef> GetRaw(Key key) const;
+  template <Element T>
+  absl::StatusOr<ArrayRef<T>> Get(Key key) const {
+    absl::StatusOr<RawRef> r = GetRaw(key);
+    if (!r.ok()) return r.status();
+    return r->As<T>();
+  }
+  // Whether `key` has a value. Reads the table only (hashtable/store.h
+  // gives the probability that a different key is taken for it).
+  bool Contains(Key key) const noexcept;
+
+  // Batched lookups (hh_shared's get_batch): out[i] is the result for
+  // keys[i]; returns how many were found. Slots and then blobs are
+  // prefetched a group of keys ahead, so their cache misses overlap.
+  // REQUIRES: out.size() == keys.size().
+  size_t GetMany(std::span<const Key> keys,
+                 std::span<std::optional<RawRef>> out) const noexcept;
+  size_t ContainsMany(std::span<const Key> keys,
+                      std::span<bool> out) const noexcept;
+
+  // An owning view of `ref` that outlives the scope (it shares the scope's
+  // pin). REQUIRES: `ref` came from this scope.
+  template <Element T>
+  ArrayView<T> Keep(const ArrayRef<T>& ref) const noexcept {
+    return ref.View(pin_);
+  }
+  RawView Keep(const RawRef& ref) const noexcept { return ref.View(pin_); }
+
+ private:
+  friend class Heap;
+  ReadScope(const internal::Store* store, Pin pin) noexcept
+      : store_(store), pin_(std::move(pin)) {}
+  const internal::Store* store_;
+  Pin pin_;
+};
+
+// A heap. Every function that returns a Status lists its codes; the codes
+// themselves are explained at the top of this file. A moved-from Heap may
+// only be destroyed or assigned to: any other call on it returns
+// kFailedPrecondition ("moved-from Heap") or false.
 class Heap {
  public:
   using Pin = ::shmheap::Pin;
 
   // An anonymous heap (memfd): shared with children forked after this call.
+  // Errors: kInvalidArgument (options), kResourceExhausted (memory).
   static absl::StatusOr<Heap> Create(const Options& options);
   // A heap in /dev/shm under `name` ("/x" or "x"), mode 0600, O_EXCL.
+  // Errors: kInvalidArgument (name, options), kAlreadyExists,
+  // kResourceExhausted.
   static absl::StatusOr<Heap> CreateNamed(std::string_view name,
                                           const Options& options);
+  // Errors: kInvalidArgument (name), kNotFound, kPermissionDenied,
+  // kFailedPrecondition (not a heap, other format), kDataLoss (damaged, or
+  // a collector died mid-compaction), kResourceExhausted (max_sessions).
   static absl::StatusOr<Heap> OpenNamed(std::string_view name);
+  // Errors: kInvalidArgument (name), kNotFound.
   static absl::Status UnlinkNamed(std::string_view name);
   // A heap over a regular file, created 0600 with O_EXCL. Nothing in it
   // depends on the address it is mapped at, so it maps straight back.
+  // Errors: as CreateNamed / OpenNamed.
   static absl::StatusOr<Heap> CreateFile(const std::string& path,
                                          const Options& options);
   static absl::StatusOr<Heap> OpenFile(const std::string& path);
@@ -182,162 +259,147 @@ class Heap {
   Heap& operator=(Heap&&) noexcept;
   ~Heap();
 
-  // The 64-bit hash this heap gives `key` (never 0).
+  // The 64-bit hash this heap gives `key` (never 0; 0 for a moved-from
+  // Heap).
   uint64_t Hash(std::string_view key) const;
 
   // Write-once publication: true when this call published the value, false
   // when the key already had one (left unchanged). `data` holds the
   // product of `dims` elements in `layout`'s storage order.
+  // Errors: kInvalidArgument (dims, kind, layout, data size),
+  // kAlreadyExists (another key with the same 64-bit hash holds the slot),
+  // kResourceExhausted (table, heap or backing store full; max_sessions),
+  // kDataLoss (a collector died mid-compaction).
   template <Element T>
-  absl::StatusOr<bool> Add(std::string_view key, std::span<const T> data,
+  absl::StatusOr<bool> Add(Key key, std::span<const T> data,
                            std::span<const int64_t> dims,
                            Layout layout = Layout::kC) {
     return AddRaw(key, KindTraits<T>::kKind, dims, layout, std::as_bytes(data));
   }
-  template <Element T>
-  absl::StatusOr<bool> Add(HashedKey key, std::span<const T> data,
-                           std::span<const int64_t> dims,
-                           Layout layout = Layout::kC) {
-    return AddRaw(key, KindTraits<T>::kKind, dims, layout, std::as_bytes(data));
-  }
-  absl::StatusOr<bool> AddRaw(std::string_view key, Kind kind,
-                              std::span<const int64_t> dims, Layout layout,
-                              std::span<const std::byte> data);
-  absl::StatusOr<bool> AddRaw(HashedKey key, Kind kind,
-                              std::span<const int64_t> dims, Layout layout,
-                              std::span<const std::byte> data);
+  absl::StatusOr<bool> AddRaw(Key key, Kind kind, std::span<const int64_t> dims,
+                              Layout layout, std::span<const std::byte> data);
 
   // Publishes the value whether or not the key had one: true when it
   // replaced a value, false when the key was absent. The old value's bytes
-  // become dead.
+  // become dead. Errors: as Add.
   template <Element T>
-  absl::StatusOr<bool> Replace(std::string_view key, std::span<const T> data,
+  absl::StatusOr<bool> Replace(Key key, std::span<const T> data,
                                std::span<const int64_t> dims,
                                Layout layout = Layout::kC) {
     return ReplaceRaw(key, KindTraits<T>::kKind, dims, layout,
                       std::as_bytes(data));
   }
-  template <Element T>
-  absl::StatusOr<bool> Replace(HashedKey key, std::span<const T> data,
-                               std::span<const int64_t> dims,
-                               Layout layout = Layout::kC) {
-    return ReplaceRaw(key, KindTraits<T>::kKind, dims, layout,
-                      std::as_bytes(data));
-  }
-  absl::StatusOr<bool> ReplaceRaw(std::string_view key, Kind kind,
-                                  std::span<const int64_t> dims, Layout layout,
-                                  std::span<const std::byte> data);
-  absl::StatusOr<bool> ReplaceRaw(HashedKey key, Kind kind,
+  absl::StatusOr<bool> ReplaceRaw(Key key, Kind kind,
                                   std::span<const int64_t> dims, Layout layout,
                                   std::span<const std::byte> data);
 
   // Zero-copy construction: reserves the blob, the caller fills
   // builder.data() in place, then builder.Publish() behaves like Add.
-  // The builder holds a Pin until it dies.
+  // The builder holds a Pin until it dies. Errors: as Add, less
+  // kAlreadyExists (which Publish reports).
   template <Element T>
-  absl::StatusOr<Builder<T>> Reserve(std::string_view key,
-                                     std::span<const int64_t> dims,
+  absl::StatusOr<Builder<T>> Reserve(Key key, std::span<const int64_t> dims,
                                      Layout layout = Layout::kC) {
     absl::StatusOr<RawBuilder> raw =
         ReserveRaw(key, KindTraits<T>::kKind, dims, layout);
     if (!raw.ok()) return raw.status();
     return Builder<T>(*std::move(raw));
   }
-  template <Element T>
-  absl::StatusOr<Builder<T>> Reserve(HashedKey key,
-                                     std::span<const int64_t> dims,
-                                     Layout layout = Layout::kC) {
-    absl::StatusOr<RawBuilder> raw =
-        ReserveRaw(key, KindTraits<T>::kKind, dims, layout);
-    if (!raw.ok()) return raw.status();
-    return Builder<T>(*std::move(raw));
-  }
-  absl::StatusOr<RawBuilder> ReserveRaw(std::string_view key, Kind kind,
-                                        std::span<const int64_t> dims,
-                                        Layout layout);
-  absl::StatusOr<RawBuilder> ReserveRaw(HashedKey key, Kind kind,
+  absl::StatusOr<RawBuilder> ReserveRaw(Key key, Kind kind,
                                         std::span<const int64_t> dims,
                                         Layout layout);
 
-  // A read-only view straight into shared memory. kNotFound if absent,
+  // Enters a read scope (see ReadScope). Errors: kResourceExhausted
+  // (max_sessions), kDataLoss (a collector died mid-compaction). Waits
+  // while a collection runs.
+  absl::StatusOr<ReadScope> Read() const;
+
+  // A read-only view straight into shared memory that pins: no collection
+  // moves the data while the view lives. Errors: kNotFound if absent,
   // kInvalidArgument if the stored kind is not readable as T (int64_t reads
-  // kInt64, kInt and kNativeint). The view pins: no collection moves the
-  // data while it lives.
+  // kInt64, kInt and kNativeint), and Read()'s. Each call enters and leaves
+  // the scope (a locked increment and decrement); inside a loop, a
+  // ReadScope is cheaper.
   template <Element T>
-  absl::StatusOr<ArrayView<T>> Get(std::string_view key) const {
-    absl::StatusOr<RawView> raw = GetRaw(key);
-    if (!raw.ok()) return raw.status();
-    return std::move(*raw).As<T>();
+  absl::StatusOr<ArrayView<T>> Get(Key key) const {
+    Pin pin;
+    absl::StatusOr<RawRef> r = GetPinned(key, pin);
+    if (!r.ok()) return r.status();
+    absl::StatusOr<ArrayRef<T>> a = r->As<T>();
+    if (!a.ok()) return a.status();
+    return a->View(std::move(pin));
   }
-  template <Element T>
-  absl::StatusOr<ArrayView<T>> Get(HashedKey key) const {
-    absl::StatusOr<RawView> raw = GetRaw(key);
-    if (!raw.ok()) return raw.status();
-    return std::move(*raw).As<T>();
-  }
-  absl::StatusOr<RawView> GetRaw(std::string_view key) const;
-  absl::StatusOr<RawView> GetRaw(HashedKey key) const;
+  absl::StatusOr<RawView> GetRaw(Key key) const;
 
-  bool Contains(std::string_view key) const;
-  bool Contains(HashedKey key) const;
+  // Whether `key` has a value. Takes no scope and writes no shared memory
+  // (a seqlock read of the table; hashtable/store.h); false also for a
+  // moved-from Heap or a heap whose collector died mid-compaction.
+  bool Contains(Key key) const;
 
-  // Unlinks the value (kNotFound if absent); its bytes become dead.
-  absl::Status Remove(std::string_view key);
-  absl::Status Remove(HashedKey key);
+  // Unlinks the value; its bytes become dead. Errors: kNotFound, and
+  // Add's kResourceExhausted (max_sessions) and kDataLoss.
+  absl::Status Remove(Key key);
 
   // Moves the value of `from` to `to`, which must be absent
   // (kAlreadyExists otherwise). The payload is copied once into a blob that
   // records `to` (every blob records the key it is published under, which
   // is what lets Get detect collisions and Verify check every slot).
-  absl::Status Move(std::string_view from, std::string_view to);
-  absl::Status Move(HashedKey from, HashedKey to);
+  // Errors: kNotFound (no `from`), kAlreadyExists, kAborted (`from` changed
+  // during the move; `to` holds the moved value), and Add's.
+  absl::Status Move(Key from, Key to);
 
   // Enters this process's scope explicitly: while the Pin (or any view)
   // lives, no collection moves data, and further operations skip the
-  // shared handshake. Waits while a collection runs.
+  // shared handshake. Waits while a collection runs. Errors: as Read().
   absl::StatusOr<Pin> Enter() const;
 
+  // Counters summed over every session, and the number of live sessions:
+  // reads /proc once per registry entry in use, so it costs microseconds
+  // per process; not for hot loops.
   Stats stats() const;
 
   // fsck: checks the header, that every slot points inside the heap at a
-  // blob that the heap walk reaches, whose stored hash (and key) matches the
-  // slot and whose size agrees with its kind, dims and key; that no blob
-  // has two slots; that the heap parses end to end through blobs and
-  // fillers; and that the counters agree. Every offset is bounds-checked
-  // before it is followed. kDataLoss naming the first bad offset. Run it
-  // while no process writes (concurrent writers make counters disagree).
-  // The counters are checked only while no process has died since the last
-  // collection: a killed process may leave them off by its last operation
-  // (Collect recounts them exactly). A chunk claimed by a process killed
-  // before it recorded the claim parses as a filler.
+  // blob that the heap walk reaches, whose stored hash matches the slot,
+  // whose stored key gives the slot's key tag, and whose size agrees with
+  // its kind, dims and key; that no blob has two slots; that the heap
+  // parses end to end through blobs and fillers; and that the counters
+  // agree. Every offset is bounds-checked before it is followed. kDataLoss
+  // naming the first bad offset. Run it while no process writes
+  // (concurrent writers make counters disagree). The counters are checked
+  // only while no process has died since the last collection: a killed
+  // process may leave them off by its last operation (Collect recounts them
+  // exactly). A chunk claimed by a process killed before it recorded the
+  // claim parses as a filler. Errors: kDataLoss, and Read()'s.
   absl::Status Verify() const;
 
   // Compacts the heap in place (gc/collector.h): waits until no process is
   // in scope, slides live blobs down, returns the freed tail to the OS and
   // clears tombstones. Any process may call it.
-  // kFailedPrecondition if this process holds a view or Pin;
+  // kFailedPrecondition if this process holds a view, Pin or ReadScope;
   // kDeadlineExceeded if some process stays in scope past the deadline
   // (nothing changed); kDataLoss if an earlier collector died mid-way.
   absl::StatusOr<GcReport> Collect(const CollectOptions& options = {});
 
   // Collects when the heap's used bytes reach `overhead` times its live
   // bytes (hh_shared's policy) and at least one chunk is dead. Returns the
-  // report, or ran == false when no collection was needed.
+  // report, or ran == false when no collection was needed. Errors: Collect's.
   static constexpr double kGentle = 2.0;
   static constexpr double kAggressive = 1.2;
   absl::StatusOr<GcReport> MaybeCollect(double overhead = kGentle,
                                         const CollectOptions& options = {});
 
-  // For tools and tests.
+  // For tools and tests. REQUIRES: not moved-from.
   const internal::Segment& segment() const;
-  internal::HeapState* state() const { return state_.get(); }
+  const internal::Store* store() const { return store_.get(); }
 
  private:
-  explicit Heap(std::unique_ptr<internal::HeapState> state);
+  explicit Heap(std::unique_ptr<internal::Store> store);
   static absl::StatusOr<Heap> FromSegment(
       absl::StatusOr<std::unique_ptr<internal::Segment>> segment);
+  // Get's untyped half: enters the scope into `pin` and finds the value.
+  absl::StatusOr<RawRef> GetPinned(Key key, Pin& pin) const;
 
-  std::unique_ptr<internal::HeapState> state_;
+  std::unique_ptr<internal::Store> store_;
 };
 
 }  // namespace shmheap

@@ -92,7 +92,7 @@ File MakeFile(const std::string& name, uint32_t max_sessions, bool add = true) {
   internal::Table table(seg.slots(), h.table_slots_log2);
   const uint64_t index = *table.Find(heap->Hash("a"));
   f.top = h.top.load();
-  f.blob = table.LoadAddr(index);
+  f.blob = internal::AddrOffset(table.LoadAddr(index));
   f.blob_end =
       f.blob + internal::BlobRef(seg.base() + f.blob).header().size_bytes();
   f.slot = h.table_offset + index * sizeof(internal::Slot);

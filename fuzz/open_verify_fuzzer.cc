@@ -117,7 +117,7 @@ std::vector<std::pair<uint64_t, std::string>> Lookups(const Heap& heap) {
   internal::Table table(seg.slots(), seg.header().table_slots_log2);
   std::vector<std::pair<uint64_t, std::string>> out;
   for (uint64_t i = 0; i < table.capacity(); ++i) {
-    const uint64_t addr = table.LoadAddr(i);
+    const uint64_t addr = internal::AddrOffset(table.LoadAddr(i));
     if (addr == 0) continue;
     // Verify has checked that the key lies inside the blob.
     const internal::BlobRef blob(seg.base() + addr);

@@ -189,6 +189,10 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
   }
   const auto t_stopped = Clock::now();
   report.ran = true;
+  // Release fence: readers that probe the table outside any scope (the
+  // seqlock read of hashtable/store.h) and see any store the collector makes
+  // from here on also see the odd epoch when they re-load it.
+  std::atomic_thread_fence(std::memory_order_release);
 
   // P: from here on, a crash leaves the heap untrusted.
   h.phase.store(kPhaseCompacting, std::memory_order_seq_cst);
@@ -210,10 +214,13 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
   // recorded chunk now starts with a record, so only those start with 0).
   CloseClaimedGaps(segment, old_top);
 
-  // 1: thread each slot through its blob.
+  // 1: thread each slot through its blob. The slot's key tag (the high
+  // bits of its addr word) waits in the blob's word 1, whose key hash the
+  // slot's hash word gives back when the blob is restored.
   for (uint64_t i = 0; i <= mask; ++i) {
-    const uint64_t addr = slots[i].addr.load(std::memory_order_relaxed);
-    if (addr == 0) continue;
+    const uint64_t word = slots[i].addr.load(std::memory_order_relaxed);
+    if (word == 0) continue;
+    const uint64_t addr = AddrOffset(word);
     if (addr < h.heap_start || addr >= old_top || addr % 8) {
       OpenWorld(h, epoch);  // nothing moved yet; phase stays: untrusted
       return absl::DataLossError(absl::StrCat(segment.Describe(), ": slot ", i,
@@ -221,10 +228,19 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
                                               ", outside the heap"));
     }
     const uint64_t header = ReadWord(base + addr);
+    if ((header & kTagBit) == 0 ||
+        BlobHeader::Decode(header).size_bytes() < 16 ||
+        BlobHeader::Decode(header).size_bytes() > old_top - addr) {
+      OpenWorld(h, epoch);  // nothing moved yet; phase stays: untrusted
+      return absl::DataLossError(absl::StrCat(segment.Describe(), ": slot ", i,
+                                              " points at ", addr,
+                                              ", which is not a blob"));
+    }
     slots[i].addr.store(header, std::memory_order_relaxed);
     const uint64_t slot_offset =
         h.table_offset + i * sizeof(Slot) + offsetof(Slot, addr);
     WriteWord(base + addr, slot_offset);  // bit 0 clear: threaded
+    WriteWord(base + addr + 8, AddrTag(word));
     ++report.live_blobs;
   }
   if (options.testing_mid_compaction_hook)
@@ -235,10 +251,11 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
   while (pos < old_top) {
     const uint64_t word = ReadWord(base + pos);
     uint64_t header_word = word;
-    std::atomic<uint64_t>* slot_addr = nullptr;
+    Slot* slot = nullptr;
     if ((word & kTagBit) == 0) {
-      slot_addr = reinterpret_cast<std::atomic<uint64_t>*>(base + word);
-      header_word = slot_addr->load(std::memory_order_relaxed);
+      // A threaded word is the offset of its slot's addr field.
+      slot = reinterpret_cast<Slot*>(base + word - offsetof(Slot, addr));
+      header_word = slot->addr.load(std::memory_order_relaxed);
     }
     const BlobHeader b = BlobHeader::Decode(header_word);
     const uint64_t size = b.size_bytes();
@@ -249,7 +266,7 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
           absl::StrCat(segment.Describe(), ": record at ", pos, " of ", size,
                        " bytes does not parse; collection abandoned"));
     }
-    if (slot_addr != nullptr) {
+    if (slot != nullptr) {
       const uint64_t to = AlignUp(dest, b.alignment());
       if (to > dest) WriteWord(base + dest, FillerWord(to - dest));
       if (to != pos) {
@@ -258,7 +275,12 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
         report.bytes_moved += size;
       }
       WriteWord(base + to, header_word);
-      slot_addr->store(to, std::memory_order_relaxed);
+      // Word 1 held the tag since threading; the slot's hash is the key
+      // hash it held before.
+      const uint64_t tag = ReadWord(base + to + 8);
+      WriteWord(base + to + 8, slot->hash.load(std::memory_order_relaxed));
+      slot->addr.store(AddrWord(to, static_cast<uint16_t>(tag)),
+                       std::memory_order_relaxed);
       dest = to + size;
       live_bytes += size;
     }

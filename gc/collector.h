@@ -35,12 +35,15 @@
 //      that a process claimed and died before recording (its claim record,
 //      heap/walk.h), so the heap parses end to end (I1);
 //   1  thread: for each slot with a blob, swap the blob's header word into
-//      the slot and the slot's offset into the blob's word 0;
+//      the slot and the slot's offset into the blob's word 0; the slot's
+//      key tag (heap/layout.h) waits in the blob's word 1, the key hash,
+//      which the slot's hash word restores;
 //   2  slide: walk from heap_start; a record with bit 0 set is garbage (dead
 //      blob or filler) and is skipped by its size; a threaded word leads to
 //      the slot, which gives back the header; the blob moves down to the next
 //      multiple of its alignment (memmove, a filler fills any gap), its
-//      header is restored, and the slot points at its new offset;
+//      header and key hash are restored, and the slot points at its new
+//      offset with its tag;
 //   3  top := end of the last moved blob; the pages above it go back to the
 //      OS (FALLOC_FL_PUNCH_HOLE, else MADV_REMOVE) and the partial page
 //      below them is zeroed, so everything above top reads 0 again (which
@@ -62,37 +65,14 @@
 #ifndef SHMHEAP_GC_COLLECTOR_H_
 #define SHMHEAP_GC_COLLECTOR_H_
 
-#include <chrono>
 #include <cstdint>
-#include <functional>
 
 #include "absl/status/statusor.h"
+#include "gc/options.h"
 #include "heap/segment.h"
 #include "heap/session.h"
 
 namespace shmheap {
-
-struct CollectOptions {
-  // How long to wait for every live session to leave its scope (and for a
-  // concurrent collection to finish).
-  std::chrono::milliseconds deadline{10000};
-  // Tests only: called after the threading phase (the world is stopped and
-  // the heap is mid-compaction).
-  std::function<void()> testing_mid_compaction_hook;
-};
-
-struct GcReport {
-  bool ran = false;           // false: another process's collection ran
-  uint64_t bytes_before = 0;  // heap top before, relative to heap_start
-  uint64_t bytes_after = 0;   // heap top after
-  uint64_t blobs_moved = 0;
-  uint64_t bytes_moved = 0;
-  uint64_t live_blobs = 0;
-  uint64_t tombstones_cleared = 0;
-  double seconds = 0;  // whole collection, handshake included
-  double handshake_seconds = 0;
-};
-
 namespace internal {
 
 // Runs one collection. `self` is the calling process's session, or null.

@@ -16,13 +16,20 @@
 //    written blob; acquire on failure reads the winner's blob), read with
 //    acquire, so a reader that sees an offset sees the whole blob behind it.
 //
-// Concurrency contract (operations on the same key, from any processes):
+// Concurrency contract (operations on the same key, from any processes; the
+// protocol itself is hashtable/store.h):
 //
 //   | racing ops        | outcome                                          |
 //   |-------------------|--------------------------------------------------|
 //   | add / add         | one wins (returns true); the loser returns false |
 //   |                   | and its blob becomes garbage                     |
 //   | add / get         | get sees absent or the complete winner           |
+//   | add / contains    | contains sees absent or present, never a torn or |
+//   |                   | other key's slot (the tag rides in the same word)|
+//   | get in a scope /  | the collection waits for the scope to end; a     |
+//   |  collect          | borrowed ref stays valid until then              |
+//   | contains outside  | a probe that overlaps a collection sees the      |
+//   |  a scope / collect| epoch change and retries inside the scope        |
 //   | remove / get      | get sees the complete old value or absent        |
 //   | replace / get     | get sees the complete old or complete new value  |
 //   | replace / replace | both succeed in some order; the last CAS wins;   |
@@ -75,6 +82,12 @@ class Table {
   absl::StatusOr<uint64_t> FindOrClaim(uint64_t hash, bool* claimed) const;
 
   Slot& slot(uint64_t index) const { return slots_[index]; }
+  uint64_t mask() const { return mask_; }
+
+  // Starts loading the slot a probe for `hash` reads first.
+  void Prefetch(uint64_t hash) const noexcept {
+    __builtin_prefetch(&slots_[hash & mask_], /*rw=*/0, /*locality=*/3);
+  }
 
   // Acquire: a reader that sees a blob offset sees the blob's contents.
   uint64_t LoadAddr(uint64_t index) const {

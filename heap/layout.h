@@ -28,8 +28,8 @@ namespace shmheap::internal {
 
 inline constexpr uint64_t kMagic = 0x5041'4548'4d48'5300;  // "\0SHMHEAP" LE
 // 2: SessionEntry records its pending chunk claim; Header counts unclean
-// exits.
-inline constexpr uint64_t kFormatVersion = 2;
+// exits. 3: a slot's addr word carries a key tag above the offset.
+inline constexpr uint64_t kFormatVersion = 3;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kCacheLine = 64;
 
@@ -142,11 +142,33 @@ struct alignas(kCacheLine) SessionEntry {
 };
 
 // A hash-table slot. hash 0 = empty; hash != 0 and addr 0 = tombstone (or an
-// add between claim and publication); addr != 0 = the blob's offset.
+// add between claim and publication); addr != 0 = the blob's address word:
+//
+//   bits 0..47   the blob's offset in the segment (a multiple of 8, never 0)
+//   bits 48..63  the key tag: 16 bits of a second hash of the key's bytes,
+//                independent of `hash` (0 when the blob stores no key)
+//
+// The tag lets Contains tell two keys with the same 64-bit hash apart
+// without reading the blob (hashtable/store.h has the probability argument).
+// The offset and the tag change together, in the one CAS that publishes.
 struct Slot {
   std::atomic<uint64_t> hash;
   std::atomic<uint64_t> addr;
 };
+
+// Blob offsets fit in the low 48 bits of an address word: a segment is
+// smaller than 2^48 bytes (heap/segment.cc refuses larger ones; x86-64 and
+// AArch64 user address spaces are smaller still).
+inline constexpr int kAddrTagShift = 48;
+inline constexpr uint64_t kMaxSegmentBytes = uint64_t{1} << kAddrTagShift;
+inline constexpr uint64_t kAddrOffsetMask = kMaxSegmentBytes - 1;
+constexpr uint64_t AddrWord(uint64_t offset, uint16_t tag) {
+  return offset | (uint64_t{tag} << kAddrTagShift);
+}
+constexpr uint64_t AddrOffset(uint64_t word) { return word & kAddrOffsetMask; }
+constexpr uint16_t AddrTag(uint64_t word) {
+  return static_cast<uint16_t>(word >> kAddrTagShift);
+}
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free,
               "shared atomics must not hide a process-local lock");

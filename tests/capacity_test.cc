@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "heap/segment.h"
 #include "shmheap.h"
 #include "tests/test_util.h"
 

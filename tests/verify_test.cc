@@ -82,7 +82,8 @@ TEST(Verify, SlotPointingOutsideTheHeap) {
 
 TEST(Verify, StoredHashDisagreesWithSlot) {
   Heap heap = MakeHeap();
-  const uint64_t addr = SlotOf(heap, KeyName(7)).addr.load();
+  const uint64_t addr =
+      internal::AddrOffset(SlotOf(heap, KeyName(7)).addr.load());
   const uint64_t wrong = 12345;
   std::memcpy(heap.segment().base() + addr + 8, &wrong, 8);
   ExpectDataLoss(heap, "stored hash");
@@ -96,7 +97,8 @@ TEST(Verify, TwoSlotsShareABlob) {
 
 TEST(Verify, RecordHeaderDoesNotParse) {
   Heap heap = MakeHeap();
-  const uint64_t addr = SlotOf(heap, KeyName(9)).addr.load();
+  const uint64_t addr =
+      internal::AddrOffset(SlotOf(heap, KeyName(9)).addr.load());
   const uint64_t zero = 0;
   std::memcpy(heap.segment().base() + addr, &zero, 8);
   ExpectDataLoss(heap, "no record header");
@@ -104,7 +106,8 @@ TEST(Verify, RecordHeaderDoesNotParse) {
 
 TEST(Verify, SizeDisagreesWithDims) {
   Heap heap = MakeHeap();
-  const uint64_t addr = SlotOf(heap, KeyName(16)).addr.load();
+  const uint64_t addr =
+      internal::AddrOffset(SlotOf(heap, KeyName(16)).addr.load());
   // dims[0] lives at +16: claim more elements than the blob holds.
   const int64_t dim = 1000;
   std::memcpy(heap.segment().base() + addr + 16, &dim, 8);

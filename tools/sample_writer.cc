@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "heap/segment.h"
 #include "shmheap.h"
 #include "tools/sample_arrays.h"
 

@@ -1,0 +1,418 @@
+#include "hashtable/store.h"
+
+// Hashing is on every lookup's critical path: inline XXH3 instead of calling
+// into libxxhash.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "heap/array_view.h"
+#include "heap/blob.h"
+#include "heap/strings.h"
+#include "heap/testing_hooks.h"
+
+namespace shmheap::internal {
+namespace {
+
+// The tag of a key from the high half of its XXH3-128: 16 bits, never 0.
+uint16_t TagOf(uint64_t high) {
+  const uint16_t t = static_cast<uint16_t>(high >> 48);
+  return t != 0 ? t : 1;
+}
+
+}  // namespace
+
+Store::Store(std::unique_ptr<Segment> segment)
+    : segment_(std::move(segment)),
+      table_(segment_->slots(), segment_->header().table_slots_log2),
+      keep_keys_((segment_->header().flags & kFlagKeepKeys) != 0),
+      seed_(segment_->header().seed) {}
+
+Store::~Store() {
+  LocalSession* s = session_.load(std::memory_order_acquire);
+  // A session inherited across fork belongs to the parent: leaving it would
+  // free the parent's registry entry, so the child leaks it.
+  if (s != nullptr && s->fork_generation() == ForkGeneration()) delete s;
+}
+
+ResolvedKey Store::Resolve(const Key& key) const noexcept {
+  ResolvedKey r;
+  r.bytes = key.bytes();
+  r.has_key = keep_keys_ && (!key.hashed() || !r.bytes.empty());
+  if (!key.hashed() || r.has_key) {
+    const XXH128_hash_t h =
+        XXH3_128bits_withSeed(r.bytes.data(), r.bytes.size(), seed_);
+    r.hash = key.hashed() ? key.hash() : h.low64;
+    if (r.has_key) r.tag = TagOf(h.high64);
+  } else {
+    r.hash = key.hash();
+  }
+  r.hash = Table::Remap(r.hash);
+  return r;
+}
+
+uint16_t Store::KeyTag(std::string_view bytes) const noexcept {
+  return TagOf(XXH3_128bits_withSeed(bytes.data(), bytes.size(), seed_).high64);
+}
+
+absl::StatusOr<LocalSession*> Store::Session() const {
+  // Acquire: pairs with the release store below.
+  LocalSession* s = session_.load(std::memory_order_acquire);
+  if (s != nullptr && s->fork_generation() == ForkGeneration()) return s;
+  std::lock_guard<std::mutex> lock(session_mu_);
+  s = session_.load(std::memory_order_acquire);
+  if (s != nullptr && s->fork_generation() == ForkGeneration()) return s;
+  absl::StatusOr<std::unique_ptr<LocalSession>> joined =
+      LocalSession::Join(segment_.get());
+  if (!joined.ok()) return joined.status();
+  s = joined->release();
+  // Release: a thread that loads the pointer sees the joined session.
+  session_.store(s, std::memory_order_release);
+  return s;
+}
+
+absl::StatusOr<Pin> Store::Enter() const {
+  absl::StatusOr<LocalSession*> s = Session();
+  if (!s.ok()) return s.status();
+  return (*s)->Enter();
+}
+
+absl::StatusOr<Store::InScope> Store::EnterSession() const {
+  absl::StatusOr<LocalSession*> s = Session();
+  if (!s.ok()) return s.status();
+  absl::StatusOr<Pin> pin = (*s)->Enter();
+  if (!pin.ok()) return pin.status();
+  return InScope{*s, *std::move(pin)};
+}
+
+std::string Store::Name(const ResolvedKey& key) const {
+  if (!key.bytes.empty()) {
+    return absl::StrCat("key \"",
+                        absl::CHexEscape(Sv(key.bytes.substr(0, 200))), "\"");
+  }
+  return absl::StrFormat("hash %#x", key.hash);
+}
+
+bool Store::Matches(uint64_t offset, const ResolvedKey& key) const noexcept {
+  if (!key.has_key) return true;
+  const BlobRef b(segment_->base() + offset);
+  return !b.header().has_key || b.key() == key.bytes;
+}
+
+absl::Status Store::Collision(const ResolvedKey& key, uint64_t offset) const {
+  return absl::AlreadyExistsError(absl::StrCat(
+      segment_->Describe(), ": ", Name(key), " has the same 64-bit hash as ",
+      "the stored key \"",
+      absl::CHexEscape(
+          Sv(BlobRef(segment_->base() + offset).key().substr(0, 200))),
+      "\""));
+}
+
+absl::Status Store::NotFound(const ResolvedKey& key) const {
+  return absl::NotFoundError(
+      absl::StrCat(segment_->Describe(), ": no ", Name(key)));
+}
+
+absl::StatusOr<int64_t> Store::Elements(const ResolvedKey& key,
+                                        std::span<const int64_t> dims) const {
+  absl::StatusOr<int64_t> elements = CheckedElementCount(dims);
+  if (!elements.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Name(key), ": ", elements.status().message()));
+  }
+  return elements;
+}
+
+absl::StatusOr<Store::Draft> Store::Allocate(LocalSession& session,
+                                             const ResolvedKey& key, Kind kind,
+                                             std::span<const int64_t> dims,
+                                             int64_t elements,
+                                             Layout layout) const {
+  if (!IsValidKind(static_cast<uint8_t>(kind))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Name(key), ": invalid kind ", static_cast<int>(kind)));
+  }
+  if (layout != Layout::kC && layout != Layout::kFortran) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Name(key), ": invalid layout ", static_cast<int>(layout)));
+  }
+  absl::StatusOr<BlobGeometry> g =
+      ComputeGeometry(kind, static_cast<int>(dims.size()), elements,
+                      key.has_key, key.bytes.size());
+  if (!g.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Name(key), ": ", g.status().message()));
+  }
+  BlobHeader h;
+  h.size_words = g->total_bytes / 8;
+  h.kind = static_cast<uint8_t>(kind);
+  h.ndims = static_cast<uint8_t>(dims.size());
+  h.layout = layout;
+  h.has_key = key.has_key;
+  h.align_code = g->align_code;
+  absl::StatusOr<uint64_t> offset =
+      session.Allocate(h.Encode(), g->total_bytes, g->alignment);
+  if (!offset.ok()) {
+    return absl::Status(
+        offset.status().code(),
+        absl::StrCat(Name(key), ": ", offset.status().message()));
+  }
+  std::byte* payload =
+      WriteBlobPrefix(segment_->base() + *offset, *g, kind, layout, key.hash,
+                      dims, key.has_key, key.bytes);
+  return Draft{*offset, payload, g->payload_bytes};
+}
+
+absl::StatusOr<bool> Store::Publish(LocalSession& session,
+                                    const ResolvedKey& key, uint64_t blob,
+                                    bool replace) const {
+  bool claimed = false;
+  absl::StatusOr<uint64_t> index = table_.FindOrClaim(key.hash, &claimed);
+  if (!index.ok()) {
+    return absl::Status(index.status().code(),
+                        absl::StrCat(segment_->Describe(), ": ", Name(key),
+                                     ": ", index.status().message()));
+  }
+  RunTestingHook(TestingPoint::kSlotClaimed);
+  if (claimed) session.Count(kSlotsClaimed, 1);
+  const uint64_t bytes = BlobRef(segment_->base() + blob).header().size_bytes();
+  const uint64_t word = AddrWord(blob, key.tag);
+  uint64_t expected = replace ? table_.LoadAddr(*index) : 0;
+  for (;;) {
+    if (expected != 0 && !Matches(AddrOffset(expected), key)) {
+      return Collision(key, AddrOffset(expected));
+    }
+    if (expected != 0 && !replace) return false;  // write-once: taken
+    if (table_.CasAddr(*index, expected, word)) break;
+    // `expected` now holds the value that won; look at it again.
+  }
+  RunTestingHook(TestingPoint::kPublished);
+  session.Count(kBlobsPublished, 1);
+  session.Count(kBytesPublished, bytes);
+  if (expected != 0) {
+    session.Count(kBlobsUnlinked, 1);
+    session.Count(
+        kBytesUnlinked,
+        BlobRef(segment_->base() + AddrOffset(expected)).header().size_bytes());
+  }
+  return replace ? expected != 0 : true;
+}
+
+absl::StatusOr<bool> Store::Write(const ResolvedKey& key, Kind kind,
+                                  std::span<const int64_t> dims, Layout layout,
+                                  std::span<const std::byte> data,
+                                  bool replace) const {
+  absl::StatusOr<int64_t> elements = Elements(key, dims);
+  if (!elements.ok()) return elements.status();
+  if (IsValidKind(static_cast<uint8_t>(kind)) &&
+      data.size() != static_cast<uint64_t>(*elements) * ElementSize(kind)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Name(key), ": ", data.size(), " bytes of data for ",
+                     *elements, " elements of ", Sv(KindName(kind))));
+  }
+  absl::StatusOr<InScope> scope = EnterSession();
+  if (!scope.ok()) return scope.status();
+  LocalSession& session = *scope->session;
+  if (!replace) {
+    // Write-once fast path: an existing value means no blob is built.
+    if (std::optional<uint64_t> i = table_.Find(key.hash)) {
+      if (const uint64_t word = table_.LoadAddr(*i); word != 0) {
+        if (!Matches(AddrOffset(word), key)) {
+          return Collision(key, AddrOffset(word));
+        }
+        return false;
+      }
+    }
+  }
+  absl::StatusOr<Draft> draft =
+      Allocate(session, key, kind, dims, *elements, layout);
+  if (!draft.ok()) return draft.status();
+  if (!data.empty()) std::memcpy(draft->payload, data.data(), data.size());
+  RunTestingHook(TestingPoint::kBlobWritten);
+  return Publish(session, key, draft->offset, replace);
+}
+
+absl::StatusOr<Store::Reservation> Store::Reserve(const ResolvedKey& key,
+                                                  Kind kind,
+                                                  std::span<const int64_t> dims,
+                                                  Layout layout) const {
+  absl::StatusOr<int64_t> elements = Elements(key, dims);
+  if (!elements.ok()) return elements.status();
+  absl::StatusOr<InScope> scope = EnterSession();
+  if (!scope.ok()) return scope.status();
+  absl::StatusOr<Draft> draft =
+      Allocate(*scope->session, key, kind, dims, *elements, layout);
+  if (!draft.ok()) return draft.status();
+  return Reservation{draft->offset, draft->payload, draft->payload_bytes,
+                     std::move(scope->pin)};
+}
+
+absl::StatusOr<bool> Store::PublishReserved(const ResolvedKey& key,
+                                            uint64_t blob, bool replace) const {
+  absl::StatusOr<LocalSession*> session = Session();
+  if (!session.ok()) return session.status();
+  return Publish(**session, key, blob, replace);
+}
+
+absl::Status Store::Remove(const ResolvedKey& key) const {
+  absl::StatusOr<InScope> scope = EnterSession();
+  if (!scope.ok()) return scope.status();
+  LocalSession& session = *scope->session;
+  std::optional<uint64_t> i = table_.Find(key.hash);
+  uint64_t expected = i ? table_.LoadAddr(*i) : 0;
+  for (;;) {
+    if (expected == 0 || !Matches(AddrOffset(expected), key)) {
+      return NotFound(key);
+    }
+    if (table_.CasAddr(*i, expected, 0)) break;
+  }
+  session.Count(kBlobsUnlinked, 1);
+  session.Count(
+      kBytesUnlinked,
+      BlobRef(segment_->base() + AddrOffset(expected)).header().size_bytes());
+  return absl::OkStatus();
+}
+
+absl::Status Store::Move(const ResolvedKey& from, const ResolvedKey& to) const {
+  absl::StatusOr<InScope> scope = EnterSession();
+  if (!scope.ok()) return scope.status();
+  LocalSession& session = *scope->session;
+  std::optional<uint64_t> i = table_.Find(from.hash);
+  const uint64_t source = i ? table_.LoadAddr(*i) : 0;
+  if (source == 0 || !Matches(AddrOffset(source), from)) {
+    return absl::NotFoundError(
+        absl::StrCat(segment_->Describe(), ": move: no ", Name(from)));
+  }
+  const BlobRef b(segment_->base() + AddrOffset(source));
+  const BlobHeader h = b.header();
+  absl::StatusOr<int64_t> elements = Elements(to, b.dims());
+  if (!elements.ok()) return elements.status();
+  absl::StatusOr<Draft> draft = Allocate(session, to, static_cast<Kind>(h.kind),
+                                         b.dims(), *elements, h.layout);
+  if (!draft.ok()) return draft.status();
+  if (draft->payload_bytes) {
+    std::memcpy(draft->payload, b.payload(), draft->payload_bytes);
+  }
+  absl::StatusOr<bool> added = Publish(session, to, draft->offset, false);
+  if (!added.ok()) return added.status();
+  if (!*added) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        segment_->Describe(), ": move: ", Name(to), " already has a value"));
+  }
+  uint64_t expected = source;
+  if (!table_.CasAddr(*i, expected, 0)) {
+    return absl::AbortedError(absl::StrCat(
+        segment_->Describe(), ": move: ", Name(from),
+        " changed during the move; ", Name(to), " holds the moved value"));
+  }
+  session.Count(kBlobsUnlinked, 1);
+  session.Count(kBytesUnlinked, h.size_bytes());
+  return absl::OkStatus();
+}
+
+RawRef Store::Ref(uint64_t offset) const noexcept {
+  const BlobRef b(segment_->base() + offset);
+  const BlobHeader h = b.header();
+  return RawRef(b.payload(), reinterpret_cast<const int64_t*>(b.start() + 16),
+                h.ndims, static_cast<Kind>(h.kind), h.layout);
+}
+
+std::optional<RawRef> Store::Find(const ResolvedKey& key) const noexcept {
+  const std::optional<uint64_t> i = table_.Find(key.hash);
+  if (!i) return std::nullopt;
+  const uint64_t word = table_.LoadAddr(*i);
+  if (word == 0 || !TagMatches(word, key)) return std::nullopt;
+  if (!Matches(AddrOffset(word), key)) return std::nullopt;
+  return Ref(AddrOffset(word));
+}
+
+bool Store::ContainsInScope(const ResolvedKey& key) const noexcept {
+  const std::optional<uint64_t> i = table_.Find(key.hash);
+  if (!i) return false;
+  const uint64_t word = table_.LoadAddr(*i);
+  return word != 0 && TagMatches(word, key);
+}
+
+bool Store::Contains(const ResolvedKey& key) const {
+  const Header& h = segment_->header();
+  // Acquire: pairs with the collector's seq_cst store that made the epoch
+  // even, so the probe reads the table that collection left.
+  const uint32_t epoch = h.gc_epoch.load(std::memory_order_acquire);
+  if ((epoch & 1) == 0) {
+    const bool present = ContainsInScope(key);
+    // Acquire fence: the probe's loads happen before the re-load below, and
+    // a probe that read any store of a collector (which issues a release
+    // fence after making the epoch odd, before its first write) makes the
+    // re-load see the odd epoch or a later one.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (h.gc_epoch.load(std::memory_order_relaxed) == epoch) return present;
+  }
+  // A collection overlapped the probe: ask again inside the scope (which
+  // waits for the collection to end).
+  absl::StatusOr<Pin> pin = Enter();
+  if (!pin.ok()) return false;
+  return ContainsInScope(key);
+}
+
+size_t Store::FindMany(std::span<const Key> keys,
+                       std::span<std::optional<RawRef>> out) const noexcept {
+  // Group prefetching (Chen, Ailamaki, Gibbons, Mowry, "Improving hash join
+  // performance through prefetching", ICDE 2004): hash a group and prefetch
+  // its slots, then read the slots and prefetch their blobs, then compare
+  // keys; the misses of one stage overlap instead of following each other.
+  size_t found = 0;
+  ResolvedKey resolved[kLookupGroup];
+  uint64_t words[kLookupGroup];
+  for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
+    const size_t n = std::min(kLookupGroup, keys.size() - base);
+    for (size_t k = 0; k < n; ++k) {
+      resolved[k] = Resolve(keys[base + k]);
+      table_.Prefetch(resolved[k].hash);
+    }
+    for (size_t k = 0; k < n; ++k) {
+      const std::optional<uint64_t> i = table_.Find(resolved[k].hash);
+      words[k] = i ? table_.LoadAddr(*i) : 0;
+      if (words[k] != 0 && TagMatches(words[k], resolved[k])) {
+        __builtin_prefetch(segment_->base() + AddrOffset(words[k]), 0, 3);
+      } else {
+        words[k] = 0;
+      }
+    }
+    for (size_t k = 0; k < n; ++k) {
+      std::optional<RawRef>& o = out[base + k];
+      if (words[k] != 0 && Matches(AddrOffset(words[k]), resolved[k])) {
+        o = Ref(AddrOffset(words[k]));
+        ++found;
+      } else {
+        o.reset();
+      }
+    }
+  }
+  return found;
+}
+
+size_t Store::ContainsMany(std::span<const Key> keys,
+                           std::span<bool> out) const noexcept {
+  size_t found = 0;
+  ResolvedKey resolved[kLookupGroup];
+  for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
+    const size_t n = std::min(kLookupGroup, keys.size() - base);
+    for (size_t k = 0; k < n; ++k) {
+      resolved[k] = Resolve(keys[base + k]);
+      table_.Prefetch(resolved[k].hash);
+    }
+    for (size_t k = 0; k < n; ++k) {
+      out[base + k] = ContainsInScope(resolved[k]);
+      found += out[base + k];
+    }
+  }
+  return found;
+}
+
+}  // namespace shmheap::internal

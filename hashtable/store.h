@@ -1,0 +1,219 @@
+// Store: the key-value protocol over a segment's table and heap.
+//
+// A Store turns the table (hashtable/table.h: slots of {hash, addr}) and the
+// heap (heap/: sessions, chunks, blobs) into the operations of the public
+// API: add, replace, reserve + publish, get, contains, remove, move, batched
+// lookups and read scopes. shmheap.h sits on top of it and only translates
+// options and forwards; the Store never includes it.
+//
+// Keys. A key resolves to
+//   hash  the 64-bit table hash: the low half of XXH3-128 of the bytes with
+//         the heap's seed, or the caller's HashedKey::hash; never 0;
+//   tag   16 bits of the high half of XXH3-128 of the bytes (never 0), or 0
+//         when the key is not stored (keep_keys off, or a HashedKey without
+//         bytes): it travels in the slot's addr word (heap/layout.h).
+// A blob that stores its key also records it, and writes compare the stored
+// key in full: two keys with the same 64-bit hash are told apart, the second
+// one's Add answers kAlreadyExists, never the other key's data.
+//
+// Collision safety of reads.
+//   * Find (and so every Get) compares the tag, then the stored key in full:
+//     it never returns another key's data. The key sits in the blob's first
+//     cache lines, which the caller is about to read anyway.
+//   * Contains compares the tag only and never touches the blob. It calls a
+//     different key present only when both 64-bit hashes and both 16-bit
+//     tags are equal: for a good hash, with n keys in the heap, the chance
+//     that any one query is answered wrongly is below n * 2^-80 (the two
+//     halves of XXH3-128 are independent functions of the bytes), and over
+//     q queries below q * n * 2^-80: 10^9 queries against 10^8 keys give
+//     less than 10^-7. With keys kept and a HashedKey whose hash the caller
+//     computed (Hack's MD5 prefixes), the same holds if that hash is good.
+//     A key whose slot holds no tag (published by hash alone) is trusted by
+//     hash, as before.
+//
+// Scopes. Every read of a blob happens inside the session's scope (a Pin,
+// heap/pin.h), which keeps the collector from moving blobs. A ReadScope is
+// one Pin held across many lookups: entering it is one locked increment of
+// this process's pin count; lookups inside it take no locked instruction and
+// write no shared memory. Contains outside any scope reads the table under
+// the gc epoch as a seqlock (Boehm, "Can seqlocks get along with programming
+// language memory models?", MSPC 2012): it loads the epoch, probes, and
+// re-loads the epoch; an odd or changed epoch falls back to entering the
+// scope. The collector issues a release fence after making the epoch odd and
+// before its first write (gc/collector.cc), which pairs with the reader's
+// acquire fence before its re-load.
+//
+// Thread safety: every method may run concurrently from any thread of any
+// process that has the segment mapped. Concurrency contract per operation:
+// hashtable/table.h.
+
+#ifndef SHMHEAP_HASHTABLE_STORE_H_
+#define SHMHEAP_HASHTABLE_STORE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "hashtable/key.h"
+#include "hashtable/table.h"
+#include "heap/array_ref.h"
+#include "heap/kind.h"
+#include "heap/pin.h"
+#include "heap/segment.h"
+#include "heap/session.h"
+#include "heap/stats.h"
+
+namespace shmheap::internal {
+
+// A key after hashing.
+struct ResolvedKey {
+  uint64_t hash = 0;  // never 0 (Table::Remap)
+  uint16_t tag = 0;   // 0: none (the key is not stored)
+  std::string_view bytes;
+  bool has_key = false;  // store and compare `bytes`
+};
+
+// The largest batch a prefetching lookup works on at once: enough misses in
+// flight to cover a DRAM latency, few enough to stay in registers and L1.
+inline constexpr size_t kLookupGroup = 16;
+
+class Store {
+ public:
+  explicit Store(std::unique_ptr<Segment> segment);
+  // Leaves this process's session, unless it was inherited across fork.
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const Segment& segment() const { return *segment_; }
+  const Table& table() const { return table_; }
+
+  ResolvedKey Resolve(const Key& key) const noexcept;
+  // The tag of stored key bytes (never 0).
+  uint16_t KeyTag(std::string_view bytes) const noexcept;
+
+  // This process's session, joining on first use and again after fork.
+  // Errors: those of LocalSession::Join (kResourceExhausted: max_sessions;
+  // kDataLoss: a dead session's record points outside the heap).
+  absl::StatusOr<LocalSession*> Session() const;
+  // Enters the scope. Errors: Session()'s, and LocalSession::Enter's
+  // (kDataLoss: a collector died while compacting).
+  absl::StatusOr<Pin> Enter() const;
+
+  // --- Writes. Each enters the scope for its own duration.
+
+  // Add (replace == false: write-once) or Replace. Errors: kInvalidArgument
+  // (dims, kind, layout, data size), kAlreadyExists (another key with the
+  // same hash), kResourceExhausted (table, heap, backing store), Enter()'s.
+  absl::StatusOr<bool> Write(const ResolvedKey& key, Kind kind,
+                             std::span<const int64_t> dims, Layout layout,
+                             std::span<const std::byte> data,
+                             bool replace) const;
+
+  // A blob allocated and written up to its payload, not yet published. It
+  // holds the scope until it is published or dropped.
+  struct Reservation {
+    uint64_t blob = 0;
+    std::byte* payload = nullptr;
+    uint64_t payload_bytes = 0;
+    Pin pin;
+  };
+  // Errors: Write's, less kAlreadyExists and the data size.
+  absl::StatusOr<Reservation> Reserve(const ResolvedKey& key, Kind kind,
+                                      std::span<const int64_t> dims,
+                                      Layout layout) const;
+  // Publishes a reserved blob like Write. REQUIRES: `blob` came from
+  // Reserve(key, ...) and its Reservation's pin is still held.
+  // Errors: kAlreadyExists, kResourceExhausted (table full).
+  absl::StatusOr<bool> PublishReserved(const ResolvedKey& key, uint64_t blob,
+                                       bool replace) const;
+
+  // Errors: kNotFound, Enter()'s.
+  absl::Status Remove(const ResolvedKey& key) const;
+  // Errors: kNotFound (no `from`), kAlreadyExists (`to` has a value),
+  // kAborted (`from` changed during the move), Write's.
+  absl::Status Move(const ResolvedKey& from, const ResolvedKey& to) const;
+
+  // --- Reads inside a scope. REQUIRES: this process is in scope (holds a
+  // Pin of this store) for as long as the returned refs are used.
+
+  // The value of `key`, or nullopt (absent, or a different key with the
+  // same 64-bit hash). Allocates nothing.
+  std::optional<RawRef> Find(const ResolvedKey& key) const noexcept;
+  // Whether `key` has a value: the table only (see the header comment).
+  bool ContainsInScope(const ResolvedKey& key) const noexcept;
+  // out[i] := Find(keys[i]); returns how many were found. Prefetches slots
+  // and then blobs kLookupGroup keys ahead. REQUIRES: out.size() ==
+  // keys.size().
+  size_t FindMany(std::span<const Key> keys,
+                  std::span<std::optional<RawRef>> out) const noexcept;
+  // out[i] := ContainsInScope(keys[i]); returns how many are present.
+  size_t ContainsMany(std::span<const Key> keys,
+                      std::span<bool> out) const noexcept;
+  // The kNotFound a failed Get reports (formatting happens here only).
+  absl::Status NotFound(const ResolvedKey& key) const;
+
+  // --- Reads needing no scope.
+
+  // Contains without entering the scope (the seqlock read); false also when
+  // the scope cannot be entered (a collector died mid-compaction).
+  bool Contains(const ResolvedKey& key) const;
+
+  // Sums the counters and counts live sessions (reads /proc for each
+  // registry entry in use).
+  Stats GetStats() const;
+  // The fsck described at Heap::Verify. Errors: kDataLoss naming the first
+  // bad offset, Enter()'s.
+  absl::Status Verify() const;
+
+  // "key \"...\"" (escaped, at most 200 bytes) or "hash 0x...".
+  std::string Name(const ResolvedKey& key) const;
+
+ private:
+  struct Draft {
+    uint64_t offset;
+    std::byte* payload;
+    uint64_t payload_bytes;
+  };
+  struct InScope {
+    LocalSession* session;
+    Pin pin;
+  };
+  absl::StatusOr<InScope> EnterSession() const;
+  absl::StatusOr<int64_t> Elements(const ResolvedKey& key,
+                                   std::span<const int64_t> dims) const;
+  absl::StatusOr<Draft> Allocate(LocalSession& session, const ResolvedKey& key,
+                                 Kind kind, std::span<const int64_t> dims,
+                                 int64_t elements, Layout layout) const;
+  absl::StatusOr<bool> Publish(LocalSession& session, const ResolvedKey& key,
+                               uint64_t blob, bool replace) const;
+  // Whether the blob at `offset` may be `key`'s: the stored key equals it,
+  // or one of the two has no key to compare.
+  bool Matches(uint64_t offset, const ResolvedKey& key) const noexcept;
+  // Whether a slot's addr word may hold `key`'s value, by its tag alone.
+  static bool TagMatches(uint64_t word, const ResolvedKey& key) noexcept {
+    const uint16_t tag = AddrTag(word);
+    return key.tag == 0 || tag == 0 || tag == key.tag;
+  }
+  RawRef Ref(uint64_t offset) const noexcept;
+  absl::Status Collision(const ResolvedKey& key, uint64_t offset) const;
+
+  std::unique_ptr<Segment> segment_;
+  Table table_;
+  bool keep_keys_;
+  uint64_t seed_;
+  mutable std::mutex session_mu_;
+  mutable std::atomic<LocalSession*> session_{nullptr};
+};
+
+}  // namespace shmheap::internal
+
+#endif  // SHMHEAP_HASHTABLE_STORE_H_

@@ -1,0 +1,322 @@
+// Unit tests of the store protocol (hashtable/store.h), against a Store over
+// an anonymous segment.
+//
+// What they prove:
+//  - a key resolves to the same hash and tag whether it is given as bytes or
+//    as a HashedKey carrying those bytes, and the tag reaches the slot;
+//  - Contains tells two keys with the same 64-bit hash apart by the tag
+//    alone: it answers from the table even when the blob's key is damaged,
+//    while Find, which compares the stored key, refuses it;
+//  - Find and Contains misses allocate nothing;
+//  - FindMany and ContainsMany equal the per-key answers, for hits, misses
+//    and collisions, across several prefetch groups;
+//  - borrowed refs point into the segment and read dims in place;
+//  - the collector keeps every slot's tag (compaction threads it through
+//    the blob's hash word);
+//  - Contains outside a scope stays exact while another process collects
+//    again and again (the seqlock read), every answer checked.
+
+#include "hashtable/store.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gc/collector.h"
+#include "gtest/gtest.h"
+#include "heap/blob.h"
+#include "heap/segment.h"
+#include "tests/test_util.h"
+
+namespace {
+
+std::atomic<int64_t> g_allocations{0};
+
+}  // namespace
+
+// Counts every allocation of the test binary, so a test can assert that a
+// code path allocates nothing.
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace shmheap::internal {
+namespace {
+
+using testing::ArrayFor;
+using testing::KeyName;
+
+std::unique_ptr<Store> MakeStore(uint32_t slots_log2 = 12, uint64_t seed = 42) {
+  SegmentOptions o;
+  o.heap_bytes = 64 << 20;
+  o.table_slots_log2 = slots_log2;
+  o.chunk_bytes = 64 << 10;
+  o.seed = seed;
+  absl::StatusOr<std::unique_ptr<Segment>> seg = Segment::CreateAnonymous(o);
+  EXPECT_TRUE(seg.ok()) << seg.status();
+  return std::make_unique<Store>(*std::move(seg));
+}
+
+void AddFloats(const Store& store, const Key& key, uint64_t k, size_t n) {
+  const std::vector<float> v = ArrayFor(k, 0, n);
+  const int64_t dims[] = {static_cast<int64_t>(n)};
+  absl::StatusOr<bool> added =
+      store.Write(store.Resolve(key), Kind::kFloat32, dims, Layout::kC,
+                  std::as_bytes(std::span<const float>(v)), false);
+  ASSERT_TRUE(added.ok()) << added.status();
+  ASSERT_TRUE(*added);
+}
+
+void ExpectFloats(const std::optional<RawRef>& ref, uint64_t k, size_t n) {
+  ASSERT_TRUE(ref.has_value());
+  absl::StatusOr<ArrayRef<float>> a = ref->As<float>();
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->ndims(), 1);
+  ASSERT_EQ(a->dim(0), static_cast<int64_t>(n));
+  const std::vector<float> want = ArrayFor(k, 0, n);
+  for (size_t j = 0; j < n; ++j) ASSERT_EQ(a->flat()[j], want[j]) << j;
+}
+
+TEST(Store, BytesAndHashedKeyResolveAlike) {
+  std::unique_ptr<Store> store = MakeStore();
+  const ResolvedKey a = store->Resolve(Key("file:a.ml"));
+  const ResolvedKey b = store->Resolve(Key(HashedKey{a.hash, "file:a.ml"}));
+  EXPECT_EQ(a.hash, b.hash);
+  EXPECT_EQ(a.tag, b.tag);
+  EXPECT_NE(a.tag, 0);
+  EXPECT_EQ(a.tag, store->KeyTag("file:a.ml"));
+  // A hash with no bytes has no tag: it is trusted by hash alone.
+  const ResolvedKey c = store->Resolve(Key(HashedKey{a.hash, ""}));
+  EXPECT_EQ(c.hash, a.hash);
+  EXPECT_EQ(c.tag, 0);
+  EXPECT_FALSE(c.has_key);
+}
+
+TEST(Store, TagReachesTheSlotAndSurvivesCollection) {
+  std::unique_ptr<Store> store = MakeStore();
+  for (int k = 0; k < 200; ++k) AddFloats(*store, KeyName(k), k, 8 + k % 5);
+  for (int k = 0; k < 200; k += 3) {
+    ASSERT_TRUE(store->Remove(store->Resolve(Key(KeyName(k)))).ok());
+  }
+  auto check = [&] {
+    for (int k = 0; k < 200; ++k) {
+      const ResolvedKey r = store->Resolve(Key(KeyName(k)));
+      const std::optional<uint64_t> i = store->table().Find(r.hash);
+      if (k % 3 == 0) {  // a tombstone, or nothing once collected
+        ASSERT_TRUE(!i || store->table().LoadAddr(*i) == 0) << k;
+        continue;
+      }
+      ASSERT_TRUE(i.has_value()) << k;
+      const uint64_t word = store->table().LoadAddr(*i);
+      ASSERT_EQ(AddrTag(word), r.tag) << k;
+      const BlobRef blob(store->segment().base() + AddrOffset(word));
+      ASSERT_EQ(blob.key_hash(), r.hash);
+      ASSERT_EQ(blob.key(), KeyName(k));
+    }
+  };
+  check();
+  absl::StatusOr<LocalSession*> self = store->Session();
+  ASSERT_TRUE(self.ok());
+  absl::StatusOr<GcReport> gc = Collect(store->segment(), *self, {});
+  ASSERT_TRUE(gc.ok()) << gc.status();
+  ASSERT_GT(gc->blobs_moved, 0u);
+  check();
+  ASSERT_TRUE(store->Verify().ok()) << store->Verify();
+  absl::StatusOr<Pin> pin = store->Enter();
+  ASSERT_TRUE(pin.ok());
+  for (int k = 1; k < 200; k += 3) {
+    ExpectFloats(store->Find(store->Resolve(Key(KeyName(k)))), k, 8 + k % 5);
+  }
+}
+
+// Two keys with one 64-bit hash (a HashedKey makes that easy to arrange).
+TEST(Store, SameHashDifferentKeysToldApartWithoutTheBlob) {
+  std::unique_ptr<Store> store = MakeStore();
+  const uint64_t h = 0x1234567890abcdefULL;
+  ASSERT_NE(store->KeyTag("first"), store->KeyTag("second"));
+  AddFloats(*store, HashedKey{h, "first"}, 1, 4);
+  const ResolvedKey first = store->Resolve(Key(HashedKey{h, "first"}));
+  const ResolvedKey second = store->Resolve(Key(HashedKey{h, "second"}));
+  absl::StatusOr<Pin> pin = store->Enter();
+  ASSERT_TRUE(pin.ok());
+  EXPECT_TRUE(store->ContainsInScope(first));
+  EXPECT_FALSE(store->ContainsInScope(second));
+  EXPECT_TRUE(store->Contains(first));
+  EXPECT_FALSE(store->Contains(second));
+  ExpectFloats(store->Find(first), 1, 4);
+  EXPECT_FALSE(store->Find(second).has_value());
+  // The hash alone still finds it.
+  EXPECT_TRUE(store->ContainsInScope(store->Resolve(Key(HashedKey{h, ""}))));
+
+  // Damage the stored key: Find, which compares it, refuses; Contains,
+  // which reads only the table, still answers from the tag. That is the
+  // evidence that Contains does not touch the blob.
+  const uint64_t word = store->table().LoadAddr(*store->table().Find(h));
+  std::byte* blob = store->segment().base() + AddrOffset(word);
+  const uint64_t key_at = BlobRef(blob).key_offset() + 8;
+  blob[key_at] = std::byte{'F'};
+  EXPECT_FALSE(store->Find(first).has_value());
+  EXPECT_TRUE(store->ContainsInScope(first));
+  blob[key_at] = std::byte{'f'};
+  EXPECT_TRUE(store->Find(first).has_value());
+}
+
+TEST(Store, MissesAllocateNothing) {
+  std::unique_ptr<Store> store = MakeStore();
+  for (int k = 0; k < 100; ++k) AddFloats(*store, KeyName(k), k, 4);
+  absl::StatusOr<Pin> pin = store->Enter();
+  ASSERT_TRUE(pin.ok());
+  std::vector<ResolvedKey> misses;
+  std::vector<std::string> names;
+  for (int k = 1000; k < 1100; ++k) names.push_back(KeyName(k));
+  for (const std::string& n : names) misses.push_back(store->Resolve(Key(n)));
+  const int64_t before = g_allocations.load();
+  int found = 0;
+  for (const ResolvedKey& r : misses) {
+    found += store->Find(r).has_value();
+    found += store->ContainsInScope(r);
+    found += store->Contains(r);
+  }
+  EXPECT_EQ(g_allocations.load(), before);
+  EXPECT_EQ(found, 0);
+}
+
+TEST(Store, BatchesEqualSingleLookups) {
+  std::unique_ptr<Store> store = MakeStore();
+  const uint64_t h = 0xfeedfacecafebeefULL;
+  AddFloats(*store, HashedKey{h, "owner"}, 7, 3);
+  for (int k = 0; k < 150; k += 2) AddFloats(*store, KeyName(k), k, 1 + k % 9);
+  // Keys: hits, misses, a collision, a hash-only lookup; 153 of them, so
+  // the last prefetch group is partial.
+  std::vector<std::string> names;
+  for (int k = 0; k < 150; ++k) names.push_back(KeyName(k));
+  std::vector<Key> keys(names.begin(), names.end());
+  keys.push_back(HashedKey{h, "owner"});
+  keys.push_back(HashedKey{h, "intruder"});
+  keys.push_back(HashedKey{h, ""});
+  absl::StatusOr<Pin> pin = store->Enter();
+  ASSERT_TRUE(pin.ok());
+  std::vector<std::optional<RawRef>> refs(keys.size());
+  std::unique_ptr<bool[]> present(new bool[keys.size()]);
+  const size_t found = store->FindMany(keys, refs);
+  const size_t contained =
+      store->ContainsMany(keys, std::span<bool>(present.get(), keys.size()));
+  size_t want_found = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const ResolvedKey r = store->Resolve(keys[i]);
+    const std::optional<RawRef> one = store->Find(r);
+    ASSERT_EQ(refs[i].has_value(), one.has_value()) << i;
+    ASSERT_EQ(present[i], store->ContainsInScope(r)) << i;
+    if (one) {
+      ++want_found;
+      ASSERT_EQ(refs[i]->data(), one->data()) << i;
+    }
+    if (i < 150) {
+      ASSERT_EQ(one.has_value(), i % 2 == 0) << i;
+      if (one) ExpectFloats(refs[i], i, 1 + i % 9);
+    }
+  }
+  EXPECT_EQ(found, want_found);
+  EXPECT_EQ(found, 75u + 2u);  // the evens, "owner", and the hash-only one
+  EXPECT_EQ(contained, found);
+  EXPECT_FALSE(refs[151].has_value());
+  ExpectFloats(refs[150], 7, 3);
+}
+
+TEST(Store, RefsPointIntoTheSegmentAndReadDimsInPlace) {
+  std::unique_ptr<Store> store = MakeStore();
+  const std::vector<double> v(24, 2.5);
+  const int64_t dims[] = {2, 3, 4};
+  ASSERT_TRUE(*store->Write(store->Resolve(Key("m")), Kind::kFloat64, dims,
+                            Layout::kFortran,
+                            std::as_bytes(std::span<const double>(v)), false));
+  absl::StatusOr<Pin> pin = store->Enter();
+  ASSERT_TRUE(pin.ok());
+  const std::optional<RawRef> r = store->Find(store->Resolve(Key("m")));
+  ASSERT_TRUE(r.has_value());
+  const std::byte* lo = store->segment().base();
+  const std::byte* hi = lo + store->segment().header().total_bytes;
+  EXPECT_GE(r->data(), lo);
+  EXPECT_LT(r->data(), hi);
+  const auto* dims_at = reinterpret_cast<const std::byte*>(r->dims().data());
+  EXPECT_GE(dims_at, lo);
+  EXPECT_LT(dims_at, hi);
+  EXPECT_EQ(r->layout(), Layout::kFortran);
+  absl::StatusOr<ArrayRef<double>> a = r->As<double>();
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ((*a)(2, 3, 4), 2.5);
+  EXPECT_EQ(a->size(), 24);
+  EXPECT_FALSE(r->As<float>().ok());
+}
+
+// The seqlock read. A child process collects continuously while it churns
+// a scratch key space (so blobs move and tombstones are cleared); the
+// parent asks Contains, outside any scope, about keys that stay present and
+// keys that stay absent, and checks every answer.
+TEST(Store, ContainsOutsideScopeIsExactUnderConcurrentCollection) {
+  SegmentOptions o;
+  o.heap_bytes = 256 << 20;
+  o.table_slots_log2 = 14;
+  o.chunk_bytes = 64 << 10;
+  o.seed = 7;
+  absl::StatusOr<std::unique_ptr<Segment>> seg = Segment::CreateAnonymous(o);
+  ASSERT_TRUE(seg.ok());
+  Store store(*std::move(seg));
+  constexpr int kStable = 2000;
+  for (int k = 0; k < kStable; ++k) AddFloats(store, KeyName(k), k, 16);
+  testing::SharedArray<std::atomic<int>> stop(1);
+  const pid_t child = fork();
+  if (child == 0) {
+    int collections = 0;
+    for (int round = 0; stop[0].load() == 0 && round < 100000; ++round) {
+      for (int k = 0; k < 200; ++k) {
+        const std::string name = "scratch:" + std::to_string(k);
+        const ResolvedKey r = store.Resolve(Key(name));
+        const std::vector<float> v = ArrayFor(k, round, 32);
+        const int64_t dims[] = {32};
+        if (!store
+                 .Write(r, Kind::kFloat32, dims, Layout::kC,
+                        std::as_bytes(std::span<const float>(v)), true)
+                 .ok()) {
+          _exit(2);
+        }
+        if (k % 2 == 0 && !store.Remove(r).ok()) _exit(3);
+      }
+      absl::StatusOr<LocalSession*> self = store.Session();
+      if (!self.ok()) _exit(4);
+      absl::StatusOr<GcReport> gc = Collect(store.segment(), *self, {});
+      if (!gc.ok()) _exit(5);
+      collections += gc->ran;
+    }
+    _exit(collections > 0 ? 0 : 6);
+  }
+  const uint64_t before = store.segment().header().collections.load();
+  int64_t checked = 0;
+  while (store.segment().header().collections.load() < before + 30) {
+    for (int k = 0; k < kStable * 2; k += 7) {
+      const bool present = store.Contains(store.Resolve(Key(KeyName(k))));
+      ASSERT_EQ(present, k < kStable) << k;
+      ++checked;
+    }
+  }
+  stop[0].store(1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_GT(checked, 0);
+  ASSERT_TRUE(store.Verify().ok()) << store.Verify();
+}
+
+}  // namespace
+}  // namespace shmheap::internal
