@@ -17,6 +17,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Every store the collector makes to a slot is a release store: Contains
+// outside any scope reads the table as a seqlock under the gc epoch
+// (hashtable/store.h), and a probe that reads such a store (acquire) then
+// also sees the odd epoch, stored before it, when it re-loads the epoch. On
+// x86 a release store is a plain store. (A release fence after the epoch
+// store would do the same; GCC refuses fences under ThreadSanitizer.)
+constexpr std::memory_order kSlotStore = std::memory_order_release;
+
 uint64_t ReadWord(std::byte* p) {
   uint64_t w;
   std::memcpy(&w, p, 8);
@@ -90,8 +98,10 @@ void RecountAndFreeDeadSessions(const Segment& segment, uint64_t live_blobs,
 }  // namespace
 
 uint64_t ClearTombstones(Slot* slots, uint64_t mask) {
-  // Relaxed throughout: the world is stopped (I3); the epoch store that
-  // reopens it publishes these writes.
+  // Relaxed loads: the world is stopped (I3). Release stores: no session
+  // reads the table meanwhile, but Contains outside a scope may (the
+  // seqlock read of hashtable/store.h); a probe that reads one of these
+  // stores must also see the odd epoch stored before it (SlotStore).
   auto is_tombstone = [&](uint64_t i) {
     return slots[i].hash.load(std::memory_order_relaxed) != 0 &&
            slots[i].addr.load(std::memory_order_relaxed) == 0;
@@ -106,7 +116,7 @@ uint64_t ClearTombstones(Slot* slots, uint64_t mask) {
       again = true;
       ++cleared;
       uint64_t i = start;
-      slots[i].hash.store(0, std::memory_order_relaxed);
+      slots[i].hash.store(0, kSlotStore);
       for (uint64_t j = (i + 1) & mask;; j = (j + 1) & mask) {
         const uint64_t hj = slots[j].hash.load(std::memory_order_relaxed);
         if (hj == 0) break;
@@ -115,11 +125,11 @@ uint64_t ClearTombstones(Slot* slots, uint64_t mask) {
         const bool stays =
             i < j ? (i < home && home <= j) : (i < home || home <= j);
         if (stays) continue;
-        slots[i].hash.store(hj, std::memory_order_relaxed);
+        slots[i].hash.store(hj, kSlotStore);
         slots[i].addr.store(slots[j].addr.load(std::memory_order_relaxed),
-                            std::memory_order_relaxed);
-        slots[j].hash.store(0, std::memory_order_relaxed);
-        slots[j].addr.store(0, std::memory_order_relaxed);
+                            kSlotStore);
+        slots[j].hash.store(0, kSlotStore);
+        slots[j].addr.store(0, kSlotStore);
         i = j;
       }
     }
@@ -189,10 +199,6 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
   }
   const auto t_stopped = Clock::now();
   report.ran = true;
-  // Release fence: readers that probe the table outside any scope (the
-  // seqlock read of hashtable/store.h) and see any store the collector makes
-  // from here on also see the odd epoch when they re-load it.
-  std::atomic_thread_fence(std::memory_order_release);
 
   // P: from here on, a crash leaves the heap untrusted.
   h.phase.store(kPhaseCompacting, std::memory_order_seq_cst);
@@ -236,7 +242,7 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
                                               " points at ", addr,
                                               ", which is not a blob"));
     }
-    slots[i].addr.store(header, std::memory_order_relaxed);
+    slots[i].addr.store(header, kSlotStore);
     const uint64_t slot_offset =
         h.table_offset + i * sizeof(Slot) + offsetof(Slot, addr);
     WriteWord(base + addr, slot_offset);  // bit 0 clear: threaded
@@ -279,8 +285,7 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
       // hash it held before.
       const uint64_t tag = ReadWord(base + to + 8);
       WriteWord(base + to + 8, slot->hash.load(std::memory_order_relaxed));
-      slot->addr.store(AddrWord(to, static_cast<uint16_t>(tag)),
-                       std::memory_order_relaxed);
+      slot->addr.store(AddrWord(to, static_cast<uint16_t>(tag)), kSlotStore);
       dest = to + size;
       live_bytes += size;
     }

@@ -345,12 +345,12 @@ bool Store::Contains(const ResolvedKey& key) const {
   // even, so the probe reads the table that collection left.
   const uint32_t epoch = h.gc_epoch.load(std::memory_order_acquire);
   if ((epoch & 1) == 0) {
+    // The probe's slot loads are acquire loads, so the re-load below comes
+    // after them; and a probe that read any slot the collector wrote (with a
+    // release store, made after the epoch turned odd) makes the re-load see
+    // the odd epoch or a later one. Otherwise every slot it read is from
+    // before the collection: a consistent table.
     const bool present = ContainsInScope(key);
-    // Acquire fence: the probe's loads happen before the re-load below, and
-    // a probe that read any store of a collector (which issues a release
-    // fence after making the epoch odd, before its first write) makes the
-    // re-load see the odd epoch or a later one.
-    std::atomic_thread_fence(std::memory_order_acquire);
     if (h.gc_epoch.load(std::memory_order_relaxed) == epoch) return present;
   }
   // A collection overlapped the probe: ask again inside the scope (which

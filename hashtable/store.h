@@ -39,9 +39,9 @@
 // the gc epoch as a seqlock (Boehm, "Can seqlocks get along with programming
 // language memory models?", MSPC 2012): it loads the epoch, probes, and
 // re-loads the epoch; an odd or changed epoch falls back to entering the
-// scope. The collector issues a release fence after making the epoch odd and
-// before its first write (gc/collector.cc), which pairs with the reader's
-// acquire fence before its re-load.
+// scope. The collector writes slots only with release stores, after making
+// the epoch odd (gc/collector.cc), so a probe that read any of them (with
+// acquire loads) re-loads an odd or newer epoch.
 //
 // Thread safety: every method may run concurrently from any thread of any
 // process that has the segment mapped. Concurrency contract per operation:

@@ -211,10 +211,18 @@ enum Mode {
     if (!added.ok() || !*added) _exit(5);  // fresh keys: must publish
     WriteRecord(kAcked, seq);
     if (mode == kModePinned && seq == die_at) {
-      absl::StatusOr<Heap::Pin> pin = heap.Enter();
-      absl::StatusOr<ArrayView<int64_t>> view =
-          heap.Get<int64_t>(KeyOf(round, worker, seq / 2));
-      if (!pin.ok() || !view.ok()) _exit(6);
+      // Die holding a Pin and a view, or (every other round) only a read
+      // scope and a borrowed ref.
+      if (round % 2 == 0) {
+        absl::StatusOr<Heap::Pin> pin = heap.Enter();
+        absl::StatusOr<ArrayView<int64_t>> view =
+            heap.Get<int64_t>(KeyOf(round, worker, seq / 2));
+        if (!pin.ok() || !view.ok()) _exit(6);
+        Die(kDyingPinned);
+      }
+      absl::StatusOr<ReadScope> scope = heap.Read();
+      if (!scope.ok()) _exit(6);
+      if (!scope->Find<int64_t>(KeyOf(round, worker, seq / 2))) _exit(6);
       Die(kDyingPinned);
     }
   }
@@ -230,16 +238,44 @@ struct Tally {
   uint64_t collections = 0;
 };
 
-// Checks that `key` holds exactly ValueOf(round, worker, seq).
-void ExpectIntact(const Heap& heap, int round, int worker, uint64_t seq) {
+// Checks that `v` (an ArrayView or a borrowed ArrayRef) holds exactly
+// ValueOf(round, worker, seq).
+template <class View>
+void ExpectValue(const View* v, int round, int worker, uint64_t seq) {
   const std::string key = KeyOf(round, worker, seq);
-  absl::StatusOr<ArrayView<int64_t>> v = heap.Get<int64_t>(key);
-  ASSERT_TRUE(v.ok()) << key << ": " << v.status();
+  ASSERT_NE(v, nullptr) << key << " is missing";
   ASSERT_EQ(v->ndims(), 1) << key;
   ASSERT_EQ(v->dim(0), LengthOf(worker, seq)) << key;
   for (int64_t j = 0; j < v->dim(0); ++j) {
     ASSERT_EQ((*v)(j), ElementOf(round, worker, seq, j))
         << key << " element " << j;
+  }
+}
+
+// Checks `key` through Heap::Get.
+void ExpectIntact(const Heap& heap, int round, int worker, uint64_t seq) {
+  absl::StatusOr<ArrayView<int64_t>> v =
+      heap.Get<int64_t>(KeyOf(round, worker, seq));
+  ASSERT_TRUE(v.ok()) << KeyOf(round, worker, seq) << ": " << v.status();
+  ExpectValue(&*v, round, worker, seq);
+}
+
+// Checks every key of `seqs` through one read scope and GetMany.
+void ExpectIntactBatch(const Heap& heap, int round, int worker,
+                       const std::vector<uint64_t>& seqs) {
+  absl::StatusOr<ReadScope> scope = heap.Read();
+  ASSERT_TRUE(scope.ok()) << scope.status();
+  std::vector<std::string> names;
+  for (uint64_t seq : seqs) names.push_back(KeyOf(round, worker, seq));
+  const std::vector<Key> keys(names.begin(), names.end());
+  std::vector<std::optional<RawRef>> refs(keys.size());
+  ASSERT_EQ(scope->GetMany(keys, refs), keys.size());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    ASSERT_TRUE(refs[i].has_value()) << names[i];
+    absl::StatusOr<ArrayRef<int64_t>> a = refs[i]->As<int64_t>();
+    ASSERT_TRUE(a.ok()) << names[i] << ": " << a.status();
+    ExpectValue(&*a, round, worker, seqs[i]);
+    if (::testing::Test::HasFatalFailure()) return;
   }
 }
 
@@ -310,8 +346,11 @@ TEST(CrashTest, KilledWorkersLoseNothingAcknowledged) {
     // 1. The heap is sound with the workers dead mid-operation.
     ASSERT_TRUE(heap->Verify().ok())
         << "round " << round << ": " << heap->Verify();
-    // 2. Everything acknowledged is there and exact.
+    // 2. Everything acknowledged is there and exact, read through a scope
+    // and GetMany, and one by one through Get.
     for (int w = 0; w < kWorkers; ++w) {
+      ExpectIntactBatch(*heap, round, w, acked[w]);
+      if (::testing::Test::HasFatalFailure()) return;
       for (uint64_t seq : acked[w]) {
         ExpectIntact(*heap, round, w, seq);
         if (::testing::Test::HasFatalFailure()) return;

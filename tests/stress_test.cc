@@ -69,10 +69,12 @@ enum Op {
   kRemove,
   kAddOwned,
   kMove,
+  kScopedRead,
   kNumOps
 };
 constexpr const char* kOpNames[kNumOps] = {
-    "get", "contains", "add-shared", "replace", "remove", "add-owned", "move"};
+    "get",    "contains",  "add-shared", "replace",
+    "remove", "add-owned", "move",       "scoped-read"};
 
 std::string SharedKey(uint64_t i) { return "a" + std::to_string(i); }
 std::string OwnedKey(uint64_t p, uint64_t i) {
@@ -106,8 +108,9 @@ std::vector<int64_t> Value(uint64_t origin, uint64_t version) {
 
 // Whether `view` holds exactly Value(origin, version) for some origin and
 // version that `plausible` accepts; on success stores them.
-template <class Plausible>
-bool CheckValue(const ArrayView<int64_t>& view, Plausible plausible,
+// `View` is an ArrayView<int64_t> or a borrowed ArrayRef<int64_t>.
+template <class View, class Plausible>
+bool CheckValue(const View& view, Plausible plausible,
                 uint64_t* origin_out = nullptr,
                 uint64_t* version_out = nullptr) {
   if (view.ndims() != 1 || view.dim(0) < 2) return false;
@@ -172,7 +175,8 @@ class Worker {
 
   void Step() {
     const uint64_t r = rng_() % 100;
-    const Op op = r < 40   ? kGet
+    const Op op = r < 34   ? kGet
+                  : r < 40 ? kScopedRead
                   : r < 50 ? kContains
                   : r < 60 ? kAddShared
                   : r < 75 ? kReplace
@@ -195,6 +199,8 @@ class Worker {
         return DoAddOwned(rng_() % kOwned);
       case kMove:
         return DoMove(rng_() % kOwned, rng_() % kOwned);
+      case kScopedRead:
+        return DoScopedRead();
       case kNumOps:
         break;
     }
@@ -266,6 +272,67 @@ class Worker {
       Fail("get " + key + ": contents not written by its owner");
     }
     CountRead(*v);
+  }
+
+  // A read scope (Heap::Read) over 16 of this process's keys and 16 of
+  // other processes', looked up with GetMany, Find and Contains. Only this
+  // process writes its own keys, so inside the scope the model is exact for
+  // them; others' keys must hold contents their owner wrote.
+  void DoScopedRead() {
+    absl::StatusOr<ReadScope> scope = heap_.Read();
+    if (!scope.ok()) return Fail("read scope", scope.status());
+    std::vector<std::string> names;
+    std::vector<uint64_t> owner, index;
+    for (int j = 0; j < 32; ++j) {
+      const uint64_t q = j < 16 ? static_cast<uint64_t>(p_)
+                                : rng_() % static_cast<uint64_t>(g_processes);
+      const uint64_t i = rng_() % kOwned;
+      names.push_back(OwnedKey(q, i));
+      owner.push_back(q);
+      index.push_back(i);
+    }
+    const std::vector<Key> keys(names.begin(), names.end());
+    std::vector<std::optional<RawRef>> refs(keys.size());
+    scope->GetMany(keys, refs);
+    for (size_t j = 0; j < keys.size(); ++j) {
+      const bool own = owner[j] == static_cast<uint64_t>(p_);
+      const std::optional<ArrayRef<int64_t>> one =
+          scope->Find<int64_t>(names[j]);
+      const bool contains = scope->Contains(names[j]);
+      const Entry& e = model_[index[j]];
+      auto plausible = [&](uint64_t o, uint64_t ver) {
+        return own ? o == e.origin && ver == e.version
+                   : o / kOwned == owner[j] && WriterOf(ver) == owner[j];
+      };
+      // Every value found, either way, is one its writer wrote.
+      auto check = [&](const ArrayRef<int64_t>& a) {
+        if (!CheckValue(a, plausible)) {
+          Fail("scoped read " + names[j] + ": wrong contents");
+        }
+        ++stats_->checked_reads;
+        stats_->checked_elements += static_cast<uint64_t>(a.dim(0));
+      };
+      if (one) check(*one);
+      if (refs[j]) {
+        absl::StatusOr<ArrayRef<int64_t>> a = refs[j]->As<int64_t>();
+        if (a.ok()) {
+          check(*a);
+        } else {
+          Fail("scoped read " + names[j] + ": GetMany found another kind");
+        }
+      }
+      // Others keep writing their keys during our scope; ours stand still,
+      // so for them the three lookups and the model agree exactly.
+      if (!own) continue;
+      if (refs[j].has_value() != one.has_value() ||
+          contains != one.has_value() || one.has_value() != (e.present != 0)) {
+        Fail("scoped read own " + names[j] +
+             ": GetMany, Find, Contains and the model differ");
+      } else if (one && refs[j]->data() !=
+                            reinterpret_cast<const std::byte*>(one->data())) {
+        Fail("scoped read own " + names[j] + ": GetMany found another blob");
+      }
+    }
   }
 
   void DoContains() {

@@ -31,6 +31,7 @@ using ::shmheap::testing::DistinctKeysAreAllReadable;
 using ::shmheap::testing::KeyName;
 using ::shmheap::testing::Mismatches;
 using ::shmheap::testing::RaceToAdd;
+using ::shmheap::testing::ReadScopesRacingWithWritersAndCollector;
 using ::shmheap::testing::ReplaceAndRemoveRacingWithGet;
 using ::shmheap::testing::ReplaceArray;
 using ::shmheap::testing::RunProcesses;
@@ -480,6 +481,19 @@ TEST(TableOps, StatsAgreeWithTheOperations) {
   EXPECT_EQ(s.table_used, 3u);
   EXPECT_EQ(s.table_tombstones, 0u);
   EXPECT_EQ(s.live_bytes, live_after_adds);
+}
+
+// Read scopes (Heap::Read) racing with writers and a collector: a
+// collector, two writers and reader processes that look keys up every way a
+// scope offers, reading every returned value in full inside its scope. No
+// value is ever torn or moved under a scope, batches agree with themselves,
+// collections run between scopes, and the heap verifies afterwards
+// (tests/table_scenarios.h, scenario d).
+TEST(TableFork, ReadScopesRacingWithWritersAndCollectorNeverSeeAMovedValue) {
+  ReadScopesRacingWithWritersAndCollector(
+      Processes(), /*writers=*/2, /*readers=*/4,
+      /*max_writes_per_writer=*/20000, std::chrono::milliseconds(1500),
+      std::chrono::microseconds(0));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -238,16 +239,15 @@ inline std::vector<float> VersionedArray(uint64_t key, uint64_t v) {
   return a;
 }
 
-// The version whose array `got` holds in full, or 0 when it is not one
-// version's array (torn, malformed, or an error).
-inline uint64_t VersionOf(const absl::StatusOr<ArrayView<float>>& got,
-                          uint64_t key) {
-  if (!got.ok() || got->ndims() != 1 ||
-      got->dim(0) != static_cast<int64_t>(kRaceLen) ||
-      got->layout() != Layout::kC || got->kind() != Kind::kFloat32) {
+// The version whose array `got` (an ArrayView or a borrowed ArrayRef) holds
+// in full, or 0 when it is not one version's array (torn or malformed).
+template <class View>
+uint64_t VersionOfView(const View& got, uint64_t key) {
+  if (got.ndims() != 1 || got.dim(0) != static_cast<int64_t>(kRaceLen) ||
+      got.layout() != Layout::kC || got.kind() != Kind::kFloat32) {
     return 0;
   }
-  const std::span<const float> flat = got->flat();
+  const std::span<const float> flat = got.flat();
   const float f = flat[0];
   if (!(f >= 1.0f && f < 16777216.0f)) return 0;
   const uint64_t v = static_cast<uint64_t>(f);
@@ -256,6 +256,12 @@ inline uint64_t VersionOf(const absl::StatusOr<ArrayView<float>>& got,
     if (flat[j] != ValueFor(key, v, j)) return 0;
   }
   return v;
+}
+
+// The same for a Get's result: 0 also for an error.
+inline uint64_t VersionOf(const absl::StatusOr<ArrayView<float>>& got,
+                          uint64_t key) {
+  return got.ok() ? VersionOfView(*got, key) : 0;
 }
 
 // `writers` writers Replace (and now and then Remove) 64 keys with new
@@ -372,6 +378,187 @@ inline void ReplaceAndRemoveRacingWithGet(const ScenarioRunner& runner,
   for (int w = 0; w < writers; ++w) replaces += writes[w] - writes[w] / 16;
   ASSERT_GE(replaces, present);
   EXPECT_GE(s.dead_bytes, (replaces - present) * kRaceLen * sizeof(float));
+}
+
+// ---------------------------------------------------------------------------
+// d. Read scopes racing with writers and a collector.
+
+// Worker 0 collects again and again; `writers` writers Replace (and now and
+// then Remove) the 64 keys of (c); `readers` readers open short read scopes
+// (Heap::Read) and, inside each, look keys up every way a scope offers:
+// Find<float>, FindRaw + As, Get<float>, Contains, GetMany and ContainsMany
+// over 16 keys. Every value a scope returns is read in full while the scope
+// lives and must be entirely one version's array (the collector never moves
+// a blob under a scope, writers never tear one); GetMany and ContainsMany
+// agree on what is present. Collections must actually run between scopes
+// (the handshake lets the collector in and holds new scopes out), and the
+// heap verifies afterwards, with every key one complete version.
+//
+// With threads, a Collect that finds another thread of its process in scope
+// answers kFailedPrecondition (it cannot tell that thread's scope from its
+// own, and would wait for itself); the collector thread retries then, so it
+// runs whenever every scope of the process has ended at once. Readers and
+// writers sleep `pause` between scopes and writes to leave such moments
+// (0 for processes, whose scopes are independent).
+inline void ReadScopesRacingWithWritersAndCollector(
+    const ScenarioRunner& runner, int writers, int readers,
+    int max_writes_per_writer, std::chrono::milliseconds run_for,
+    std::chrono::microseconds pause) {
+  Heap heap = CreateHeap(12);
+  for (uint64_t key = 0; key < kRaceKeys; ++key) {
+    ASSERT_TRUE(ReplaceArray(heap, KeyName(key), VersionedArray(key, 1)).ok());
+  }
+  const int workers = 1 + writers + readers;
+  SharedBarrier start(workers);
+  SharedArray<std::atomic<int>> readers_done(1);
+  SharedArray<int64_t> errors(workers);
+  SharedArray<int64_t> collections(1);
+  SharedArray<int64_t> scopes(readers);
+  SharedArray<int64_t> reads(readers);
+  SharedArray<int64_t> bad(readers);
+  std::vector<std::string> names;
+  for (uint64_t key = 0; key < kRaceKeys; ++key) names.push_back(KeyName(key));
+
+  const std::vector<int> codes = runner.run(workers, [&](int i) {
+    start.Wait();
+    // Relaxed: a stop hint; nothing is published through it.
+    auto readers_running = [&] {
+      return readers_done[0].load(std::memory_order_relaxed) < readers;
+    };
+    if (i == 0) {
+      int64_t ran = 0, failures = 0;
+      while (readers_running()) {
+        CollectOptions o;
+        o.deadline = std::chrono::milliseconds(2000);
+        const absl::StatusOr<GcReport> gc = heap.Collect(o);
+        if (gc.ok()) {
+          ran += gc->ran;
+        } else if (gc.status().code() !=
+                   absl::StatusCode::kFailedPrecondition) {
+          ++failures;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      collections[0] = ran;
+      errors[0] = failures;
+      return failures == 0 ? 0 : 1;
+    }
+    if (i <= writers) {
+      const int w = i - 1;
+      int64_t failures = 0;
+      for (int64_t n = 0; n < max_writes_per_writer && readers_running(); ++n) {
+        const uint64_t key = (n * 7 + w * 31) % kRaceKeys;
+        if (n % 16 == 15) {
+          const absl::Status s = heap.Remove(KeyName(key));
+          if (!s.ok() && s.code() != absl::StatusCode::kNotFound) ++failures;
+        } else {
+          const uint64_t v = 2 * static_cast<uint64_t>(n) + w + 3;
+          if (!ReplaceArray(heap, KeyName(key), VersionedArray(key, v)).ok()) {
+            ++failures;
+          }
+        }
+        if (pause.count() > 0) std::this_thread::sleep_for(pause);
+      }
+      errors[i] = failures;
+      return failures == 0 ? 0 : 1;
+    }
+    const int r = i - 1 - writers;
+    int64_t n_scopes = 0, n_reads = 0, n_bad = 0, failures = 0;
+    std::vector<Key> batch;
+    std::vector<std::optional<RawRef>> refs(16);
+    std::unique_ptr<bool[]> present(new bool[16]);
+    const auto until = std::chrono::steady_clock::now() + run_for;
+    for (uint64_t n = 0; std::chrono::steady_clock::now() < until; ++n) {
+      if (pause.count() > 0 && n > 0) std::this_thread::sleep_for(pause);
+      absl::StatusOr<ReadScope> scope = heap.Read();
+      if (!scope.ok()) {
+        ++failures;
+        continue;
+      }
+      ++n_scopes;
+      for (uint64_t j = 0; j < 8; ++j) {
+        const uint64_t key = (n * 13 + j * 5 + r) % kRaceKeys;
+        const std::string& name = names[key];
+        uint64_t v = 1;  // absent counts as fine
+        switch ((n + j) % 4) {
+          case 0:
+            if (auto a = scope->Find<float>(name)) v = VersionOfView(*a, key);
+            break;
+          case 1:
+            if (auto raw = scope->FindRaw(name)) {
+              absl::StatusOr<ArrayRef<float>> a = raw->As<float>();
+              v = a.ok() ? VersionOfView(*a, key) : 0;
+            }
+            break;
+          case 2: {
+            absl::StatusOr<ArrayRef<float>> a = scope->Get<float>(name);
+            if (a.ok()) {
+              v = VersionOfView(*a, key);
+            } else if (a.status().code() != absl::StatusCode::kNotFound) {
+              v = 0;
+            }
+            break;
+          }
+          case 3:
+            // A writer may remove the key between Contains and Find, so
+            // only the value Find returns is checked.
+            if (scope->Contains(name)) {
+              if (auto a = scope->Find<float>(name)) v = VersionOfView(*a, key);
+            }
+            break;
+        }
+        ++n_reads;
+        n_bad += v == 0;
+      }
+      batch.clear();
+      for (uint64_t j = 0; j < 16; ++j) {
+        batch.push_back(names[(n * 3 + j) % kRaceKeys]);
+      }
+      const size_t found = scope->GetMany(batch, refs);
+      size_t counted = 0;
+      for (uint64_t j = 0; j < 16; ++j) {
+        if (!refs[j]) continue;
+        ++counted;
+        absl::StatusOr<ArrayRef<float>> a = refs[j]->As<float>();
+        n_bad += !a.ok() || VersionOfView(*a, (n * 3 + j) % kRaceKeys) == 0;
+        ++n_reads;
+      }
+      n_bad += found != counted;
+      // Inside one scope nothing moves, but writers still publish: a value
+      // GetMany found may since be removed, so ContainsMany is checked
+      // against itself (its count) and against Find only for what it calls
+      // present and Find can read.
+      const size_t contained =
+          scope->ContainsMany(batch, std::span<bool>(present.get(), 16));
+      size_t yes = 0;
+      for (uint64_t j = 0; j < 16; ++j) yes += present[j];
+      n_bad += contained != yes;
+    }
+    scopes[r] = n_scopes;
+    reads[r] = n_reads;
+    bad[r] = n_bad;
+    errors[i] = failures;
+    readers_done[0].fetch_add(1, std::memory_order_relaxed);
+    return n_bad == 0 && failures == 0 ? 0 : 1;
+  });
+
+  for (int i = 0; i < workers; ++i) {
+    EXPECT_EQ(codes[i], 0) << runner.noun << " " << i;
+    EXPECT_EQ(errors[i], 0) << runner.noun << " " << i;
+  }
+  int64_t total_reads = 0;
+  for (int r = 0; r < readers; ++r) {
+    EXPECT_EQ(bad[r], 0) << "reader " << r;
+    EXPECT_GT(scopes[r], 10) << "reader " << r;
+    total_reads += reads[r];
+  }
+  EXPECT_GT(total_reads, 1000);
+  EXPECT_GT(collections[0], 2) << "the collector never got in";
+  EXPECT_TRUE(heap.Verify().ok()) << heap.Verify();
+  for (uint64_t key = 0; key < kRaceKeys; ++key) {
+    if (!heap.Contains(KeyName(key))) continue;
+    EXPECT_NE(VersionOf(heap.Get<float>(KeyName(key)), key), 0u) << key;
+  }
 }
 
 }  // namespace testing
