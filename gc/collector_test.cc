@@ -25,18 +25,8 @@
 #include "hashtable/table.h"
 #include "heap/walk.h"
 #include "shmheap.h"
+#include "tests/allocation_counter.h"
 #include "tests/test_util.h"
-
-// Counts operator new calls, to show that Collect allocates nothing
-// proportional to the heap.
-static std::atomic<uint64_t> g_news{0};
-void* operator new(size_t n) {
-  g_news.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace shmheap {
 namespace {
@@ -302,10 +292,10 @@ TEST(Collector, NoTemporaryCopyAndTheTailGoesBack) {
   const Stats before = heap->stats();
   ASSERT_GE(before.heap_top, uint64_t{512} << 20);
   const uint64_t hwm_before = ProcStatusKb("VmHWM");
-  const uint64_t news_before = g_news.load();
+  const uint64_t news_before = testing::Allocations();
   const size_t heap_used_before = mallinfo2().uordblks;
   absl::StatusOr<GcReport> r = heap->Collect();
-  const uint64_t news = g_news.load() - news_before;
+  const uint64_t news = testing::Allocations() - news_before;
   const size_t heap_used_after = mallinfo2().uordblks;
   const uint64_t hwm_after = ProcStatusKb("VmHWM");
   ASSERT_TRUE(r.ok()) << r.status();

@@ -360,6 +360,17 @@ bool Store::Contains(const ResolvedKey& key) const {
   return ContainsInScope(key);
 }
 
+size_t Store::ResolveGroup(
+    std::span<const Key> keys, size_t base,
+    ResolvedKey (&resolved)[kLookupGroup]) const noexcept {
+  const size_t n = std::min(kLookupGroup, keys.size() - base);
+  for (size_t k = 0; k < n; ++k) {
+    resolved[k] = Resolve(keys[base + k]);
+    table_.Prefetch(resolved[k].hash);
+  }
+  return n;
+}
+
 size_t Store::FindMany(std::span<const Key> keys,
                        std::span<std::optional<RawRef>> out) const noexcept {
   // Group prefetching (Chen, Ailamaki, Gibbons, Mowry, "Improving hash join
@@ -370,11 +381,7 @@ size_t Store::FindMany(std::span<const Key> keys,
   ResolvedKey resolved[kLookupGroup];
   uint64_t words[kLookupGroup];
   for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
-    const size_t n = std::min(kLookupGroup, keys.size() - base);
-    for (size_t k = 0; k < n; ++k) {
-      resolved[k] = Resolve(keys[base + k]);
-      table_.Prefetch(resolved[k].hash);
-    }
+    const size_t n = ResolveGroup(keys, base, resolved);
     for (size_t k = 0; k < n; ++k) {
       const std::optional<uint64_t> i = table_.Find(resolved[k].hash);
       words[k] = i ? table_.LoadAddr(*i) : 0;
@@ -402,11 +409,7 @@ size_t Store::ContainsMany(std::span<const Key> keys,
   size_t found = 0;
   ResolvedKey resolved[kLookupGroup];
   for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
-    const size_t n = std::min(kLookupGroup, keys.size() - base);
-    for (size_t k = 0; k < n; ++k) {
-      resolved[k] = Resolve(keys[base + k]);
-      table_.Prefetch(resolved[k].hash);
-    }
+    const size_t n = ResolveGroup(keys, base, resolved);
     for (size_t k = 0; k < n; ++k) {
       out[base + k] = ContainsInScope(resolved[k]);
       found += out[base + k];

@@ -204,6 +204,10 @@ class Store {
     return key.tag == 0 || tag == 0 || tag == key.tag;
   }
   RawRef Ref(uint64_t offset) const noexcept;
+  // Resolves keys[base, base + n) into resolved[0, n) and prefetches their
+  // home slots; n is at most kLookupGroup. Returns n.
+  size_t ResolveGroup(std::span<const Key> keys, size_t base,
+                      ResolvedKey (&resolved)[kLookupGroup]) const noexcept;
   absl::Status Collision(const ResolvedKey& key, uint64_t offset) const;
 
   std::unique_ptr<Segment> segment_;

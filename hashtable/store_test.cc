@@ -33,23 +33,8 @@
 #include "gtest/gtest.h"
 #include "heap/blob.h"
 #include "heap/segment.h"
+#include "tests/allocation_counter.h"
 #include "tests/test_util.h"
-
-namespace {
-
-std::atomic<int64_t> g_allocations{0};
-
-}  // namespace
-
-// Counts every allocation of the test binary, so a test can assert that a
-// code path allocates nothing.
-void* operator new(size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace shmheap::internal {
 namespace {
@@ -181,14 +166,14 @@ TEST(Store, MissesAllocateNothing) {
   std::vector<std::string> names;
   for (int k = 1000; k < 1100; ++k) names.push_back(KeyName(k));
   for (const std::string& n : names) misses.push_back(store->Resolve(Key(n)));
-  const int64_t before = g_allocations.load();
+  const uint64_t before = testing::Allocations();
   int found = 0;
   for (const ResolvedKey& r : misses) {
     found += store->Find(r).has_value();
     found += store->ContainsInScope(r);
     found += store->Contains(r);
   }
-  EXPECT_EQ(g_allocations.load(), before);
+  EXPECT_EQ(testing::Allocations(), before);
   EXPECT_EQ(found, 0);
 }
 

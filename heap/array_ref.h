@@ -36,7 +36,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/str_cat.h"
 #include "heap/array_view.h"
 #include "heap/kind.h"
 #include "heap/pin.h"
@@ -83,7 +82,8 @@ class RefShape {
 
 // A borrowed typed view. 24 bytes; copying it copies three words.
 template <class T>
-class ArrayRef : public array_view_internal::RefShape {
+class ArrayRef : public array_view_internal::RefShape,
+                 public array_view_internal::ElementAccess<ArrayRef<T>, T> {
   static_assert(Element<T> && !std::is_const_v<T>,
                 "T must be a non-const type with a KindTraits specialisation");
 
@@ -101,35 +101,9 @@ class ArrayRef : public array_view_internal::RefShape {
     assert(KindTraits<T>::Accepts(kind));
   }
 
+  // flat(), operator(), at(), Get() and size_bytes() come from
+  // ElementAccess.
   const T* data() const noexcept { return data_; }
-  size_t size_bytes() const noexcept {
-    return static_cast<size_t>(size()) * sizeof(T);
-  }
-  std::span<const T> flat() const noexcept {
-    return {data_, static_cast<size_t>(size())};
-  }
-  // The element at (idx...). REQUIRES: ndims() indices, each in range.
-  template <std::integral... Idx>
-  const T& operator()(Idx... idx) const noexcept {
-    static_assert(sizeof...(Idx) <= kMaxDims, "too many indices");
-    const std::array<int64_t, sizeof...(Idx)> index = {
-        static_cast<int64_t>(idx)...};
-    return at(index);
-  }
-  // REQUIRES: idx.size() == ndims(), each index in range (debug assert).
-  const T& at(std::span<const int64_t> idx) const noexcept {
-    assert(array_view_internal::CheckIndex(dims(), layout_, idx).ok());
-    return data_[array_view_internal::Offset(dims(), layout_, idx)];
-  }
-  // A copy of the element at `idx`. Errors: kInvalidArgument for a wrong
-  // index count or an index out of range.
-  [[nodiscard]] absl::StatusOr<T> Get(std::span<const int64_t> idx) const {
-    if (absl::Status s = array_view_internal::CheckIndex(dims(), layout_, idx);
-        !s.ok()) {
-      return s;
-    }
-    return data_[array_view_internal::Offset(dims(), layout_, idx)];
-  }
   // An owning view of the same elements that lives as long as `pin` (the
   // Pin of the scope this ref came from, or any Pin of the same Heap).
   ArrayView<T> View(Pin pin) const noexcept {
@@ -166,10 +140,7 @@ class RawRef : public array_view_internal::RefShape {
   template <Element T>
   [[nodiscard]] absl::StatusOr<ArrayRef<T>> As() const {
     if (!Is<T>()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "array has kind ", array_view_internal::AsAbsl(KindName(kind_)),
-          ", not readable as ",
-          array_view_internal::AsAbsl(KindName(KindTraits<T>::kKind))));
+      return array_view_internal::KindMismatch(kind_, KindTraits<T>::kKind);
     }
     return ArrayRef<T>(reinterpret_cast<const T*>(data_), dims_, ndims_, kind_,
                        layout_);

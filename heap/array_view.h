@@ -103,6 +103,13 @@ inline absl::string_view AsAbsl(std::string_view s) noexcept {
   return absl::string_view(s.data(), s.size());
 }
 
+// The kInvalidArgument of reading an array stored as `stored` as `wanted`.
+inline absl::Status KindMismatch(Kind stored, Kind wanted) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("array has kind ", AsAbsl(KindName(stored)),
+                   ", not readable as ", AsAbsl(KindName(wanted))));
+}
+
 // Lowest valid index of `layout`: 0 for kC, 1 for kFortran.
 constexpr int64_t IndexBase(Layout layout) noexcept {
   return layout == Layout::kFortran ? 1 : 0;
@@ -245,12 +252,56 @@ class ViewShape {
   Pin pin_;
 };
 
+// What ArrayView and ArrayRef (heap/array_ref.h) share: element access over
+// data(), dims(), layout() and size() of the derived view (CRTP).
+template <class View, class T>
+class ElementAccess {
+ public:
+  size_t size_bytes() const noexcept {
+    return static_cast<size_t>(self().size()) * sizeof(T);
+  }
+  // All elements in storage order (row-major for kC, column-major for
+  // kFortran).
+  std::span<const T> flat() const noexcept {
+    return {self().data(), static_cast<size_t>(self().size())};
+  }
+  // The element at (idx...), Bigarray index semantics. REQUIRES: exactly
+  // ndims() indices, each in range (debug assert).
+  template <std::integral... Idx>
+  const T& operator()(Idx... idx) const noexcept {
+    static_assert(sizeof...(Idx) <= kMaxDims, "too many indices");
+    const std::array<int64_t, sizeof...(Idx)> index = {
+        static_cast<int64_t>(idx)...};
+    return at(index);
+  }
+  // The element at `idx`. REQUIRES: idx.size() == ndims(), each index in
+  // range (debug assert).
+  const T& at(std::span<const int64_t> idx) const noexcept {
+    assert(CheckIndex(self().dims(), self().layout(), idx).ok());
+    return self().data()[Offset(self().dims(), self().layout(), idx)];
+  }
+  // A copy of the element at `idx`. Errors: kInvalidArgument for a wrong
+  // index count or an index out of range (the message names it and the
+  // bounds).
+  [[nodiscard]] absl::StatusOr<T> Get(std::span<const int64_t> idx) const {
+    if (absl::Status s = CheckIndex(self().dims(), self().layout(), idx);
+        !s.ok()) {
+      return s;
+    }
+    return self().data()[Offset(self().dims(), self().layout(), idx)];
+  }
+
+ private:
+  const View& self() const noexcept { return static_cast<const View&>(*this); }
+};
+
 }  // namespace array_view_internal
 
 // A read-only typed view of a dense array of T. Cheap to copy: a Pin
 // reference and a fixed-size array of dims, no allocation.
 template <class T>
-class ArrayView : public array_view_internal::ViewShape {
+class ArrayView : public array_view_internal::ViewShape,
+                  public array_view_internal::ElementAccess<ArrayView<T>, T> {
   static_assert(Element<T> && !std::is_const_v<T>,
                 "T must be a non-const type with a KindTraits specialisation");
   static_assert(sizeof(T) == ElementSize(KindTraits<T>::kKind),
@@ -281,43 +332,9 @@ class ArrayView : public array_view_internal::ViewShape {
   ~ArrayView() = default;
 
   // kind(), layout(), ndims(), dim(i), dims(), size() and pinned() come
-  // from ViewShape.
-  size_t size_bytes() const noexcept {
-    return static_cast<size_t>(size()) * sizeof(T);
-  }
+  // from ViewShape; flat(), operator(), at(), Get() and size_bytes() from
+  // ElementAccess.
   const T* data() const noexcept { return data_; }
-  // All elements in storage order (row-major for kC, column-major for
-  // kFortran).
-  std::span<const T> flat() const noexcept {
-    return {data_, static_cast<size_t>(size())};
-  }
-  // The element at (idx...), Bigarray index semantics. REQUIRES: exactly
-  // ndims() indices, each in range (debug assert).
-  template <std::integral... Idx>
-  const T& operator()(Idx... idx) const noexcept {
-    static_assert(sizeof...(Idx) <= kMaxDims, "too many indices");
-    const std::array<int64_t, sizeof...(Idx)> index = {
-        static_cast<int64_t>(idx)...};
-    return at(index);
-  }
-
-  // The element at `idx`. REQUIRES: idx.size() == ndims(), each index in
-  // range (debug assert).
-  const T& at(std::span<const int64_t> idx) const noexcept {
-    assert(array_view_internal::CheckIndex(dims(), layout_, idx).ok());
-    return data_[array_view_internal::Offset(dims(), layout_, idx)];
-  }
-
-  // A copy of the element at `idx`. Errors: kInvalidArgument for a wrong
-  // index count or an index out of range (the message names it and the
-  // bounds).
-  [[nodiscard]] absl::StatusOr<T> Get(std::span<const int64_t> idx) const {
-    if (absl::Status s = array_view_internal::CheckIndex(dims(), layout_, idx);
-        !s.ok()) {
-      return s;
-    }
-    return data_[array_view_internal::Offset(dims(), layout_, idx)];
-  }
 
   // Genarray.sub_left (kC: the first dimension restricted to [ofs, ofs+len),
   // ofs 0-based) or Genarray.sub_right (kFortran: the last dimension
@@ -455,10 +472,7 @@ class RawView : public array_view_internal::ViewShape {
   template <Element T>
   absl::Status CheckAs() const {
     if (KindTraits<T>::Accepts(kind_)) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat(
-        "array has kind ", array_view_internal::AsAbsl(KindName(kind_)),
-        ", not readable as ",
-        array_view_internal::AsAbsl(KindName(KindTraits<T>::kKind))));
+    return array_view_internal::KindMismatch(kind_, KindTraits<T>::kKind);
   }
 
   const std::byte* data_ = nullptr;

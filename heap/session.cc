@@ -427,9 +427,14 @@ absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
     }
     RunTestingHook(TestingPoint::kChunkClaimed);
     if (end != 0) CloseChunk(*segment_, *entry_);
+    // chunk_end last: a nonzero end is what makes walkers read the record
+    // (heap/walk.cc loads it first, with acquire), so a kill between these
+    // stores leaves either no record (the claim record above still
+    // describes the range) or a whole one, never an end with a stale
+    // committed of 0. Release: pairs with the walkers' acquire load.
     entry_->chunk_start.store(top, std::memory_order_relaxed);
-    entry_->chunk_end.store(top + size, std::memory_order_relaxed);
-    entry_->committed.store(top, std::memory_order_release);
+    entry_->committed.store(top, std::memory_order_relaxed);
+    entry_->chunk_end.store(top + size, std::memory_order_release);
     // Relaxed: the chunk record above now describes the range; walkers run
     // only while no process allocates (world stopped, or no writers).
     entry_->claim_end.store(0, std::memory_order_relaxed);
