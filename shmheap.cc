@@ -47,6 +47,9 @@ Heap::~Heap() = default;
 absl::StatusOr<Heap> Heap::FromSegment(
     absl::StatusOr<std::unique_ptr<Segment>> segment) {
   if (!segment.ok()) return segment.status();
+  // Before the first Enter: a collector that died mid-collection is rolled
+  // forward by whoever enters next (gc/collector.h, "Recovery").
+  internal::InstallCollectionRecovery();
   auto store = std::make_unique<Store>(*std::move(segment));
   // Join now, so that creation and attach report a full registry (and a
   // collector that died mid-way) at once rather than on first use.

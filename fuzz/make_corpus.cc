@@ -22,6 +22,7 @@
 // saved from crashes) are left alone.
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@
 #include "fuzz/heap_image.h"
 #include "heap/blob.h"
 #include "heap/layout.h"
+#include "heap/testing_hooks.h"
 #include "shmheap.h"
 
 namespace shmheap::fuzz {
@@ -120,6 +122,8 @@ void Normalize(std::string& file) {
   }
 }
 
+void Churn(shmheap::Heap& heap);
+
 class Maker {
  public:
   Maker(std::string out, std::string scratch)
@@ -164,6 +168,44 @@ class Maker {
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Die("killed writer");
     std::string file = ReadFile(path);
     std::filesystem::remove(path);
+    Normalize(file);
+    return file;
+  }
+
+  // A heap file whose collector was killed inside a collection, at the
+  // `nth` time it reached `point` (the recovery target of the fuzzer): a
+  // churned heap, and a child that collects with a testing hook that
+  // SIGKILLs it there. gc_lock is set to kDeadPid afterwards, so the seed
+  // names a dead collector on any machine.
+  std::string KilledCollector(const std::string& name, const Options& options,
+                              internal::TestingPoint point, int nth) {
+    const std::string path = scratch_ + "/" + name;
+    {
+      absl::StatusOr<shmheap::Heap> heap =
+          shmheap::Heap::CreateFile(path, options);
+      Ok(heap.status(), "create");
+      Churn(*heap);
+    }
+    static internal::TestingPoint g_point;
+    static int g_left;
+    g_point = point;
+    g_left = nth;
+    const pid_t pid = fork();
+    if (pid == 0) {
+      absl::StatusOr<shmheap::Heap> heap = shmheap::Heap::OpenFile(path);
+      if (!heap.ok()) _exit(1);
+      internal::SetTestingHook([](internal::TestingPoint p) {
+        if (p == g_point && --g_left == 0) raise(SIGKILL);
+      });
+      (void)heap->Collect();
+      _exit(2);  // the point was never reached
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFSIGNALED(status)) Die(name + ": the collector was not killed");
+    std::string file = ReadFile(path);
+    std::filesystem::remove(path);
+    Put<uint32_t>(file, offsetof(Header, gc_lock), kDeadPid);
     Normalize(file);
     return file;
   }
@@ -309,8 +351,19 @@ void HeapSeeds(Maker& m) {
   std::string dead = churn;
   SetCollectorState(dead, kDeadPid, 3, internal::kPhaseIdle);
   m.HeapSeed("collector_died_before_compacting", dead);
-  SetCollectorState(dead, kDeadPid, 3, internal::kPhaseCompacting);
-  m.HeapSeed("collector_died_compacting", dead);
+  // A recorded collection whose record is all zeros: recovery must refuse
+  // it (kPhaseDamaged), not follow it.
+  SetCollectorState(dead, kDeadPid, 3, internal::kPhaseSliding);
+  m.HeapSeed("collector_died_with_empty_record", dead);
+  m.HeapSeed("collector_died_threading",
+             m.KilledCollector("gc1", tiny,
+                               internal::TestingPoint::kGcThreadedSlot, 3));
+  m.HeapSeed(
+      "collector_died_sliding",
+      m.KilledCollector("gc2", tiny, internal::TestingPoint::kGcMovedBlob, 2));
+  m.HeapSeed("collector_died_finishing",
+             m.KilledCollector("gc3", tiny,
+                               internal::TestingPoint::kGcClearedTombstone, 1));
   SetCollectorState(dead, 0, 3, internal::kPhaseIdle);
   m.HeapSeed("odd_epoch_no_collector", dead);
 }

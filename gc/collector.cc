@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -10,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "heap/blob.h"
+#include "heap/testing_hooks.h"
 #include "heap/walk.h"
 
 namespace shmheap::internal {
@@ -24,13 +26,25 @@ using Clock = std::chrono::steady_clock;
 // x86 a release store is a plain store. (A release fence after the epoch
 // store would do the same; GCC refuses fences under ThreadSanitizer.)
 constexpr std::memory_order kSlotStore = std::memory_order_release;
+// Stores to the progress record (Header::gc_*) are release stores too: the
+// compiler may not sink an earlier write below the record that says it is
+// done.
+constexpr std::memory_order kRecord = std::memory_order_release;
+// Relaxed loads everywhere else: the world is stopped (I3), and the
+// recovering process took gc_lock from the dead collector with acq_rel.
+constexpr std::memory_order kStopped = std::memory_order_relaxed;
 
-uint64_t ReadWord(std::byte* p) {
+uint64_t ReadWord(const std::byte* p) {
   uint64_t w;
   std::memcpy(&w, p, 8);
   return w;
 }
 void WriteWord(std::byte* p, uint64_t w) { std::memcpy(p, &w, 8); }
+
+// A compiler barrier after a plain write that a later record or slot store
+// must not be made before (a killed process leaves its stores in program
+// order, as long as the compiler kept that order).
+void KeepOrder() { std::atomic_signal_fence(std::memory_order_seq_cst); }
 
 // Whether every session of a live process is out of scope.
 bool Quiescent(const Segment& segment) {
@@ -48,13 +62,52 @@ bool Quiescent(const Segment& segment) {
   return true;
 }
 
-void OpenWorld(Header& h, uint32_t odd_epoch) {
+// E: makes the epoch even and wakes waiting sessions, then releases the
+// lock. REQUIRES: the caller holds gc_lock.
+void OpenWorld(Header& h) {
+  const uint32_t epoch = h.gc_epoch.load(kStopped);
   // seq_cst: sessions read the epoch with seq_cst (Dekker); everything the
   // collector wrote happens before this store.
-  h.gc_epoch.store(odd_epoch + 1, std::memory_order_seq_cst);
+  if (epoch & 1) h.gc_epoch.store(epoch + 1, std::memory_order_seq_cst);
   FutexWakeAll(&h.gc_epoch);
   // Release: the next collector that takes the lock sees our writes.
   h.gc_lock.store(0, std::memory_order_release);
+}
+
+// Marks the heap damaged (it did not parse), reopens the world and returns
+// the kDataLoss that says where.
+absl::Status Damaged(const Segment& segment, const std::string& what) {
+  Header& h = segment.header();
+  // seq_cst: sessions check the phase right after pinning.
+  h.phase.store(kPhaseDamaged, std::memory_order_seq_cst);
+  OpenWorld(h);
+  return absl::DataLossError(
+      absl::StrCat(segment.Describe(), ": ", what, "; collection abandoned"));
+}
+
+// Whether a collection would change nothing: no open chunk or claim, no dead
+// session, no dead byte and no tombstone. With the world stopped and no
+// process dead since the last collection, the counters are exact.
+bool NothingToCollect(const Segment& segment) {
+  const Header& h = segment.header();
+  if (h.unclean_exits.load(kStopped) != 0) return false;
+  const SessionEntry* reg = segment.registry();
+  for (uint32_t i = 0; i < h.max_sessions; ++i) {
+    if (reg[i].chunk_end.load(kStopped) != 0 ||
+        reg[i].claim_end.load(kStopped) != 0) {
+      return false;
+    }
+    // Acquire: pairs with the owner's release store of its pid.
+    const uint64_t owner = reg[i].owner_pid.load(std::memory_order_acquire);
+    if (owner != kSessionFree && !OwnerAlive(reg[i], owner)) return false;
+  }
+  uint64_t c[kNumCounters];
+  if (!SumCounters(segment, c)) return false;
+  const uint64_t used = h.top.load(kStopped) - h.heap_start;
+  return c[kBytesAllocated] - c[kBytesCollected] == used &&
+         c[kBytesPublished] - c[kBytesUnlinked] == used &&
+         c[kSlotsClaimed] - c[kTombstonesCleared] ==
+             c[kBlobsPublished] - c[kBlobsUnlinked];
 }
 
 // With the world stopped, after compaction: the counters restart from the
@@ -68,14 +121,14 @@ void RecountAndFreeDeadSessions(const Segment& segment, uint64_t live_blobs,
   const Slot* slots = segment.slots();
   uint64_t used_slots = 0;
   for (uint64_t i = 0; i < (uint64_t{1} << h.table_slots_log2); ++i) {
-    // Relaxed throughout: the world is stopped; reopening it publishes.
-    if (slots[i].hash.load(std::memory_order_relaxed) != 0) ++used_slots;
+    if (slots[i].hash.load(kStopped) != 0) ++used_slots;
   }
   uint64_t exact[kNumCounters] = {};
   exact[kSlotsClaimed] = used_slots;
   exact[kBlobsPublished] = live_blobs;
   exact[kBytesPublished] = live_bytes;
   exact[kBytesAllocated] = used_bytes;
+  // Relaxed: statistics; reopening the world publishes them.
   for (int c = 0; c < kNumCounters; ++c) {
     h.retired_counters[c].store(exact[c], std::memory_order_relaxed);
   }
@@ -95,61 +148,354 @@ void RecountAndFreeDeadSessions(const Segment& segment, uint64_t live_blobs,
   h.unclean_exits.store(0, std::memory_order_relaxed);
 }
 
-}  // namespace
-
-uint64_t ClearTombstones(Slot* slots, uint64_t mask) {
-  // Relaxed loads: the world is stopped (I3). Release stores: no session
-  // reads the table meanwhile, but Contains outside a scope may (the
-  // seqlock read of hashtable/store.h); a probe that reads one of these
-  // stores must also see the odd epoch stored before it (SlotStore).
-  auto is_tombstone = [&](uint64_t i) {
-    return slots[i].hash.load(std::memory_order_relaxed) != 0 &&
-           slots[i].addr.load(std::memory_order_relaxed) == 0;
-  };
-  uint64_t cleared = 0;
-  // Algorithm R can move a later tombstone to an index already scanned, so
-  // scan until a pass finds none; each deletion removes one tombstone.
-  for (bool again = true; again;) {
-    again = false;
-    for (uint64_t start = 0; start <= mask; ++start) {
-      if (!is_tombstone(start)) continue;
-      again = true;
-      ++cleared;
-      uint64_t i = start;
-      slots[i].hash.store(0, kSlotStore);
-      for (uint64_t j = (i + 1) & mask;; j = (j + 1) & mask) {
-        const uint64_t hj = slots[j].hash.load(std::memory_order_relaxed);
-        if (hj == 0) break;
-        const uint64_t home = hj & mask;
-        // Entry j may stay if its home lies cyclically in (i, j].
-        const bool stays =
-            i < j ? (i < home && home <= j) : (i < home || home <= j);
-        if (stays) continue;
-        slots[i].hash.store(hj, kSlotStore);
-        slots[i].addr.store(slots[j].addr.load(std::memory_order_relaxed),
-                            kSlotStore);
-        slots[j].hash.store(0, kSlotStore);
-        slots[j].addr.store(0, kSlotStore);
-        i = j;
-      }
-    }
+// Live blobs and bytes counted from the table, for a resumed collection
+// (the dead collector's running totals died with it). False when a slot
+// points outside [heap_start, top).
+bool CountLive(const Segment& segment, uint64_t top, uint64_t* blobs,
+               uint64_t* bytes) {
+  const Header& h = segment.header();
+  const Slot* slots = segment.slots();
+  *blobs = *bytes = 0;
+  for (uint64_t i = 0; i < (uint64_t{1} << h.table_slots_log2); ++i) {
+    const uint64_t word = slots[i].addr.load(kStopped);
+    if (word == 0) continue;
+    const uint64_t addr = AddrOffset(word);
+    if (addr < h.heap_start || addr >= top || addr % 8) return false;
+    ++*blobs;
+    *bytes += BlobHeader::Decode(ReadWord(segment.base() + addr)).size_bytes();
   }
-  return cleared;
+  return true;
 }
 
-absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
-                                 const CollectOptions& options) {
-  const auto t0 = Clock::now();
-  const auto deadline = t0 + options.deadline;
-  Header& h = segment.header();
-  if (self != nullptr && self->pinned()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        segment.Describe(),
-        ": Collect called while this process holds a view or a Pin; it "
-        "would wait for itself"));
+// The collection: the phases of the header essay, each resumable from the
+// progress record. One Collection runs a collection from its start, or
+// (Resume) from wherever a dead collector's record says.
+class Collection {
+ public:
+  Collection(const Segment& segment, GcReport& report,
+             const CollectOptions* options)
+      : segment_(segment),
+        h_(segment.header()),
+        base_(segment.base()),
+        reg_(segment.registry()),
+        slots_(segment.slots()),
+        mask_((uint64_t{1} << h_.table_slots_log2) - 1),
+        report_(report),
+        options_(options) {}
+
+  // Runs every phase from h_.phase onward, then reopens the world.
+  // REQUIRES: this process holds gc_lock; the world is stopped; phase is
+  // kPhaseClosing or later (and not kPhaseDamaged).
+  absl::Status Run(bool resumed) {
+    resumed_ = resumed;
+    old_top_ = h_.gc_old_top.load(kStopped);
+    if (old_top_ < h_.heap_start || old_top_ > h_.heap_limit || old_top_ % 8) {
+      return Damaged(segment_, absl::StrCat("recorded top ", old_top_,
+                                            " is outside the heap"));
+    }
+    report_.bytes_before = old_top_ - h_.heap_start;
+    for (;;) {
+      absl::Status s;
+      switch (h_.phase.load(kStopped)) {
+        case kPhaseClosing:
+          s = CloseChunks();
+          break;
+        case kPhaseThreading:
+          s = Thread();
+          break;
+        case kPhaseSliding:
+          s = Slide();
+          break;
+        case kPhaseFinishing:
+          return Finish();
+        default:
+          return Damaged(segment_, absl::StrCat("unknown collection phase ",
+                                                h_.phase.load(kStopped)));
+      }
+      if (!s.ok()) return s;
+    }
   }
-  GcReport report;
-  // Take the collector lock, or wait for the running collection.
+
+ private:
+  void EnterPhase(uint32_t phase) {
+    // seq_cst: the phase is what a recovering process reads first.
+    h_.phase.store(phase, std::memory_order_seq_cst);
+  }
+
+  // 0. REQUIRES: phase == kPhaseClosing. Closing twice is harmless: a
+  // closed chunk has end 0 and is skipped, a covered claim starts with a
+  // filler (CloseChunk's double count of a half-closed chunk's bytes is
+  // overwritten by the recount).
+  absl::Status CloseChunks() {
+    for (uint32_t i = 0; i < h_.max_sessions; ++i) {
+      const uint64_t committed = reg_[i].committed.load(kStopped);
+      const uint64_t end = reg_[i].chunk_end.load(kStopped);
+      if (end == 0) continue;
+      if (committed < h_.heap_start || committed > end || end > old_top_ ||
+          committed % 8 || end % 8) {
+        return Damaged(segment_,
+                       absl::StrCat("session ", i, " has chunk [", committed,
+                                    ", ", end, ") outside the heap"));
+      }
+      CloseChunk(segment_, reg_[i]);
+    }
+    // Chunks claimed by processes that died before recording them (every
+    // recorded chunk now starts with a record, so only those start with 0).
+    CloseClaimedGaps(segment_, old_top_);
+    RunTestingHook(TestingPoint::kGcClosed);
+    h_.gc_cursor.store(0, kRecord);
+    h_.gc_dest.store(0, kRecord);
+    EnterPhase(kPhaseThreading);
+    return absl::OkStatus();
+  }
+
+  // Whether `header`, read at `addr`, is a blob that fits below the old top.
+  bool IsBlob(uint64_t addr, uint64_t header) const {
+    const BlobHeader b = BlobHeader::Decode(header);
+    return (header & kTagBit) != 0 && !b.is_filler() && b.size_bytes() >= 16 &&
+           b.size_bytes() <= old_top_ - addr;
+  }
+
+  // Writes slot i's offset into its blob's word 0 and the tag into word 1.
+  void ThreadBlob(uint64_t i, uint64_t addr, uint16_t tag) {
+    const uint64_t slot_offset =
+        h_.table_offset + i * sizeof(Slot) + offsetof(Slot, addr);
+    WriteWord(base_ + addr, slot_offset);  // bit 0 clear: threaded
+    WriteWord(base_ + addr + 8, tag);
+  }
+
+  // 1. For each slot with a blob: the slot takes the blob's header word,
+  // the blob's word 0 the slot's offset and word 1 the slot's key tag.
+  // Record per slot: gc_cursor := i, gc_dest := its addr word, then the
+  // slot's store, then the blob's words. A slot whose addr has bit 0 set is
+  // threaded (headers have it, offsets never); for the slot at gc_cursor
+  // the record says where its blob is.
+  absl::Status Thread() {
+    uint64_t i = h_.gc_cursor.load(kStopped);
+    if (i > mask_ + 1) {
+      return Damaged(
+          segment_, absl::StrCat("recorded slot ", i, " is outside the table"));
+    }
+    if (i <= mask_ && (slots_[i].addr.load(kStopped) & kTagBit) != 0) {
+      // Killed after the slot took its header: finish the blob's half.
+      const uint64_t word = h_.gc_dest.load(kStopped);
+      const uint64_t addr = AddrOffset(word);
+      if (addr < h_.heap_start || addr >= old_top_ || addr % 8 ||
+          old_top_ - addr < 16) {
+        return Damaged(segment_, absl::StrCat("recorded blob ", addr,
+                                              " is outside the heap"));
+      }
+      ThreadBlob(i, addr, AddrTag(word));
+      ++i;
+    }
+    for (; i <= mask_; ++i) {
+      const uint64_t word = slots_[i].addr.load(kStopped);
+      if (word == 0) continue;
+      const uint64_t addr = AddrOffset(word);
+      if (addr < h_.heap_start || addr >= old_top_ || addr % 8 ||
+          (word & kTagBit) != 0) {
+        return Damaged(segment_, absl::StrCat("slot ", i, " points at ", addr,
+                                              ", outside the heap"));
+      }
+      const uint64_t header = ReadWord(base_ + addr);
+      if (!IsBlob(addr, header)) {
+        return Damaged(segment_, absl::StrCat("slot ", i, " points at ", addr,
+                                              ", which is not a blob"));
+      }
+      h_.gc_cursor.store(i, kRecord);
+      h_.gc_dest.store(word, kRecord);
+      slots_[i].addr.store(header, kSlotStore);
+      KeepOrder();
+      ThreadBlob(i, addr, AddrTag(word));
+      ++report_.live_blobs;
+      RunTestingHook(TestingPoint::kGcThreadedSlot);
+    }
+    if (options_ != nullptr && options_->testing_mid_compaction_hook) {
+      options_->testing_mid_compaction_hook();
+    }
+    h_.gc_cursor.store(h_.heap_start, kRecord);
+    h_.gc_dest.store(h_.heap_start, kRecord);
+    h_.gc_move_slot.store(0, kRecord);
+    EnterPhase(kPhaseSliding);
+    return absl::OkStatus();
+  }
+
+  // Finishes the move recorded in gc_move_*: the blob from gc_cursor to
+  // gc_move_to. Every step can be redone: a move that does not overlap its
+  // source copies all of it again; one that overlaps (destination below the
+  // source by d < size bytes) copies d bytes at a time from the front,
+  // recording each in gc_move_done, so the bytes still to copy are intact
+  // (a step overwrites only source bytes an earlier step copied). Then the
+  // blob's words 0 and 1 are restored, the slot points at it, the cursor
+  // and destination advance, and the record is cleared, in that order.
+  absl::Status FinishMove() {
+    const uint64_t pos = h_.gc_cursor.load(kStopped);
+    const uint64_t dest = h_.gc_dest.load(kStopped);
+    const uint64_t to = h_.gc_move_to.load(kStopped);
+    const uint64_t header = h_.gc_move_header.load(kStopped);
+    const uint64_t slot_word = h_.gc_move_slot.load(kStopped);
+    const uint64_t index = slot_word & 0xffffffffu;
+    const uint16_t tag = static_cast<uint16_t>(slot_word >> 32);
+    const BlobHeader b = BlobHeader::Decode(header);
+    const uint64_t size = b.size_bytes();
+    uint64_t done = h_.gc_move_done.load(kStopped);
+    if (index > mask_ || (header & kTagBit) == 0 || size < 16 ||
+        pos < h_.heap_start || pos > old_top_ || size > old_top_ - pos ||
+        dest < h_.heap_start || to < dest || to > pos || to % 8 ||
+        done > size || to != AlignUp(dest, b.alignment())) {
+      return Damaged(segment_, absl::StrCat("recorded move of ", pos, " to ",
+                                            to, " is inconsistent"));
+    }
+    if (to > dest) WriteWord(base_ + dest, FillerWord(to - dest));
+    if (to != pos) {
+      const uint64_t d = pos - to;
+      if (d >= size) {
+        std::memcpy(base_ + to, base_ + pos, size);
+      } else {
+        while (done < size) {
+          const uint64_t n = std::min(d, size - done);
+          std::memcpy(base_ + to + done, base_ + pos + done, n);
+          done += n;
+          KeepOrder();
+          h_.gc_move_done.store(done, kRecord);
+          RunTestingHook(TestingPoint::kGcMovedPart);
+        }
+      }
+      ++report_.blobs_moved;
+      report_.bytes_moved += size;
+    }
+    WriteWord(base_ + to, header);
+    WriteWord(base_ + to + 8, slots_[index].hash.load(kStopped));
+    KeepOrder();
+    slots_[index].addr.store(AddrWord(to, tag), kSlotStore);
+    h_.gc_dest.store(to + size, kRecord);
+    h_.gc_cursor.store(pos + size, kRecord);
+    h_.gc_move_slot.store(0, kRecord);
+    live_bytes_ += size;
+    RunTestingHook(TestingPoint::kGcMovedBlob);
+    return absl::OkStatus();
+  }
+
+  // 2. Walks from gc_cursor to the old top: a record with bit 0 set is
+  // garbage (dead blob or filler) and is skipped; a threaded word leads to
+  // the slot, which holds the header: the blob is recorded as a move and
+  // moved (FinishMove). Before a move is recorded, nothing of the blob has
+  // changed since threading.
+  absl::Status Slide() {
+    if ((h_.gc_move_slot.load(kStopped) & kMoveActive) != 0) {
+      if (absl::Status s = FinishMove(); !s.ok()) return s;
+    }
+    uint64_t pos = h_.gc_cursor.load(kStopped);
+    if (pos < h_.heap_start || pos > old_top_ || pos % 8 ||
+        h_.gc_dest.load(kStopped) > pos ||
+        h_.gc_dest.load(kStopped) < h_.heap_start) {
+      return Damaged(segment_, absl::StrCat("recorded slide position ", pos,
+                                            " is outside the heap"));
+    }
+    while (pos < old_top_) {
+      const uint64_t word = ReadWord(base_ + pos);
+      if ((word & kTagBit) != 0) {
+        const uint64_t size = BlobHeader::Decode(word).size_bytes();
+        if (size == 0 || size > old_top_ - pos) {
+          return Damaged(segment_, absl::StrCat("record at ", pos, " of ", size,
+                                                " bytes does not parse"));
+        }
+        pos += size;
+        h_.gc_cursor.store(pos, kRecord);
+        continue;
+      }
+      // A threaded word: the offset of its slot's addr field.
+      const uint64_t slot_field = word - h_.table_offset;
+      if (word < h_.table_offset ||
+          slot_field % sizeof(Slot) != offsetof(Slot, addr) ||
+          slot_field / sizeof(Slot) > mask_) {
+        return Damaged(segment_, absl::StrCat("record at ", pos,
+                                              " has neither a header nor a "
+                                              "slot"));
+      }
+      const uint64_t index = slot_field / sizeof(Slot);
+      const uint64_t header = slots_[index].addr.load(kStopped);
+      if (!IsBlob(pos, header)) {
+        return Damaged(segment_,
+                       absl::StrCat("slot ", index, " of the blob at ", pos,
+                                    " holds no header"));
+      }
+      const BlobHeader b = BlobHeader::Decode(header);
+      const uint16_t tag = static_cast<uint16_t>(ReadWord(base_ + pos + 8));
+      const uint64_t to = AlignUp(h_.gc_dest.load(kStopped), b.alignment());
+      h_.gc_move_to.store(to, kRecord);
+      h_.gc_move_header.store(header, kRecord);
+      h_.gc_move_done.store(0, kRecord);
+      h_.gc_move_slot.store(kMoveActive | uint64_t{tag} << 32 | index, kRecord);
+      if (absl::Status s = FinishMove(); !s.ok()) return s;
+      pos = h_.gc_cursor.load(kStopped);
+    }
+    // The new top, then the finishing phase's record.
+    const uint64_t dest = h_.gc_dest.load(kStopped);
+    h_.top.store(dest, std::memory_order_release);
+    h_.gc_cursor.store(0, kRecord);
+    h_.gc_dest.store(0, kRecord);
+    EnterPhase(kPhaseFinishing);
+    return absl::OkStatus();
+  }
+
+  // 3. Gives the pages above the new top back and zeroes the rest above
+  // it, clears tombstones (resumably), recounts, and reopens the world.
+  // Every step can be redone.
+  absl::Status Finish() {
+    const uint64_t top = h_.top.load(kStopped);
+    if (top < h_.heap_start || top > old_top_ || top % 8) {
+      return Damaged(segment_,
+                     absl::StrCat("new top ", top, " is outside the heap"));
+    }
+    report_.bytes_after = top - h_.heap_start;
+    // Everything above top must read as zero again: a chunk claimed there
+    // by a process that then dies before recording it is recognised by its
+    // zero first word (heap/walk.h). Whole pages go back to the OS (which
+    // zeroes them); the partial page below them is cleared by hand, and so
+    // is any range the OS refuses to release.
+    const uint64_t release_from = std::min(AlignUp(top, kPageSize), old_top_);
+    std::memset(base_ + top, 0, release_from - top);
+    if (old_top_ > release_from) {
+      const uint64_t release_bytes =
+          AlignUp(old_top_, kPageSize) - release_from;
+      if (!segment_.Release(release_from, release_bytes).ok()) {
+        std::memset(base_ + release_from, 0, old_top_ - release_from);
+      }
+    }
+    report_.tombstones_cleared = ClearTombstones(slots_, mask_, &h_);
+    uint64_t live_blobs = report_.live_blobs, live_bytes = live_bytes_;
+    if (resumed_ && !CountLive(segment_, top, &live_blobs, &live_bytes)) {
+      return Damaged(segment_, "a slot points outside the compacted heap");
+    }
+    report_.live_blobs = live_blobs;
+    RecountAndFreeDeadSessions(segment_, live_blobs, live_bytes,
+                               top - h_.heap_start);
+    RunTestingHook(TestingPoint::kGcFinished);
+    EnterPhase(kPhaseIdle);
+    h_.collections.fetch_add(1, std::memory_order_release);
+    OpenWorld(h_);
+    return absl::OkStatus();
+  }
+
+  const Segment& segment_;
+  Header& h_;
+  std::byte* const base_;
+  SessionEntry* const reg_;
+  Slot* const slots_;
+  const uint64_t mask_;
+  GcReport& report_;
+  const CollectOptions* options_;
+  uint64_t old_top_ = 0;
+  uint64_t live_bytes_ = 0;
+  bool resumed_ = false;
+};
+
+// Takes gc_lock. Returns true when this process holds it; false when
+// another collection ran meanwhile (ran == false for the caller).
+absl::StatusOr<bool> LockCollector(const Segment& segment,
+                                   Clock::time_point deadline) {
+  Header& h = segment.header();
   const uint32_t me = static_cast<uint32_t>(getpid());
   for (;;) {
     if (absl::Status s = CheckCollectorAlive(segment); !s.ok()) return s;
@@ -157,7 +503,7 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
     // acq_rel: taking the lock orders us after the previous collector.
     if (h.gc_lock.compare_exchange_strong(expected, me,
                                           std::memory_order_acq_rel)) {
-      break;
+      return true;
     }
     // Another collection runs; wait for it, then report that it ran.
     const uint64_t done = h.collections.load(std::memory_order_acquire);
@@ -172,155 +518,143 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
       if (absl::Status s = CheckCollectorAlive(segment); !s.ok()) return s;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    return report;  // ran == false
+    return false;
   }
-  if (h.phase.load(std::memory_order_acquire) == kPhaseCompacting) {
-    // A collector died mid-compaction earlier; the lock was cleared by hand.
-    h.gc_lock.store(0, std::memory_order_release);
-    return absl::DataLossError(absl::StrCat(
-        segment.Describe(), ": an earlier collection died while compacting"));
-  }
+}
 
-  // H: stop the world.
+// H: makes the epoch odd and waits until every live session is out of
+// scope. At the deadline, reopens the world: kDeadlineExceeded, nothing
+// changed. REQUIRES: this process holds gc_lock.
+absl::Status StopWorld(const Segment& segment, Clock::time_point deadline,
+                       std::chrono::milliseconds budget) {
+  Header& h = segment.header();
   const uint32_t epoch = h.gc_epoch.load(std::memory_order_relaxed) | 1;
+  // seq_cst: the collector's half of the Dekker handshake.
   h.gc_epoch.store(epoch, std::memory_order_seq_cst);
   auto sleep = std::chrono::microseconds(20);
   while (!Quiescent(segment)) {
     if (Clock::now() > deadline) {
-      OpenWorld(h, epoch);
-      return absl::DeadlineExceededError(
-          absl::StrCat(segment.Describe(),
-                       ": a live process stayed in scope (holds a view "
-                       "or a Pin) for the whole deadline of ",
-                       options.deadline.count(), " ms; nothing was collected"));
+      OpenWorld(h);
+      return absl::DeadlineExceededError(absl::StrCat(
+          segment.Describe(),
+          ": a live process stayed in scope (holds a view, a Pin or a "
+          "ReadScope) for the whole deadline of ",
+          budget.count(), " ms; nothing was collected"));
     }
     std::this_thread::sleep_for(sleep);
     if (sleep < std::chrono::milliseconds(2)) sleep *= 2;
   }
+  return absl::OkStatus();
+}
+
+absl::Status Recover(const Segment& segment) {
+  GcReport report;
+  return Collection(segment, report, nullptr).Run(/*resumed=*/true);
+}
+
+}  // namespace
+
+uint64_t ClearTombstones(Slot* slots, uint64_t mask, Header* record) {
+  // Loads relaxed (kStopped). Stores release (kSlotStore), for Contains
+  // outside a scope.
+  auto is_tombstone = [&](uint64_t i) {
+    return slots[i].hash.load(kStopped) != 0 &&
+           slots[i].addr.load(kStopped) == 0;
+  };
+  // One cascade of Algorithm R: the entry at `hole` is gone; move later
+  // entries of its cluster back into the hole, one by one. Every entry
+  // between the hole and the scan position stays where it is (else it
+  // would have filled the hole), so the hole alone says where a cascade is:
+  // the record holds hole + 1 (Header::gc_dest), written after each entry
+  // is copied into the hole and before its old slot is emptied. A
+  // recovering process empties the recorded hole (a tombstone not yet
+  // cleared, or a copy whose original is still further on) and scans again
+  // from the slot after it.
+  auto cascade = [&](uint64_t hole) {
+    slots[hole].hash.store(0, kSlotStore);
+    slots[hole].addr.store(0, kSlotStore);
+    for (uint64_t j = (hole + 1) & mask;; j = (j + 1) & mask) {
+      const uint64_t hj = slots[j].hash.load(kStopped);
+      if (hj == 0) break;
+      const uint64_t home = hj & mask;
+      // Entry j may stay if its home lies cyclically in (hole, j].
+      const bool stays =
+          hole < j ? (hole < home && home <= j) : (hole < home || home <= j);
+      if (stays) continue;
+      slots[hole].hash.store(hj, kSlotStore);
+      slots[hole].addr.store(slots[j].addr.load(kStopped), kSlotStore);
+      if (record != nullptr) record->gc_dest.store(j + 1, kRecord);
+      slots[j].addr.store(0, kSlotStore);
+      slots[j].hash.store(0, kSlotStore);
+      hole = j;
+      RunTestingHook(TestingPoint::kGcMovedSlot);
+    }
+    if (record != nullptr) record->gc_dest.store(0, kRecord);
+  };
+  uint64_t cleared = 0;
+  if (record != nullptr && record->gc_dest.load(kStopped) != 0) {
+    // Resume the cascade a dead collector was in. A corrupt record is
+    // clamped into the table: its cascade then runs from a wrong place
+    // (Verify reports what that breaks), but writes only inside the table.
+    cascade((record->gc_dest.load(kStopped) - 1) & mask);
+  }
+  // Algorithm R can move a later tombstone to an index already scanned, so
+  // scan until a pass finds none; each cascade removes one tombstone.
+  for (bool again = true; again;) {
+    again = false;
+    for (uint64_t start = 0; start <= mask; ++start) {
+      if (!is_tombstone(start)) continue;
+      again = true;
+      ++cleared;
+      if (record != nullptr) record->gc_dest.store(start + 1, kRecord);
+      cascade(start);
+      RunTestingHook(TestingPoint::kGcClearedTombstone);
+    }
+  }
+  return cleared;
+}
+
+absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
+                                 const CollectOptions& options) {
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + options.deadline;
+  Header& h = segment.header();
+  if (self != nullptr && self->pinned()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        segment.Describe(),
+        ": Collect called while this process holds a view, a Pin or a "
+        "ReadScope; it would wait for itself"));
+  }
+  GcReport report;
+  absl::StatusOr<bool> locked = LockCollector(segment, deadline);
+  if (!locked.ok()) return locked.status();
+  if (!*locked) return report;  // ran == false
+  if (absl::Status s = StopWorld(segment, deadline, options.deadline);
+      !s.ok()) {
+    return s;
+  }
   const auto t_stopped = Clock::now();
   report.ran = true;
-
-  // P: from here on, a crash leaves the heap untrusted.
-  h.phase.store(kPhaseCompacting, std::memory_order_seq_cst);
-
-  std::byte* base = segment.base();
-  SessionEntry* reg = segment.registry();
-  Slot* slots = segment.slots();
-  const uint64_t mask = (uint64_t{1} << h.table_slots_log2) - 1;
-  const uint64_t old_top = h.top.load(std::memory_order_relaxed);
-  report.bytes_before = old_top - h.heap_start;
-
-  // 0: close every open chunk.
-  for (uint32_t i = 0; i < h.max_sessions; ++i) {
-    if (reg[i].chunk_end.load(std::memory_order_relaxed) != 0) {
-      CloseChunk(segment, reg[i]);
-    }
-  }
-  // Chunks claimed by processes that died before recording them (every
-  // recorded chunk now starts with a record, so only those start with 0).
-  CloseClaimedGaps(segment, old_top);
-
-  // 1: thread each slot through its blob. The slot's key tag (the high
-  // bits of its addr word) waits in the blob's word 1, whose key hash the
-  // slot's hash word gives back when the blob is restored.
-  for (uint64_t i = 0; i <= mask; ++i) {
-    const uint64_t word = slots[i].addr.load(std::memory_order_relaxed);
-    if (word == 0) continue;
-    const uint64_t addr = AddrOffset(word);
-    if (addr < h.heap_start || addr >= old_top || addr % 8) {
-      OpenWorld(h, epoch);  // nothing moved yet; phase stays: untrusted
-      return absl::DataLossError(absl::StrCat(segment.Describe(), ": slot ", i,
-                                              " points at ", addr,
-                                              ", outside the heap"));
-    }
-    const uint64_t header = ReadWord(base + addr);
-    if ((header & kTagBit) == 0 ||
-        BlobHeader::Decode(header).size_bytes() < 16 ||
-        BlobHeader::Decode(header).size_bytes() > old_top - addr) {
-      OpenWorld(h, epoch);  // nothing moved yet; phase stays: untrusted
-      return absl::DataLossError(absl::StrCat(segment.Describe(), ": slot ", i,
-                                              " points at ", addr,
-                                              ", which is not a blob"));
-    }
-    slots[i].addr.store(header, kSlotStore);
-    const uint64_t slot_offset =
-        h.table_offset + i * sizeof(Slot) + offsetof(Slot, addr);
-    WriteWord(base + addr, slot_offset);  // bit 0 clear: threaded
-    WriteWord(base + addr + 8, AddrTag(word));
-    ++report.live_blobs;
-  }
-  if (options.testing_mid_compaction_hook)
-    options.testing_mid_compaction_hook();
-
-  // 2: slide live blobs down.
-  uint64_t pos = h.heap_start, dest = h.heap_start, live_bytes = 0;
-  while (pos < old_top) {
-    const uint64_t word = ReadWord(base + pos);
-    uint64_t header_word = word;
-    Slot* slot = nullptr;
-    if ((word & kTagBit) == 0) {
-      // A threaded word is the offset of its slot's addr field.
-      slot = reinterpret_cast<Slot*>(base + word - offsetof(Slot, addr));
-      header_word = slot->addr.load(std::memory_order_relaxed);
-    }
-    const BlobHeader b = BlobHeader::Decode(header_word);
-    const uint64_t size = b.size_bytes();
-    if (size == 0 || size > old_top - pos) {
-      // The heap does not parse: leave phase = compacting (untrusted).
-      OpenWorld(h, epoch);
-      return absl::DataLossError(
-          absl::StrCat(segment.Describe(), ": record at ", pos, " of ", size,
-                       " bytes does not parse; collection abandoned"));
-    }
-    if (slot != nullptr) {
-      const uint64_t to = AlignUp(dest, b.alignment());
-      if (to > dest) WriteWord(base + dest, FillerWord(to - dest));
-      if (to != pos) {
-        std::memmove(base + to, base + pos, size);
-        ++report.blobs_moved;
-        report.bytes_moved += size;
-      }
-      WriteWord(base + to, header_word);
-      // Word 1 held the tag since threading; the slot's hash is the key
-      // hash it held before.
-      const uint64_t tag = ReadWord(base + to + 8);
-      WriteWord(base + to + 8, slot->hash.load(std::memory_order_relaxed));
-      slot->addr.store(AddrWord(to, static_cast<uint16_t>(tag)), kSlotStore);
-      dest = to + size;
-      live_bytes += size;
-    }
-    pos += size;
-  }
-
-  // 3: new top, give the tail back, clear tombstones, account.
-  h.top.store(dest, std::memory_order_release);
-  report.bytes_after = dest - h.heap_start;
-  // Everything above top must read as zero again: a chunk claimed there by
-  // a process that then dies before recording it is recognised by its zero
-  // first word (heap/walk.h). Whole pages go back to the OS (which zeroes
-  // them); the partial page below them is cleared by hand, and so is any
-  // range the OS refuses to release.
-  const uint64_t release_from = std::min(AlignUp(dest, kPageSize), old_top);
-  std::memset(base + dest, 0, release_from - dest);
-  if (old_top > release_from) {
-    const uint64_t release_bytes = AlignUp(old_top, kPageSize) - release_from;
-    if (!segment.Release(release_from, release_bytes).ok()) {
-      std::memset(base + release_from, 0, old_top - release_from);
-    }
-  }
-  report.tombstones_cleared = ClearTombstones(slots, mask);
-  RecountAndFreeDeadSessions(segment, report.live_blobs, live_bytes,
-                             dest - h.heap_start);
-
-  // E: reopen the world.
-  h.phase.store(kPhaseIdle, std::memory_order_seq_cst);
-  h.collections.fetch_add(1, std::memory_order_release);
-  const auto t1 = Clock::now();
-  report.seconds = std::chrono::duration<double>(t1 - t0).count();
   report.handshake_seconds =
       std::chrono::duration<double>(t_stopped - t0).count();
-  OpenWorld(h, epoch);
+  const uint64_t top = h.top.load(kStopped);
+  report.bytes_before = report.bytes_after = top - h.heap_start;
+  if (NothingToCollect(segment)) {
+    // A compact heap is left exactly as it is.
+    OpenWorld(h);
+    report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return report;
+  }
+  h.gc_old_top.store(top, kRecord);
+  h.phase.store(kPhaseClosing, std::memory_order_seq_cst);
+  if (absl::Status s = Collection(segment, report, &options).Run(false);
+      !s.ok()) {
+    return s;
+  }
+  report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return report;
 }
+
+void InstallCollectionRecovery() { SetCollectionRecovery(&Recover); }
 
 }  // namespace shmheap::internal

@@ -12,27 +12,6 @@
 #include "heap/walk.h"
 
 namespace shmheap::internal {
-namespace {
-
-// The counters summed over the header and every session entry (relaxed
-// loads: statistics, summed without a snapshot). False when a sum passed
-// 2^64, which only a corrupt file can make happen; the sums then wrap.
-bool SumCounters(const Segment& seg, uint64_t (&sum)[internal::kNumCounters]) {
-  const internal::Header& h = seg.header();
-  bool in_range = true;
-  for (int c = 0; c < internal::kNumCounters; ++c) {
-    sum[c] = h.retired_counters[c].load(std::memory_order_relaxed);
-    for (uint32_t e = 0; e < h.max_sessions; ++e) {
-      in_range &= !__builtin_add_overflow(
-          sum[c], seg.registry()[e].counters[c].load(std::memory_order_relaxed),
-          &sum[c]);
-    }
-  }
-  return in_range;
-}
-
-}  // namespace
-
 Stats Store::GetStats() const {
   const Segment& seg = *segment_;
   Header& h = seg.header();

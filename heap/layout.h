@@ -28,14 +28,25 @@ namespace shmheap::internal {
 
 inline constexpr uint64_t kMagic = 0x5041'4548'4d48'5300;  // "\0SHMHEAP" LE
 // 2: SessionEntry records its pending chunk claim; Header counts unclean
-// exits. 3: a slot's addr word carries a key tag above the offset.
-inline constexpr uint64_t kFormatVersion = 3;
+// exits. 3: a slot's addr word carries a key tag above the offset. 4: the
+// header records a collection's progress, so a dead collector's work is
+// rolled forward (phases 2..6).
+inline constexpr uint64_t kFormatVersion = 4;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kCacheLine = 64;
 
-// Header.phase values.
+// Header.phase values: where a collection is (gc/collector.h, "Recovery").
+// A collector that dies in any phase but kPhaseDamaged is rolled forward by
+// the next process that enters the heap or collects.
 inline constexpr uint32_t kPhaseIdle = 0;
-inline constexpr uint32_t kPhaseCompacting = 1;  // a collector is moving data
+// 1 was "compacting" in format 2, whose collections could not be resumed.
+inline constexpr uint32_t kPhaseClosing = 2;    // closing chunks and claims
+inline constexpr uint32_t kPhaseThreading = 3;  // slots threaded into blobs
+inline constexpr uint32_t kPhaseSliding = 4;    // live blobs moving down
+inline constexpr uint32_t kPhaseFinishing = 5;  // new top, tail, tombstones
+// The heap did not parse during a collection: it is damaged, and nothing can
+// roll the collection forward (kDataLoss).
+inline constexpr uint32_t kPhaseDamaged = 6;
 
 // Header.flags bits.
 inline constexpr uint32_t kFlagKeepKeys = 1;
@@ -83,7 +94,31 @@ struct Header {
 
   // --- Counters folded in from sessions that have left (see SessionEntry).
   alignas(kCacheLine) std::atomic<uint64_t> retired_counters[8];
+
+  // --- The collection's progress record (gc/collector.h, "Recovery"):
+  // written only by the process holding gc_lock, with the world stopped;
+  // read by the process that rolls a dead collector's work forward. Every
+  // store to it is a release store, so no later write of the collector is
+  // made before the record that describes it.
+  alignas(kCacheLine) std::atomic<uint64_t> gc_old_top;  // top at the start
+  // Threading: the slot index in progress. Sliding: the next record to
+  // visit. Finishing: the cascade's scan position.
+  std::atomic<uint64_t> gc_cursor;
+  // Threading: the addr word of the slot in progress. Sliding: where the
+  // next live blob goes. Finishing: the cascade's hole + 1 (0: none).
+  std::atomic<uint64_t> gc_dest;
+  // Sliding: the blob being moved from gc_cursor, while gc_move_slot has
+  // kMoveActive: its destination, header word, bytes copied so far, and
+  // kMoveActive | tag << 32 | slot index.
+  std::atomic<uint64_t> gc_move_to;
+  std::atomic<uint64_t> gc_move_header;
+  std::atomic<uint64_t> gc_move_done;
+  std::atomic<uint64_t> gc_move_slot;
+  uint64_t reserved2;
 };
+
+// Header::gc_move_slot: a move is recorded.
+inline constexpr uint64_t kMoveActive = uint64_t{1} << 63;
 
 // Per-session counters, each written only by its own session (so no two
 // processes ever write the same cache line on the hot path). Stats are the
@@ -188,7 +223,9 @@ static_assert(offsetof(Header, top) == 192);
 static_assert(offsetof(Header, gc_epoch) == 256);
 static_assert(offsetof(Header, collections) == 272);
 static_assert(offsetof(Header, retired_counters) == 320);
-static_assert(sizeof(Header) == 384 && sizeof(Header) <= kPageSize,
+static_assert(offsetof(Header, gc_old_top) == 384);
+static_assert(offsetof(Header, gc_move_slot) == 432);
+static_assert(sizeof(Header) == 448 && sizeof(Header) <= kPageSize,
               "the header fits its page");
 static_assert(offsetof(SessionEntry, pinned) == 16);
 static_assert(offsetof(SessionEntry, claim_end) == 32);

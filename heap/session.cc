@@ -113,10 +113,40 @@ uint64_t ForkGeneration() {
   return g_fork_generation.load(std::memory_order_relaxed);
 }
 
+bool SumCounters(const Segment& seg, uint64_t (&sum)[kNumCounters]) {
+  const Header& h = seg.header();
+  bool in_range = true;
+  for (int c = 0; c < kNumCounters; ++c) {
+    sum[c] = h.retired_counters[c].load(std::memory_order_relaxed);
+    for (uint32_t e = 0; e < h.max_sessions; ++e) {
+      in_range &= !__builtin_add_overflow(
+          sum[c], seg.registry()[e].counters[c].load(std::memory_order_relaxed),
+          &sum[c]);
+    }
+  }
+  return in_range;
+}
+
+namespace {
+// Relaxed: installed once, before any heap is used (Heap::FromSegment).
+std::atomic<CollectionRecovery> g_recovery{nullptr};
+}  // namespace
+
+void SetCollectionRecovery(CollectionRecovery recovery) {
+  g_recovery.store(recovery, std::memory_order_relaxed);
+}
+
 absl::Status CheckCollectorAlive(const Segment& segment) {
   Header& h = segment.header();
   // Acquire: pairs with the collector's release stores of gc_lock/phase.
   const uint32_t collector = h.gc_lock.load(std::memory_order_acquire);
+  const uint32_t phase = h.phase.load(std::memory_order_acquire);
+  if (phase == kPhaseDamaged) {
+    return absl::DataLossError(absl::StrCat(
+        segment.Describe(),
+        ": a collection found the heap damaged (it does not parse); its "
+        "contents cannot be trusted"));
+  }
   if (collector == 0) {
     // No collector, so an odd epoch has nobody to make it even: a collector
     // holds the lock from before it makes the epoch odd until after it makes
@@ -126,31 +156,49 @@ absl::Status CheckCollectorAlive(const Segment& segment) {
     if ((h.gc_epoch.load(std::memory_order_seq_cst) & 1) == 0) {
       return absl::OkStatus();
     }
+    if (phase != kPhaseIdle) {
+      // A collection in progress with nobody holding the lock: no collector
+      // leaves that (it holds the lock throughout), so the file is corrupt.
+      return absl::DataLossError(absl::StrCat(
+          segment.Describe(), ": a collection is recorded in progress (phase ",
+          phase, ") but no collector holds the lock"));
+    }
   } else if (ProcessAlive(static_cast<pid_t>(collector), 0)) {
     return absl::OkStatus();
-  } else if (h.phase.load(std::memory_order_acquire) == kPhaseCompacting) {
+  }
+  // The collector died (or there is none and the epoch is odd). The lock is
+  // taken from it first, so that exactly one process reopens or rolls
+  // forward, and no new collection can make the epoch odd in between and
+  // have its stopped world reopened under it.
+  uint32_t expected = collector;
+  // acq_rel: what follows must come after the claim, and see the dead
+  // collector's last stores.
+  if (!h.gc_lock.compare_exchange_strong(expected,
+                                         static_cast<uint32_t>(getpid()),
+                                         std::memory_order_acq_rel)) {
+    return absl::OkStatus();  // another process took over; callers retry
+  }
+  if (phase != kPhaseIdle) {
+    // It died mid-collection, with the world stopped: finish its work.
+    // Relaxed: installed before any heap was opened.
+    const CollectionRecovery recover =
+        g_recovery.load(std::memory_order_relaxed);
+    if (recover != nullptr) return recover(segment);
+    // Release: hand the lock back; the heap stays as it is.
+    h.gc_lock.store(collector, std::memory_order_release);
     return absl::DataLossError(absl::StrCat(
         segment.Describe(), ": collector pid ", collector,
-        " died while compacting; the heap's contents cannot be trusted"));
+        " died mid-collection and this program links no recovery"));
   }
-  // The collector died before moving anything (or there is none): nothing
-  // changed, so reopen the world. The lock is held while the epoch is
-  // bumped, so no new collection can make the epoch odd in between and have
-  // its stopped world reopened under it.
-  uint32_t expected = collector;
-  // acq_rel: the epoch bump below must follow the claim.
-  if (h.gc_lock.compare_exchange_strong(expected,
-                                        static_cast<uint32_t>(getpid()),
-                                        std::memory_order_acq_rel)) {
-    uint32_t e = h.gc_epoch.load(std::memory_order_relaxed);
-    if (e & 1) {
-      // seq_cst: part of the Dekker handshake with sessions.
-      h.gc_epoch.store(e + 1, std::memory_order_seq_cst);
-      FutexWakeAll(&h.gc_epoch);
-    }
-    // Release: the next collector that takes the lock sees the new epoch.
-    h.gc_lock.store(0, std::memory_order_release);
+  // It died before it changed anything: reopen the world.
+  const uint32_t e = h.gc_epoch.load(std::memory_order_relaxed);
+  if (e & 1) {
+    // seq_cst: part of the Dekker handshake with sessions.
+    h.gc_epoch.store(e + 1, std::memory_order_seq_cst);
+    FutexWakeAll(&h.gc_epoch);
   }
+  // Release: the next collector that takes the lock sees the new epoch.
+  h.gc_lock.store(0, std::memory_order_release);
   return absl::OkStatus();
 }
 
@@ -334,12 +382,12 @@ absl::Status LocalSession::EnterShared() {
     if ((epoch & 1) == 0) {
       entry_->pinned.store(1, std::memory_order_seq_cst);
       if (h.gc_epoch.load(std::memory_order_seq_cst) == epoch) {
-        if (h.phase.load(std::memory_order_acquire) == kPhaseCompacting) {
+        if (h.phase.load(std::memory_order_acquire) == kPhaseDamaged) {
           entry_->pinned.store(0, std::memory_order_seq_cst);
           return absl::DataLossError(absl::StrCat(
               segment_->Describe(),
-              ": a collection died while compacting; the heap's contents "
-              "cannot be trusted"));
+              ": a collection found the heap damaged; its contents cannot "
+              "be trusted"));
         }
         return absl::OkStatus();
       }

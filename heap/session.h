@@ -132,9 +132,27 @@ class LocalSession final : public PinTarget {
 // REQUIRES: no live process allocates in that entry.
 void CloseChunk(const Segment& segment, SessionEntry& e);
 
-// Checks for a collector that died: kDataLoss if it died while compacting;
-// if it died before moving anything, reopens the world (epoch even) and
-// returns OK.
+// The counters summed over the header and every session entry (relaxed
+// loads: statistics, summed without a snapshot). False when a sum passed
+// 2^64, which only a corrupt file can make happen; the sums then wrap.
+bool SumCounters(const Segment& segment, uint64_t (&sum)[kNumCounters]);
+
+// Completes the collection that a dead collector left in Header::phase
+// (gc/collector.h, "Recovery"), then reopens the world and releases
+// gc_lock. REQUIRES: the caller holds gc_lock; the world is stopped.
+// kDataLoss when the heap turns out damaged.
+using CollectionRecovery = absl::Status (*)(const Segment& segment);
+
+// Installs the recovery that CheckCollectorAlive runs. The collector lives
+// above this layer (gc/), so the public Heap installs it (shmheap.cc) before
+// its first call; without one, a dead collector's heap is kDataLoss.
+void SetCollectionRecovery(CollectionRecovery recovery);
+
+// Checks for a collector that died. If it died before it changed anything,
+// reopens the world (epoch even); if it died mid-collection, takes gc_lock
+// and rolls its collection forward to completion. Returns OK, or kDataLoss
+// for a heap that a collection found damaged (Header::phase ==
+// kPhaseDamaged), or whose recovery finds it damaged.
 absl::Status CheckCollectorAlive(const Segment& segment);
 
 }  // namespace shmheap::internal

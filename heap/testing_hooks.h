@@ -22,6 +22,14 @@ enum class TestingPoint {
   kBlobWritten,   // a blob is allocated and filled; not yet published
   kSlotClaimed,   // the slot holds the hash; its addr is not yet set
   kPublished,     // the slot points at the blob; counters not yet updated
+  // Collector (gc/collector.cc), world stopped, inside a collection:
+  kGcClosed,            // every chunk and claim closed
+  kGcThreadedSlot,      // one more slot threaded
+  kGcMovedPart,         // one more step of an overlapping move copied
+  kGcMovedBlob,         // one more live blob moved and its slot updated
+  kGcMovedSlot,         // a tombstone cascade moved one entry back
+  kGcClearedTombstone,  // one more tombstone cascade done
+  kGcFinished,          // counters recounted; the world not yet reopened
 };
 
 using TestingHook = void (*)(TestingPoint);

@@ -172,10 +172,10 @@ absl::Status MakeQuiet(std::byte* meta, const ImageInfo& info, uint64_t top,
   // atomics order nothing and need not.
   constexpr auto kRelaxed = std::memory_order_relaxed;
   Header& h = *reinterpret_cast<Header*>(meta);
-  if (h.phase.load(kRelaxed) == internal::kPhaseCompacting) {
-    return absl::DataLossError(
-        absl::StrCat(Sv(what), ": a collector (pid ", h.gc_lock.load(kRelaxed),
-                     ") was compacting it; its contents cannot be trusted"));
+  if (h.phase.load(kRelaxed) != internal::kPhaseIdle) {
+    return absl::DataLossError(absl::StrCat(
+        Sv(what), ": a collection (pid ", h.gc_lock.load(kRelaxed),
+        ") was in progress in it; open the heap to finish it first"));
   }
   auto* registry = reinterpret_cast<SessionEntry*>(meta + info.registry_offset);
   for (uint32_t i = 0; i < info.max_sessions; ++i) {

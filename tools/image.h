@@ -66,7 +66,7 @@ struct ImageInfo {
   uint32_t max_sessions = 0;
   uint32_t table_slots_log2 = 0;
   uint32_t owner_uid = 0;
-  uint32_t phase = 0;    // kPhaseIdle or kPhaseCompacting
+  uint32_t phase = 0;    // Header::phase (kPhase*)
   uint32_t gc_lock = 0;  // pid of a collector that held the lock
 };
 

@@ -318,10 +318,12 @@ std::optional<LsRow> InspectShmEntry(int dir, const char* name, bool all) {
   }
   row.capacity = HumanBytes(info->heap_limit - info->heap_start);
   row.used = HumanBytes(info->top - info->heap_start);
-  if (info->phase == internal::kPhaseCompacting) {
+  if (info->phase == internal::kPhaseDamaged) {
+    row.state = "bad: a collection found it damaged";
+  } else if (info->phase != internal::kPhaseIdle) {
     row.state = internal::ProcessAlive(static_cast<pid_t>(info->gc_lock), 0)
-                    ? absl::StrCat("compacting (pid ", info->gc_lock, ")")
-                    : "bad: a collector died while compacting";
+                    ? absl::StrCat("collecting (pid ", info->gc_lock, ")")
+                    : "ok (an interrupted collection finishes on next open)";
   } else {
     row.state = "ok";
   }
