@@ -26,6 +26,7 @@ SegmentOptions ToSegmentOptions(const Options& o) {
   s.table_slots_log2 = o.table_slots_log2;
   s.max_sessions = o.max_sessions;
   s.keep_keys = o.keep_keys;
+  s.checksums = o.checksums;
   s.chunk_bytes = o.chunk_bytes;
   s.min_available_bytes = o.min_available_bytes;
   s.seed = o.seed;
@@ -112,6 +113,7 @@ absl::StatusOr<RawBuilder> Heap::ReserveRaw(Key key, Kind kind,
   b.hash_ = resolved.hash;
   b.tag_ = resolved.tag;
   b.has_key_ = resolved.has_key;
+  b.key_hashed_ = resolved.key_hashed;
   b.blob_ = r->blob;
   b.payload_ = r->payload;
   b.payload_bytes_ = r->payload_bytes;
@@ -128,6 +130,7 @@ absl::StatusOr<bool> RawBuilder::Publish() {
   key.hash = hash_;
   key.tag = tag_;
   key.has_key = has_key_;
+  key.key_hashed = key_hashed_;
   key.bytes = key_;
   const uint64_t blob = std::exchange(blob_, 0);
   absl::StatusOr<bool> r = store_->PublishReserved(key, blob, false);

@@ -82,6 +82,12 @@ struct Options {
   uint32_t table_slots_log2 = 20;
   // Store each key in its blob, so 64-bit collisions are detected.
   bool keep_keys = true;
+  // Give every blob an XXH3-64 checksum of its payload, computed when it is
+  // published and checked by Verify (and by `shmheap save`/`load`): damaged
+  // payloads are then found. Off by default: it costs a pass over the
+  // payload per write (about a third of a large Add's time; README,
+  // "Verify").
+  bool checksums = false;
   // Processes that may be joined at once (dead ones are reclaimed).
   uint32_t max_sessions = 256;
   // Allocation chunk per process (a multiple of 4096).
@@ -109,6 +115,7 @@ class RawBuilder {
     hash_ = other.hash_;
     tag_ = other.tag_;
     has_key_ = other.has_key_;
+    key_hashed_ = other.key_hashed_;
     blob_ = std::exchange(other.blob_, 0);
     payload_ = std::exchange(other.payload_, nullptr);
     payload_bytes_ = std::exchange(other.payload_bytes_, 0);
@@ -131,6 +138,7 @@ class RawBuilder {
   uint64_t hash_ = 0;
   uint16_t tag_ = 0;
   bool has_key_ = false;
+  bool key_hashed_ = false;
   uint64_t blob_ = 0;
   std::byte* payload_ = nullptr;
   uint64_t payload_bytes_ = 0;

@@ -313,10 +313,10 @@ void GeometryPart(ByteReader& in) {
                             " bytes does not fit the 48-bit size field"));
   }
 
-  // Any tagged word decodes to fields that encode back to it (bits 14 and
-  // 15 are unused by the format).
+  // Any tagged word decodes to fields that encode back to it (every bit is
+  // a field: bits 14 and 15 are has_checksum and key_hashed).
   const uint64_t word = in.U64() | internal::kTagBit;
-  FUZZ_CHECK(BlobHeader::Decode(word).Encode() == (word & ~uint64_t{0xc000}));
+  FUZZ_CHECK(BlobHeader::Decode(word).Encode() == word);
 
   // A written blob reads back through BlobRef.
   const Kind kind = static_cast<Kind>(in.U8() % kNumKinds);
@@ -342,8 +342,11 @@ void GeometryPart(ByteReader& in) {
   if (g->total_bytes > kMaxBufferBytes) return;
   Buffer buf(g->total_bytes);
   std::memset(buf.data, 0xa5, buf.size);
-  std::byte* payload = internal::WriteBlobPrefix(buf.data, *g, kind, layout,
-                                                 hash, dims, has_key, key);
+  const internal::BlobHeader header = internal::MakeBlobHeader(
+      *g, kind, layout, static_cast<int>(dims.size()), has_key,
+      /*has_checksum=*/false, /*key_hashed=*/false);
+  std::byte* payload =
+      internal::WriteBlobPrefix(buf.data, *g, header, hash, dims, key);
   FUZZ_CHECK(payload == buf.data + g->payload_offset);
   const std::span<const uint8_t> data = in.Rest();
   CopyPrefix(payload, g->payload_bytes, data);

@@ -32,6 +32,7 @@ Store::Store(std::unique_ptr<Segment> segment)
     : segment_(std::move(segment)),
       table_(segment_->slots(), segment_->header().table_slots_log2),
       keep_keys_((segment_->header().flags & kFlagKeepKeys) != 0),
+      checksums_((segment_->header().flags & kFlagChecksums) != 0),
       seed_(segment_->header().seed) {}
 
 Store::~Store() {
@@ -50,6 +51,7 @@ ResolvedKey Store::Resolve(const Key& key) const noexcept {
         XXH3_128bits_withSeed(r.bytes.data(), r.bytes.size(), seed_);
     r.hash = key.hashed() ? key.hash() : h.low64;
     if (r.has_key) r.tag = TagOf(h.high64);
+    r.key_hashed = r.has_key && !key.hashed();
   } else {
     r.hash = key.hash();
   }
@@ -59,6 +61,11 @@ ResolvedKey Store::Resolve(const Key& key) const noexcept {
 
 uint16_t Store::KeyTag(std::string_view bytes) const noexcept {
   return TagOf(XXH3_128bits_withSeed(bytes.data(), bytes.size(), seed_).high64);
+}
+
+uint64_t Store::KeyHash(std::string_view bytes) const noexcept {
+  return Table::Remap(
+      XXH3_128bits_withSeed(bytes.data(), bytes.size(), seed_).low64);
 }
 
 absl::StatusOr<LocalSession*> Store::Session() const {
@@ -144,18 +151,14 @@ absl::StatusOr<Store::Draft> Store::Allocate(LocalSession& session,
   }
   absl::StatusOr<BlobGeometry> g =
       ComputeGeometry(kind, static_cast<int>(dims.size()), elements,
-                      key.has_key, key.bytes.size());
+                      key.has_key, key.bytes.size(), checksums_);
   if (!g.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(Name(key), ": ", g.status().message()));
   }
-  BlobHeader h;
-  h.size_words = g->total_bytes / 8;
-  h.kind = static_cast<uint8_t>(kind);
-  h.ndims = static_cast<uint8_t>(dims.size());
-  h.layout = layout;
-  h.has_key = key.has_key;
-  h.align_code = g->align_code;
+  const BlobHeader h =
+      MakeBlobHeader(*g, kind, layout, static_cast<int>(dims.size()),
+                     key.has_key, checksums_, key.key_hashed);
   absl::StatusOr<uint64_t> offset =
       session.Allocate(h.Encode(), g->total_bytes, g->alignment);
   if (!offset.ok()) {
@@ -163,9 +166,8 @@ absl::StatusOr<Store::Draft> Store::Allocate(LocalSession& session,
         offset.status().code(),
         absl::StrCat(Name(key), ": ", offset.status().message()));
   }
-  std::byte* payload =
-      WriteBlobPrefix(segment_->base() + *offset, *g, kind, layout, key.hash,
-                      dims, key.has_key, key.bytes);
+  std::byte* payload = WriteBlobPrefix(segment_->base() + *offset, *g, h,
+                                       key.hash, dims, key.bytes);
   return Draft{*offset, payload, g->payload_bytes};
 }
 
@@ -181,7 +183,15 @@ absl::StatusOr<bool> Store::Publish(LocalSession& session,
   }
   RunTestingHook(TestingPoint::kSlotClaimed);
   if (claimed) session.Count(kSlotsClaimed, 1);
-  const uint64_t bytes = BlobRef(segment_->base() + blob).header().size_bytes();
+  const BlobRef ref(segment_->base() + blob);
+  const BlobHeader header = ref.header();
+  const uint64_t bytes = header.size_bytes();
+  if (header.has_checksum) {
+    // The payload is final now (Reserve's caller has filled it): seal it.
+    // The release CAS below publishes the checksum with the payload.
+    const uint64_t sum = ref.ComputeChecksum();
+    std::memcpy(segment_->base() + blob + ref.checksum_offset(), &sum, 8);
+  }
   const uint64_t word = AddrWord(blob, key.tag);
   uint64_t expected = replace ? table_.LoadAddr(*index) : 0;
   for (;;) {

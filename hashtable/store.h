@@ -79,6 +79,9 @@ struct ResolvedKey {
   uint16_t tag = 0;   // 0: none (the key is not stored)
   std::string_view bytes;
   bool has_key = false;  // store and compare `bytes`
+  // `hash` is this heap's hash of `bytes` (not a caller's HashedKey::hash),
+  // so Verify can recompute it from the stored key.
+  bool key_hashed = false;
 };
 
 // The largest batch a prefetching lookup works on at once: enough misses in
@@ -99,6 +102,8 @@ class Store {
   ResolvedKey Resolve(const Key& key) const noexcept;
   // The tag of stored key bytes (never 0).
   uint16_t KeyTag(std::string_view bytes) const noexcept;
+  // The table hash Resolve gives `bytes` as a key (remapped, never 0).
+  uint64_t KeyHash(std::string_view bytes) const noexcept;
 
   // This process's session, joining on first use and again after fork.
   // Errors: those of LocalSession::Join (kResourceExhausted: max_sessions;
@@ -213,6 +218,7 @@ class Store {
   std::unique_ptr<Segment> segment_;
   Table table_;
   bool keep_keys_;
+  bool checksums_;
   uint64_t seed_;
   mutable std::mutex session_mu_;
   mutable std::atomic<LocalSession*> session_{nullptr};

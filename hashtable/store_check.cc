@@ -116,13 +116,27 @@ absl::Status Store::Verify() const {
       std::memcpy(&key_len, seg.base() + addr + b.key_offset(), 8);
       if (key_len > bh.size_bytes()) return bad(addr, "key longer than blob");
     }
-    absl::StatusOr<BlobGeometry> g = ComputeGeometry(
-        static_cast<Kind>(bh.kind), bh.ndims, *count, bh.has_key, key_len);
+    absl::StatusOr<BlobGeometry> g =
+        ComputeGeometry(static_cast<Kind>(bh.kind), bh.ndims, *count,
+                        bh.has_key, key_len, bh.has_checksum);
     if (!g.ok() || g->total_bytes != bh.size_bytes() ||
         g->align_code != bh.align_code || addr % g->alignment != 0) {
       return bad(addr, absl::StrCat("size ", bh.size_bytes(),
                                     " or alignment does not match its kind, ",
                                     "dims and key"));
+    }
+    // A key this heap hashed must hash to its slot's hash again.
+    if (bh.key_hashed && (!bh.has_key || KeyHash(b.key()) != hash)) {
+      return bad(addr,
+                 absl::StrFormat("the stored key hashes to %#x, slot %d "
+                                 "holds %#x",
+                                 bh.has_key ? KeyHash(b.key()) : 0, i, hash));
+    }
+    if (bh.has_checksum && b.ComputeChecksum() != b.stored_checksum()) {
+      return bad(addr,
+                 absl::StrFormat("payload checksum %#x, the blob records "
+                                 "%#x",
+                                 b.ComputeChecksum(), b.stored_checksum()));
     }
     // The slot's tag is a function of the stored key (hashtable/store.h):
     // a changed key byte, or a slot pointed at another key's blob, shows.

@@ -1,12 +1,20 @@
 // The blob format: how an array is laid out in the heap.
 //
 //   word 0    header: tag bit 0 = 1 | ndims (5 bits) | kind (4) | layout (1)
-//             | has_key (1) | align code (2) | size in 8-byte words (48)
+//             | has_key (1) | align code (2) | has_checksum (1)
+//             | key_hashed (1) | size in 8-byte words (48)
 //   word 1    key hash (the table hash the blob was published under)
 //   dims      ndims int64 words (0 <= ndims <= 16)
 //   key       when has_key: length word, then the bytes, padded to 8
 //   padding   up to the payload's alignment (8, 16 or 64 bytes)
 //   payload   the elements in storage order, padded to 8
+//   checksum  when has_checksum: XXH3-64 of everything above but padding
+//             (BlobRef::ComputeChecksum), written when the blob is
+//             published (Options::checksums); the collector restores every
+//             word it changes, so the checksum survives compaction
+//
+// key_hashed says that word 1 is the heap's hash of the stored key (it was
+// not given by the caller as a HashedKey), so Verify can recompute it.
 //
 // A blob starts at a multiple of its own alignment, so the padding before
 // the payload is a function of the header alone, and the collector keeps the
@@ -50,6 +58,8 @@ struct BlobHeader {
   Layout layout = Layout::kC;
   bool has_key = false;
   uint8_t align_code = 0;  // alignment = 8 << align_code
+  bool has_checksum = false;
+  bool key_hashed = false;
 
   uint64_t size_bytes() const { return size_words * 8; }
   uint64_t alignment() const { return uint64_t{8} << align_code; }
@@ -59,6 +69,7 @@ struct BlobHeader {
     return kTagBit | (uint64_t{ndims} << 1) | (uint64_t{kind} << 6) |
            (uint64_t{static_cast<uint8_t>(layout)} << 10) |
            (uint64_t{has_key} << 11) | (uint64_t{align_code} << 12) |
+           (uint64_t{has_checksum} << 14) | (uint64_t{key_hashed} << 15) |
            (size_words << 16);
   }
   // REQUIRES: word has the tag bit. Fields are returned as stored; callers
@@ -70,6 +81,8 @@ struct BlobHeader {
     h.layout = static_cast<Layout>((word >> 10) & 1);
     h.has_key = (word >> 11) & 1;
     h.align_code = (word >> 12) & 0x3;
+    h.has_checksum = (word >> 14) & 1;
+    h.key_hashed = (word >> 15) & 1;
     h.size_words = word >> 16;
     return h;
   }
@@ -95,13 +108,21 @@ struct BlobGeometry {
   uint64_t total_bytes = 0;  // multiple of 8
   uint64_t alignment = 8;
   uint8_t align_code = 0;
+  uint64_t checksum_offset = 0;  // valid when has_checksum
 };
 
 // Computes the geometry of a blob; kInvalidArgument when it cannot exist
 // (too many dims, a byte size that overflows 48-bit words).
 absl::StatusOr<BlobGeometry> ComputeGeometry(Kind kind, int ndims,
                                              int64_t elements, bool has_key,
-                                             uint64_t key_len);
+                                             uint64_t key_len,
+                                             bool has_checksum = false);
+
+// The header word of a blob of geometry `g` (the one place a blob's header
+// is built).
+BlobHeader MakeBlobHeader(const BlobGeometry& g, Kind kind, Layout layout,
+                          int ndims, bool has_key, bool has_checksum,
+                          bool key_hashed);
 
 // Read-side accessors over a blob that the caller trusts to be well formed
 // (published by this library, or checked by Verify).
@@ -120,6 +141,22 @@ class BlobRef {
   uint64_t key_offset() const { return 16 + 8 * uint64_t{header().ndims}; }
   uint64_t payload_offset() const;
   const std::byte* payload() const { return start_ + payload_offset(); }
+  // The checksum word's offset: the record's last word. REQUIRES:
+  // header().has_checksum.
+  uint64_t checksum_offset() const { return header().size_bytes() - 8; }
+  // The payload's size: the product of the dims times the element size.
+  uint64_t payload_bytes() const;
+  // The checksum a blob with has_checksum carries: XXH3-64 of the payload,
+  // seeded with XXH3-64 of every byte before the key's padding (header
+  // word, key hash, dims, key length and bytes). Padding is left out: it
+  // means nothing, and reused memory need not be zero.
+  uint64_t ComputeChecksum() const;
+  // The checksum stored in the blob. REQUIRES: header().has_checksum.
+  uint64_t stored_checksum() const {
+    uint64_t w;
+    std::memcpy(&w, start_ + checksum_offset(), 8);
+    return w;
+  }
   const std::byte* start() const { return start_; }
 
  private:
@@ -132,11 +169,11 @@ class BlobRef {
 };
 
 // Writes the header, hash, dims and key of a blob at `start` (whose geometry
-// `g` was computed for the same arguments); returns the payload address.
-std::byte* WriteBlobPrefix(std::byte* start, const BlobGeometry& g, Kind kind,
-                           Layout layout, uint64_t hash,
-                           std::span<const int64_t> dims, bool has_key,
-                           std::string_view key);
+// `g` and header were computed for the same arguments); returns the payload
+// address.
+std::byte* WriteBlobPrefix(std::byte* start, const BlobGeometry& g,
+                           const BlobHeader& header, uint64_t hash,
+                           std::span<const int64_t> dims, std::string_view key);
 
 }  // namespace shmheap::internal
 

@@ -51,6 +51,8 @@ inline constexpr uint32_t kPhaseDamaged = 6;
 // Header.flags bits.
 inline constexpr uint32_t kFlagKeepKeys = 1;
 inline constexpr uint32_t kFlagAnonymous = 2;
+// Blobs carry a payload checksum (Options::checksums, heap/blob.h).
+inline constexpr uint32_t kFlagChecksums = 4;
 
 struct Header {
   // --- Identity and geometry: written once by the creator, then read-only.

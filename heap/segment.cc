@@ -208,6 +208,7 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
   h.max_sessions = options.max_sessions;
   h.table_slots_log2 = options.table_slots_log2;
   h.flags = (options.keep_keys ? kFlagKeepKeys : 0) |
+            (options.checksums ? kFlagChecksums : 0) |
             (backing == BackingKind::kAnonymous ? kFlagAnonymous : 0);
   h.owner_uid = geteuid();
   h.owner_pid = getpid();

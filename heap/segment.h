@@ -50,6 +50,7 @@ struct SegmentOptions {
   uint32_t table_slots_log2 = 20;
   uint32_t max_sessions = 256;
   bool keep_keys = true;
+  bool checksums = false;
   uint64_t chunk_bytes = uint64_t{1} << 20;
   uint64_t min_available_bytes = uint64_t{64} << 20;
   uint64_t seed = 0;  // 0: a random seed
