@@ -234,6 +234,11 @@ absl::StatusOr<GcReport> Heap::MaybeCollect(double overhead,
 
 const Segment& Heap::segment() const { return store_->segment(); }
 
+std::span<const std::byte> Heap::mapping() const {
+  if (!store_) return {};
+  return {store_->segment().base(), store_->segment().header().total_bytes};
+}
+
 Stats Heap::stats() const { return store_ ? store_->GetStats() : Stats{}; }
 
 }  // namespace shmheap

@@ -396,6 +396,10 @@ class Heap {
   absl::StatusOr<GcReport> MaybeCollect(double overhead = kGentle,
                                         const CollectOptions& options = {});
 
+  // This process's mapping of the heap: every view's data lies inside it
+  // (empty for a moved-from Heap).
+  std::span<const std::byte> mapping() const;
+
   // For tools and tests. REQUIRES: not moved-from.
   const internal::Segment& segment() const;
   const internal::Store* store() const { return store_.get(); }

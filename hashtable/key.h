@@ -27,6 +27,7 @@ struct HashedKey {
 
 class Key {
  public:
+  Key() noexcept = default;                              // the empty key
   Key(std::string_view key) noexcept : bytes_(key) {}    // NOLINT: implicit
   Key(const char* key) noexcept : bytes_(key) {}         // NOLINT: implicit
   Key(const std::string& key) noexcept : bytes_(key) {}  // NOLINT: implicit

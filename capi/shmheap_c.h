@@ -1,0 +1,229 @@
+/* shmheap_c.h: the C ABI over shmheap (shmheap.h), the one layer every
+ * binding uses (bindings/ocaml, bindings/python).
+ *
+ * LMDB's habits: opaque handles, integer return codes, one function per
+ * operation with its errors listed, no C++ type in sight. Every function
+ * that can fail returns an `int` code (SHMHEAP_OK or one of the
+ * SHMHEAP_E* codes below, which are absl::StatusCode's values) and, when
+ * it fails, leaves a message for the calling thread that
+ * shmheap_last_error() returns until the thread's next failing call.
+ *
+ * Keys: every keyed call takes a `const shmheap_key*`: bytes (hashed with
+ * the heap's seed), or a caller's 64-bit hash with optional bytes (Hack
+ * and Flow pass MD5 prefixes), as shmheap::HashedKey.
+ *
+ * Lifetimes (the same rules as the C++ API):
+ *   - a heap handle may be used from any thread of its process, and in a
+ *     child after fork (the child joins as a session of its own);
+ *   - a view (shmheap_get) pins the heap: no collection moves its data
+ *     until shmheap_view_release. It must be released before its heap is
+ *     closed, and is not to be used in a child after fork;
+ *   - a read scope (shmheap_read_begin) is one pin for many lookups; the
+ *     shmheap_ref values it fills point into shared memory and are valid
+ *     until shmheap_read_end;
+ *   - a builder (shmheap_reserve) holds a pin until it is published or
+ *     freed.
+ *
+ * Kinds and layouts are shmheap::Kind and shmheap::Layout's values
+ * (SHMHEAP_FLOAT32 ... SHMHEAP_CHAR, SHMHEAP_C_LAYOUT, SHMHEAP_FORTRAN_LAYOUT);
+ * OCaml's Bigarray kinds map one to one.
+ */
+
+#ifndef SHMHEAP_CAPI_SHMHEAP_C_H_
+#define SHMHEAP_CAPI_SHMHEAP_C_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Return codes: absl::StatusCode values. */
+enum {
+  SHMHEAP_OK = 0,
+  SHMHEAP_EINVALID = 3,      /* bad dims, kind, layout, size, name, options */
+  SHMHEAP_EDEADLINE = 4,     /* collect: the world did not stop in time */
+  SHMHEAP_ENOTFOUND = 5,     /* no such key, heap or file */
+  SHMHEAP_EEXISTS = 6,       /* colliding key; move target; name to create */
+  SHMHEAP_EPERMISSION = 7,   /* the heap belongs to another uid */
+  SHMHEAP_EEXHAUSTED = 8,    /* table, heap, backing store, max_sessions */
+  SHMHEAP_EPRECONDITION = 9, /* not a heap; collect while pinned; closed */
+  SHMHEAP_EABORTED = 10,     /* a move's source changed under it */
+  SHMHEAP_EINTERNAL = 13,    /* a bug, or memory for a handle ran out */
+  SHMHEAP_EUNAVAILABLE = 14, /* a named heap is still being created */
+  SHMHEAP_EDATALOSS = 15     /* damaged heap */
+};
+
+/* Element kinds (shmheap::Kind) and layouts (shmheap::Layout). */
+enum {
+  SHMHEAP_FLOAT32 = 0,
+  SHMHEAP_FLOAT64 = 1,
+  SHMHEAP_INT8_SIGNED = 2,
+  SHMHEAP_INT8_UNSIGNED = 3,
+  SHMHEAP_INT16_SIGNED = 4,
+  SHMHEAP_INT16_UNSIGNED = 5,
+  SHMHEAP_INT32 = 6,
+  SHMHEAP_INT64 = 7,
+  SHMHEAP_INT = 8,       /* OCaml's native int, 64 bits */
+  SHMHEAP_NATIVEINT = 9, /* a machine word, 64 bits */
+  SHMHEAP_COMPLEX32 = 10,
+  SHMHEAP_COMPLEX64 = 11,
+  SHMHEAP_CHAR = 12,
+  SHMHEAP_NUM_KINDS = 13
+};
+enum { SHMHEAP_C_LAYOUT = 0, SHMHEAP_FORTRAN_LAYOUT = 1 };
+#define SHMHEAP_MAX_DIMS 16
+
+typedef struct shmheap_heap shmheap_heap;
+typedef struct shmheap_view shmheap_view;
+typedef struct shmheap_builder shmheap_builder;
+typedef struct shmheap_read shmheap_read;
+
+/* A key: `len` bytes at `bytes`; with `hashed` nonzero, `hash` is the
+ * caller's 64-bit hash and the bytes (which may be empty) are stored and
+ * compared. */
+typedef struct shmheap_key {
+  const char* bytes;
+  size_t len;
+  uint64_t hash;
+  int hashed;
+} shmheap_key;
+
+/* shmheap::Options. Fill with shmheap_options_default, then change. */
+typedef struct shmheap_options {
+  uint64_t heap_bytes;
+  uint32_t table_slots_log2;
+  uint32_t max_sessions;
+  uint64_t chunk_bytes;
+  uint64_t min_available_bytes;
+  uint64_t seed;
+  int keep_keys;
+  int checksums;
+} shmheap_options;
+
+typedef struct shmheap_stats {
+  uint64_t table_slots, table_used, table_tombstones, live_blobs;
+  uint64_t heap_capacity, heap_top, live_bytes, dead_bytes;
+  uint64_t sessions, collections;
+} shmheap_stats;
+
+typedef struct shmheap_gc_report {
+  int ran; /* 0: another process's collection ran, or nothing to do */
+  uint64_t bytes_before, bytes_after, blobs_moved, bytes_moved;
+  uint64_t live_blobs, tombstones_cleared;
+  double seconds, handshake_seconds;
+} shmheap_gc_report;
+
+/* A borrowed array inside a read scope (or the fields of a view). */
+typedef struct shmheap_ref {
+  const void* data;
+  const int64_t* dims; /* ndims of them */
+  int ndims;
+  int kind;
+  int layout;
+  size_t bytes; /* product of dims times the element size */
+} shmheap_ref;
+
+/* The calling thread's message for its last failing call ("" if none). */
+const char* shmheap_last_error(void);
+/* The size in bytes of one element of `kind` (0 for an invalid kind). */
+size_t shmheap_element_size(int kind);
+
+void shmheap_options_default(shmheap_options* options);
+
+/* Heaps. Errors: SHMHEAP_EINVALID (options, name), SHMHEAP_EEXISTS (name or
+ * file exists), SHMHEAP_ENOTFOUND, SHMHEAP_EPERMISSION, SHMHEAP_EPRECONDITION
+ * (not a heap, other format), SHMHEAP_EUNAVAILABLE (being created),
+ * SHMHEAP_EDATALOSS, SHMHEAP_EEXHAUSTED (memory, max_sessions). On success
+ * *out holds a handle for shmheap_close. */
+int shmheap_create(const shmheap_options* options, shmheap_heap** out);
+int shmheap_create_named(const char* name, const shmheap_options* options,
+                         shmheap_heap** out);
+int shmheap_open_named(const char* name, shmheap_heap** out);
+int shmheap_create_file(const char* path, const shmheap_options* options,
+                        shmheap_heap** out);
+int shmheap_open_file(const char* path, shmheap_heap** out);
+/* Errors: SHMHEAP_EINVALID (name), SHMHEAP_ENOTFOUND. */
+int shmheap_unlink_named(const char* name);
+/* Leaves the heap (NULL is ignored). REQUIRES: its views, builders and read
+ * scopes are released. */
+void shmheap_close(shmheap_heap* heap);
+
+/* The heap's 64-bit hash of `len` bytes (never 0). */
+uint64_t shmheap_hash(const shmheap_heap* heap, const char* bytes, size_t len);
+
+/* Add (write-once) and replace: `data` holds `data_bytes` bytes, the
+ * product of `dims` elements of `kind` in `layout` order. *published := 1
+ * when this call published (add) or replaced a value (replace), else 0.
+ * Errors: SHMHEAP_EINVALID (dims, kind, layout, size), SHMHEAP_EEXISTS
+ * (another key with the same hash), SHMHEAP_EEXHAUSTED, SHMHEAP_EDATALOSS. */
+int shmheap_add(shmheap_heap* heap, const shmheap_key* key, int kind,
+                int layout, int ndims, const int64_t* dims, const void* data,
+                size_t data_bytes, int* published);
+int shmheap_replace(shmheap_heap* heap, const shmheap_key* key, int kind,
+                    int layout, int ndims, const int64_t* dims,
+                    const void* data, size_t data_bytes, int* replaced);
+
+/* Zero-copy construction: *out's data (shmheap_builder_data) is filled by
+ * the caller, then shmheap_publish behaves like shmheap_add and frees the
+ * builder whatever it returns; shmheap_builder_free drops an unpublished
+ * one. Errors: as shmheap_add (publish: SHMHEAP_EEXISTS,
+ * SHMHEAP_EEXHAUSTED). */
+int shmheap_reserve(shmheap_heap* heap, const shmheap_key* key, int kind,
+                    int layout, int ndims, const int64_t* dims,
+                    shmheap_builder** out);
+void* shmheap_builder_data(shmheap_builder* builder);
+size_t shmheap_builder_bytes(const shmheap_builder* builder);
+int shmheap_publish(shmheap_builder* builder, int* published);
+void shmheap_builder_free(shmheap_builder* builder);
+
+/* A pinned view of `key`'s value. Errors: SHMHEAP_ENOTFOUND,
+ * SHMHEAP_EDATALOSS, SHMHEAP_EEXHAUSTED (max_sessions). */
+int shmheap_get(const shmheap_heap* heap, const shmheap_key* key,
+                shmheap_view** out);
+/* The view's array (valid until shmheap_view_release). */
+void shmheap_view_ref(const shmheap_view* view, shmheap_ref* out);
+void shmheap_view_release(shmheap_view* view);
+
+/* 1 if present, 0 if not (no error). */
+int shmheap_contains(const shmheap_heap* heap, const shmheap_key* key);
+/* Errors: SHMHEAP_ENOTFOUND. */
+int shmheap_remove(shmheap_heap* heap, const shmheap_key* key);
+/* Errors: SHMHEAP_ENOTFOUND (from), SHMHEAP_EEXISTS (to), SHMHEAP_EABORTED,
+ * and shmheap_add's. */
+int shmheap_move(shmheap_heap* heap, const shmheap_key* from,
+                 const shmheap_key* to);
+
+/* Read scopes. begin: errors SHMHEAP_EDATALOSS, SHMHEAP_EEXHAUSTED.
+ * find: SHMHEAP_OK and *out filled, or SHMHEAP_ENOTFOUND (no message is
+ * formatted: a miss is cheap). find_many: fills out[i] and found[i] (1/0)
+ * for keys[i], returns the number found. */
+int shmheap_read_begin(const shmheap_heap* heap, shmheap_read** out);
+int shmheap_read_find(const shmheap_read* read, const shmheap_key* key,
+                      shmheap_ref* out);
+size_t shmheap_read_find_many(const shmheap_read* read, const shmheap_key* keys,
+                              size_t n, shmheap_ref* out, int* found);
+void shmheap_read_end(shmheap_read* read);
+
+/* Collection. deadline_ms <= 0 means the default (10 s). Errors:
+ * SHMHEAP_EPRECONDITION (this process holds a view, builder or read scope),
+ * SHMHEAP_EDEADLINE, SHMHEAP_EDATALOSS. report may be NULL. */
+int shmheap_collect(shmheap_heap* heap, int64_t deadline_ms,
+                    shmheap_gc_report* report);
+/* Collects when used bytes reach `overhead` times the live bytes. */
+int shmheap_maybe_collect(shmheap_heap* heap, double overhead,
+                          shmheap_gc_report* report);
+void shmheap_get_stats(const shmheap_heap* heap, shmheap_stats* out);
+/* Errors: SHMHEAP_EDATALOSS naming the first bad offset. */
+int shmheap_verify(const shmheap_heap* heap);
+/* The start and length of the heap's mapping in this process (for tests
+ * that check a view is zero-copy). */
+void shmheap_mapping(const shmheap_heap* heap, const void** base,
+                     size_t* bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMHEAP_CAPI_SHMHEAP_C_H_ */

@@ -1,0 +1,268 @@
+/* The C ABI (capi/shmheap_c.h) used from C, as a binding would.
+ *
+ * What it proves: every function works from a C11 translation unit; errors
+ * come back as the documented codes with a message; a view and a read-scope
+ * ref are zero-copy (their data lies inside the heap's mapping) and hold
+ * every element written; 8 forked children each publish arrays of all 13
+ * kinds and the parent reads every element of every one back; a view pins
+ * the heap (collect from the same process is refused while it lives); a
+ * builder fills in place; collect, stats, verify, named heaps and files
+ * work. A failed check prints its line and exits 1. */
+
+#include "capi/shmheap_c.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int failures = 0;
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed; last error: %s\n", __FILE__, \
+              __LINE__, #cond, shmheap_last_error());                        \
+      ++failures;                                                            \
+    }                                                                        \
+  } while (0)
+
+static shmheap_key Key(const char* s) {
+  shmheap_key k;
+  k.bytes = s;
+  k.len = strlen(s);
+  k.hash = 0;
+  k.hashed = 0;
+  return k;
+}
+
+/* Element j of the array of (worker, kind) as one byte pattern. */
+static unsigned char Byte(int worker, int kind, size_t j) {
+  return (unsigned char)(worker * 31 + kind * 7 + j * 13 + 1);
+}
+
+static int InsideMapping(const shmheap_heap* heap, const void* p, size_t n) {
+  const void* base;
+  size_t bytes;
+  shmheap_mapping(heap, &base, &bytes);
+  const char* b = (const char*)base;
+  return (const char*)p >= b && (const char*)p + n <= b + bytes;
+}
+
+static void TestErrors(void) {
+  shmheap_options o;
+  shmheap_options_default(&o);
+  o.table_slots_log2 = 99;
+  shmheap_heap* heap = NULL;
+  CHECK(shmheap_create(&o, &heap) == SHMHEAP_EINVALID);
+  CHECK(heap == NULL);
+  CHECK(strstr(shmheap_last_error(), "table_slots_log2") != NULL);
+  CHECK(shmheap_open_named("shmheap-c-test-no-such-heap", &heap) ==
+        SHMHEAP_ENOTFOUND);
+  CHECK(shmheap_element_size(SHMHEAP_COMPLEX64) == 16);
+  CHECK(shmheap_element_size(99) == 0);
+}
+
+static void TestForkedWriters(void) {
+  shmheap_options o;
+  shmheap_options_default(&o);
+  o.heap_bytes = 64 << 20;
+  o.table_slots_log2 = 12;
+  shmheap_heap* heap = NULL;
+  CHECK(shmheap_create(&o, &heap) == SHMHEAP_OK);
+  if (heap == NULL) return;
+  enum { kWorkers = 8 };
+  for (int w = 0; w < kWorkers; ++w) {
+    if (fork() == 0) {
+      int bad = 0;
+      for (int kind = 0; kind < SHMHEAP_NUM_KINDS; ++kind) {
+        const int64_t dims[2] = {3, 5 + w};
+        const size_t n =
+            (size_t)(dims[0] * dims[1]) * shmheap_element_size(kind);
+        unsigned char* data = malloc(n);
+        for (size_t j = 0; j < n; ++j) data[j] = Byte(w, kind, j);
+        char key[64];
+        snprintf(key, sizeof key, "w%d:k%d", w, kind);
+        const shmheap_key k = Key(key);
+        int published = 0;
+        bad |= shmheap_add(heap, &k, kind, kind % 2, 2, dims, data, n,
+                           &published) != SHMHEAP_OK ||
+               !published;
+        free(data);
+      }
+      _exit(bad);
+    }
+  }
+  int status;
+  for (int w = 0; w < kWorkers; ++w) {
+    CHECK(wait(&status) > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  /* Every element of every array, through views and through a scope. */
+  for (int w = 0; w < kWorkers; ++w) {
+    for (int kind = 0; kind < SHMHEAP_NUM_KINDS; ++kind) {
+      char key[64];
+      snprintf(key, sizeof key, "w%d:k%d", w, kind);
+      const shmheap_key k = Key(key);
+      shmheap_view* view = NULL;
+      CHECK(shmheap_get(heap, &k, &view) == SHMHEAP_OK);
+      if (view == NULL) continue;
+      shmheap_ref r;
+      shmheap_view_ref(view, &r);
+      CHECK(r.kind == kind && r.layout == kind % 2 && r.ndims == 2);
+      CHECK(r.dims[0] == 3 && r.dims[1] == 5 + w);
+      CHECK(r.bytes == (size_t)(3 * (5 + w)) * shmheap_element_size(kind));
+      CHECK(InsideMapping(heap, r.data, r.bytes));
+      for (size_t j = 0; j < r.bytes; ++j) {
+        if (((const unsigned char*)r.data)[j] != Byte(w, kind, j)) {
+          CHECK(!"element differs");
+          break;
+        }
+      }
+      /* A live view pins: collect from this process is refused. */
+      CHECK(shmheap_collect(heap, 100, NULL) == SHMHEAP_EPRECONDITION);
+      shmheap_view_release(view);
+    }
+  }
+  shmheap_read* read = NULL;
+  CHECK(shmheap_read_begin(heap, &read) == SHMHEAP_OK);
+  if (read != NULL) {
+    shmheap_key keys[kWorkers + 1];
+    char names[kWorkers + 1][32];
+    for (int w = 0; w < kWorkers; ++w) {
+      snprintf(names[w], sizeof names[w], "w%d:k%d", w, SHMHEAP_FLOAT64);
+      keys[w] = Key(names[w]);
+    }
+    keys[kWorkers] = Key("absent");
+    shmheap_ref refs[kWorkers + 1];
+    int found[kWorkers + 1];
+    CHECK(shmheap_read_find_many(read, keys, kWorkers + 1, refs, found) ==
+          kWorkers);
+    CHECK(!found[kWorkers]);
+    for (int w = 0; w < kWorkers; ++w) {
+      CHECK(found[w] && refs[w].kind == SHMHEAP_FLOAT64);
+      CHECK(InsideMapping(heap, refs[w].data, refs[w].bytes));
+      CHECK(((const unsigned char*)refs[w].data)[0] ==
+            Byte(w, SHMHEAP_FLOAT64, 0));
+    }
+    shmheap_ref one;
+    CHECK(shmheap_read_find(read, &keys[kWorkers], &one) == SHMHEAP_ENOTFOUND);
+    CHECK(shmheap_read_find(read, &keys[0], &one) == SHMHEAP_OK);
+    CHECK(one.data == refs[0].data);
+    shmheap_read_end(read);
+  }
+  shmheap_stats s;
+  shmheap_get_stats(heap, &s);
+  CHECK(s.live_blobs == kWorkers * SHMHEAP_NUM_KINDS);
+  CHECK(shmheap_verify(heap) == SHMHEAP_OK);
+  shmheap_close(heap);
+}
+
+static void TestWritesAndCollect(void) {
+  shmheap_options o;
+  shmheap_options_default(&o);
+  o.heap_bytes = 16 << 20;
+  o.table_slots_log2 = 8;
+  o.checksums = 1;
+  shmheap_heap* heap = NULL;
+  CHECK(shmheap_create(&o, &heap) == SHMHEAP_OK);
+  if (heap == NULL) return;
+  const double v[4] = {1, 2, 3, 4};
+  const int64_t dims[1] = {4};
+  const shmheap_key a = Key("a");
+  const shmheap_key b = Key("b");
+  int done = -1;
+  CHECK(shmheap_add(heap, &a, SHMHEAP_FLOAT64, SHMHEAP_C_LAYOUT, 1, dims, v,
+                    sizeof v, &done) == SHMHEAP_OK &&
+        done == 1);
+  CHECK(shmheap_add(heap, &a, SHMHEAP_FLOAT64, SHMHEAP_C_LAYOUT, 1, dims, v,
+                    sizeof v, &done) == SHMHEAP_OK &&
+        done == 0);
+  CHECK(shmheap_add(heap, &b, SHMHEAP_FLOAT64, SHMHEAP_C_LAYOUT, 1, dims, v, 7,
+                    &done) == SHMHEAP_EINVALID);
+  CHECK(shmheap_replace(heap, &a, SHMHEAP_FLOAT64, SHMHEAP_C_LAYOUT, 1, dims, v,
+                        sizeof v, &done) == SHMHEAP_OK &&
+        done == 1);
+  CHECK(shmheap_contains(heap, &a) == 1 && shmheap_contains(heap, &b) == 0);
+  CHECK(shmheap_move(heap, &a, &b) == SHMHEAP_OK);
+  CHECK(shmheap_contains(heap, &a) == 0 && shmheap_contains(heap, &b) == 1);
+  CHECK(shmheap_remove(heap, &a) == SHMHEAP_ENOTFOUND);
+  /* A hashed key, and a builder filled in place. */
+  shmheap_key h;
+  h.bytes = "given";
+  h.len = 5;
+  h.hash = 0x1234;
+  h.hashed = 1;
+  shmheap_builder* builder = NULL;
+  const int64_t bdims[2] = {2, 2};
+  CHECK(shmheap_reserve(heap, &h, SHMHEAP_INT32, SHMHEAP_FORTRAN_LAYOUT, 2,
+                        bdims, &builder) == SHMHEAP_OK);
+  if (builder != NULL) {
+    CHECK(shmheap_builder_bytes(builder) == 16);
+    int* out = shmheap_builder_data(builder);
+    for (int i = 0; i < 4; ++i) out[i] = 10 + i;
+    CHECK(shmheap_publish(builder, &done) == SHMHEAP_OK && done == 1);
+  }
+  shmheap_view* view = NULL;
+  CHECK(shmheap_get(heap, &h, &view) == SHMHEAP_OK);
+  if (view != NULL) {
+    shmheap_ref r;
+    shmheap_view_ref(view, &r);
+    CHECK(((const int*)r.data)[3] == 13 && r.layout == SHMHEAP_FORTRAN_LAYOUT);
+    shmheap_view_release(view);
+  }
+  shmheap_gc_report report;
+  CHECK(shmheap_collect(heap, 0, &report) == SHMHEAP_OK && report.ran);
+  CHECK(report.bytes_after < report.bytes_before);
+  CHECK(shmheap_verify(heap) == SHMHEAP_OK);
+  shmheap_close(heap);
+}
+
+static void TestNamedAndFile(void) {
+  char name[64], path[256];
+  snprintf(name, sizeof name, "shmheap-c-test-%d", (int)getpid());
+  const char* dir = getenv("TEST_TMPDIR");
+  snprintf(path, sizeof path, "%s/c-test-%d", dir ? dir : "/tmp",
+           (int)getpid());
+  shmheap_options o;
+  shmheap_options_default(&o);
+  o.heap_bytes = 4 << 20;
+  o.table_slots_log2 = 6;
+  shmheap_heap* a = NULL;
+  shmheap_heap* b = NULL;
+  CHECK(shmheap_create_named(name, &o, &a) == SHMHEAP_OK);
+  CHECK(shmheap_create_named(name, &o, &b) == SHMHEAP_EEXISTS);
+  CHECK(shmheap_open_named(name, &b) == SHMHEAP_OK);
+  const char c[3] = {'x', 'y', 'z'};
+  const int64_t dims[1] = {3};
+  const shmheap_key k = Key("chars");
+  CHECK(shmheap_add(a, &k, SHMHEAP_CHAR, SHMHEAP_C_LAYOUT, 1, dims, c, 3,
+                    NULL) == SHMHEAP_OK);
+  CHECK(shmheap_contains(b, &k) == 1);
+  shmheap_close(b);
+  shmheap_close(a);
+  CHECK(shmheap_unlink_named(name) == SHMHEAP_OK);
+  CHECK(shmheap_unlink_named(name) == SHMHEAP_ENOTFOUND);
+  CHECK(shmheap_create_file(path, &o, &a) == SHMHEAP_OK);
+  CHECK(shmheap_add(a, &k, SHMHEAP_CHAR, SHMHEAP_C_LAYOUT, 1, dims, c, 3,
+                    NULL) == SHMHEAP_OK);
+  shmheap_close(a);
+  CHECK(shmheap_open_file(path, &a) == SHMHEAP_OK);
+  CHECK(shmheap_contains(a, &k) == 1);
+  CHECK(shmheap_hash(a, "chars", 5) != 0);
+  shmheap_close(a);
+  unlink(path);
+}
+
+int main(void) {
+  void (*const tests[])(void) = {TestErrors, TestForkedWriters,
+                                 TestWritesAndCollect, TestNamedAndFile};
+  const int n = (int)(sizeof tests / sizeof tests[0]);
+  int passed = 0;
+  for (int i = 0; i < n; ++i) {
+    const int before = failures;
+    tests[i]();
+    passed += failures == before;
+  }
+  printf("shmheap_c_test: %d passed, %d failed\n", passed, n - passed);
+  return passed == n ? 0 : 1;
+}
