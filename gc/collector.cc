@@ -243,8 +243,8 @@ class Collection {
     // recorded chunk now starts with a record, so only those start with 0).
     CloseClaimedGaps(segment_, old_top_);
     RunTestingHook(TestingPoint::kGcClosed);
-    h_.gc_cursor.store(0, kRecord);
-    h_.gc_dest.store(0, kRecord);
+    h_.gc_thread_index.store(0, kRecord);
+    h_.gc_thread_word.store(0, kRecord);
     EnterPhase(kPhaseThreading);
     return absl::OkStatus();
   }
@@ -266,19 +266,19 @@ class Collection {
 
   // 1. For each slot with a blob: the slot takes the blob's header word,
   // the blob's word 0 the slot's offset and word 1 the slot's key tag.
-  // Record per slot: gc_cursor := i, gc_dest := its addr word, then the
-  // slot's store, then the blob's words. A slot whose addr has bit 0 set is
-  // threaded (headers have it, offsets never); for the slot at gc_cursor
-  // the record says where its blob is.
+  // Record per slot: gc_thread_index := i, gc_thread_word := its addr word,
+  // then the slot's store, then the blob's words. A slot whose addr has bit
+  // 0 set is threaded (headers have it, offsets never); for the recorded
+  // slot the record says where its blob is.
   absl::Status Thread() {
-    uint64_t i = h_.gc_cursor.load(kStopped);
+    uint64_t i = h_.gc_thread_index.load(kStopped);
     if (i > mask_ + 1) {
       return Damaged(
           segment_, absl::StrCat("recorded slot ", i, " is outside the table"));
     }
     if (i <= mask_ && (slots_[i].addr.load(kStopped) & kTagBit) != 0) {
       // Killed after the slot took its header: finish the blob's half.
-      const uint64_t word = h_.gc_dest.load(kStopped);
+      const uint64_t word = h_.gc_thread_word.load(kStopped);
       const uint64_t addr = AddrOffset(word);
       if (addr < h_.heap_start || addr >= old_top_ || addr % 8 ||
           old_top_ - addr < 16) {
@@ -302,8 +302,8 @@ class Collection {
         return Damaged(segment_, absl::StrCat("slot ", i, " points at ", addr,
                                               ", which is not a blob"));
       }
-      h_.gc_cursor.store(i, kRecord);
-      h_.gc_dest.store(word, kRecord);
+      h_.gc_thread_index.store(i, kRecord);
+      h_.gc_thread_word.store(word, kRecord);
       slots_[i].addr.store(header, kSlotStore);
       KeepOrder();
       ThreadBlob(i, addr, AddrTag(word));
@@ -313,24 +313,26 @@ class Collection {
     if (options_ != nullptr && options_->testing_mid_compaction_hook) {
       options_->testing_mid_compaction_hook();
     }
-    h_.gc_cursor.store(h_.heap_start, kRecord);
-    h_.gc_dest.store(h_.heap_start, kRecord);
+    h_.gc_slide_pos.store(h_.heap_start, kRecord);
+    h_.gc_slide_dest.store(h_.heap_start, kRecord);
     h_.gc_move_slot.store(0, kRecord);
     EnterPhase(kPhaseSliding);
     return absl::OkStatus();
   }
 
-  // Finishes the move recorded in gc_move_*: the blob from gc_cursor to
-  // gc_move_to. Every step can be redone: a move that does not overlap its
-  // source copies all of it again; one that overlaps (destination below the
-  // source by d < size bytes) copies d bytes at a time from the front,
-  // recording each in gc_move_done, so the bytes still to copy are intact
-  // (a step overwrites only source bytes an earlier step copied). Then the
-  // blob's words 0 and 1 are restored, the slot points at it, the cursor
-  // and destination advance, and the record is cleared, in that order.
+  // Finishes the move recorded in gc_move_*: the blob from gc_move_pos to
+  // gc_move_to (the record is whole on its own: the slide's position and
+  // destination may have advanced past it already). Every step can be redone: a
+  // move that does not overlap its source copies all of it again; one that
+  // overlaps (destination below the source by d < size bytes) copies d bytes at
+  // a time from the front, recording each in gc_move_done, so the bytes still
+  // to copy are intact (a step overwrites only source bytes an earlier step
+  // copied). Then the blob's words 0 and 1 are restored, the slot points at it,
+  // the slide's destination and position advance, and the record is cleared, in
+  // that order.
   absl::Status FinishMove() {
-    const uint64_t pos = h_.gc_cursor.load(kStopped);
-    const uint64_t dest = h_.gc_dest.load(kStopped);
+    const uint64_t pos = h_.gc_move_pos.load(kStopped);
+    const uint64_t dest = h_.gc_move_dest.load(kStopped);
     const uint64_t to = h_.gc_move_to.load(kStopped);
     const uint64_t header = h_.gc_move_header.load(kStopped);
     const uint64_t slot_word = h_.gc_move_slot.load(kStopped);
@@ -368,15 +370,15 @@ class Collection {
     WriteWord(base_ + to + 8, slots_[index].hash.load(kStopped));
     KeepOrder();
     slots_[index].addr.store(AddrWord(to, tag), kSlotStore);
-    h_.gc_dest.store(to + size, kRecord);
-    h_.gc_cursor.store(pos + size, kRecord);
+    h_.gc_slide_dest.store(to + size, kRecord);
+    h_.gc_slide_pos.store(pos + size, kRecord);
     h_.gc_move_slot.store(0, kRecord);
     live_bytes_ += size;
     RunTestingHook(TestingPoint::kGcMovedBlob);
     return absl::OkStatus();
   }
 
-  // 2. Walks from gc_cursor to the old top: a record with bit 0 set is
+  // 2. Walks from gc_slide_pos to the old top: a record with bit 0 set is
   // garbage (dead blob or filler) and is skipped; a threaded word leads to
   // the slot, which holds the header: the blob is recorded as a move and
   // moved (FinishMove). Before a move is recorded, nothing of the blob has
@@ -385,10 +387,10 @@ class Collection {
     if ((h_.gc_move_slot.load(kStopped) & kMoveActive) != 0) {
       if (absl::Status s = FinishMove(); !s.ok()) return s;
     }
-    uint64_t pos = h_.gc_cursor.load(kStopped);
+    uint64_t pos = h_.gc_slide_pos.load(kStopped);
     if (pos < h_.heap_start || pos > old_top_ || pos % 8 ||
-        h_.gc_dest.load(kStopped) > pos ||
-        h_.gc_dest.load(kStopped) < h_.heap_start) {
+        h_.gc_slide_dest.load(kStopped) > pos ||
+        h_.gc_slide_dest.load(kStopped) < h_.heap_start) {
       return Damaged(segment_, absl::StrCat("recorded slide position ", pos,
                                             " is outside the heap"));
     }
@@ -401,7 +403,7 @@ class Collection {
                                                 " bytes does not parse"));
         }
         pos += size;
-        h_.gc_cursor.store(pos, kRecord);
+        h_.gc_slide_pos.store(pos, kRecord);
         continue;
       }
       // A threaded word: the offset of its slot's addr field.
@@ -422,19 +424,21 @@ class Collection {
       }
       const BlobHeader b = BlobHeader::Decode(header);
       const uint16_t tag = static_cast<uint16_t>(ReadWord(base_ + pos + 8));
-      const uint64_t to = AlignUp(h_.gc_dest.load(kStopped), b.alignment());
+      const uint64_t dest = h_.gc_slide_dest.load(kStopped);
+      const uint64_t to = AlignUp(dest, b.alignment());
+      h_.gc_move_pos.store(pos, kRecord);
+      h_.gc_move_dest.store(dest, kRecord);
       h_.gc_move_to.store(to, kRecord);
       h_.gc_move_header.store(header, kRecord);
       h_.gc_move_done.store(0, kRecord);
       h_.gc_move_slot.store(kMoveActive | uint64_t{tag} << 32 | index, kRecord);
       if (absl::Status s = FinishMove(); !s.ok()) return s;
-      pos = h_.gc_cursor.load(kStopped);
+      pos = h_.gc_slide_pos.load(kStopped);
     }
     // The new top, then the finishing phase's record.
-    const uint64_t dest = h_.gc_dest.load(kStopped);
+    const uint64_t dest = h_.gc_slide_dest.load(kStopped);
     h_.top.store(dest, std::memory_order_release);
-    h_.gc_cursor.store(0, kRecord);
-    h_.gc_dest.store(0, kRecord);
+    h_.gc_hole.store(0, kRecord);
     EnterPhase(kPhaseFinishing);
     return absl::OkStatus();
   }
@@ -565,7 +569,7 @@ uint64_t ClearTombstones(Slot* slots, uint64_t mask, Header* record) {
   // entries of its cluster back into the hole, one by one. Every entry
   // between the hole and the scan position stays where it is (else it
   // would have filled the hole), so the hole alone says where a cascade is:
-  // the record holds hole + 1 (Header::gc_dest), written after each entry
+  // the record holds hole + 1 (Header::gc_hole), written after each entry
   // is copied into the hole and before its old slot is emptied. A
   // recovering process empties the recorded hole (a tombstone not yet
   // cleared, or a copy whose original is still further on) and scans again
@@ -583,20 +587,20 @@ uint64_t ClearTombstones(Slot* slots, uint64_t mask, Header* record) {
       if (stays) continue;
       slots[hole].hash.store(hj, kSlotStore);
       slots[hole].addr.store(slots[j].addr.load(kStopped), kSlotStore);
-      if (record != nullptr) record->gc_dest.store(j + 1, kRecord);
+      if (record != nullptr) record->gc_hole.store(j + 1, kRecord);
       slots[j].addr.store(0, kSlotStore);
       slots[j].hash.store(0, kSlotStore);
       hole = j;
       RunTestingHook(TestingPoint::kGcMovedSlot);
     }
-    if (record != nullptr) record->gc_dest.store(0, kRecord);
+    if (record != nullptr) record->gc_hole.store(0, kRecord);
   };
   uint64_t cleared = 0;
-  if (record != nullptr && record->gc_dest.load(kStopped) != 0) {
+  if (record != nullptr && record->gc_hole.load(kStopped) != 0) {
     // Resume the cascade a dead collector was in. A corrupt record is
     // clamped into the table: its cascade then runs from a wrong place
     // (Verify reports what that breaks), but writes only inside the table.
-    cascade((record->gc_dest.load(kStopped) - 1) & mask);
+    cascade((record->gc_hole.load(kStopped) - 1) & mask);
   }
   // Algorithm R can move a later tombstone to an index already scanned, so
   // scan until a pass finds none; each cascade removes one tombstone.
@@ -606,7 +610,7 @@ uint64_t ClearTombstones(Slot* slots, uint64_t mask, Header* record) {
       if (!is_tombstone(start)) continue;
       again = true;
       ++cleared;
-      if (record != nullptr) record->gc_dest.store(start + 1, kRecord);
+      if (record != nullptr) record->gc_hole.store(start + 1, kRecord);
       cascade(start);
       RunTestingHook(TestingPoint::kGcClearedTombstone);
     }

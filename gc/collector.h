@@ -67,8 +67,12 @@
 //       tag) before the slot takes the blob's header; a slot whose addr has
 //       bit 0 set is threaded (headers have it, offsets never do), so the
 //       recorded slot is finished from the record and the rest resume.
+//   R0  Each phase keeps its own record fields, and sets up the next
+//       phase's before it enters it, so a death between the two leaves
+//       both records whole.
 //   R3  Sliding records each live blob before it moves (source position,
-//       destination, header, slot, tag, bytes copied). A move that does not
+//       the slide's destination before it, its destination, header, slot,
+//       tag, bytes copied): the record alone finishes the move. A move that does not
 //       overlap its source is copied again whole; one that overlaps (the
 //       destination d < size bytes below) goes d bytes at a time from the
 //       front, each step recorded, and a step overwrites only source bytes
@@ -125,7 +129,7 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
                                  const CollectOptions& options);
 
 // Removes every tombstone from the table in place (Algorithm R). With a
-// `record`, each cascade is recorded in it (Header::gc_dest) and a cascade
+// `record`, each cascade is recorded in it (Header::gc_hole) and a cascade
 // recorded there is finished first, so a collector killed inside may be
 // resumed. REQUIRES: the world is stopped. Returns the number of
 // tombstones removed by the passes (a resumed cascade is not counted).

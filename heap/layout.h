@@ -102,21 +102,29 @@ struct Header {
   // read by the process that rolls a dead collector's work forward. Every
   // store to it is a release store, so no later write of the collector is
   // made before the record that describes it.
+  // Each phase has fields of its own, so that a phase can set up the next
+  // one's record before it enters it, and a death in between leaves both
+  // records whole.
   alignas(kCacheLine) std::atomic<uint64_t> gc_old_top;  // top at the start
-  // Threading: the slot index in progress. Sliding: the next record to
-  // visit. Finishing: the cascade's scan position.
-  std::atomic<uint64_t> gc_cursor;
-  // Threading: the addr word of the slot in progress. Sliding: where the
-  // next live blob goes. Finishing: the cascade's hole + 1 (0: none).
-  std::atomic<uint64_t> gc_dest;
-  // Sliding: the blob being moved from gc_cursor, while gc_move_slot has
-  // kMoveActive: its destination, header word, bytes copied so far, and
-  // kMoveActive | tag << 32 | slot index.
+  // Threading: the slot index in progress, and its addr word.
+  std::atomic<uint64_t> gc_thread_index;
+  std::atomic<uint64_t> gc_thread_word;
+  // Sliding: the next record to visit, and where the next live blob goes.
+  std::atomic<uint64_t> gc_slide_pos;
+  std::atomic<uint64_t> gc_slide_dest;
+  // Finishing: the hole + 1 of the tombstone cascade in progress (0: none).
+  std::atomic<uint64_t> gc_hole;
+  uint64_t reserved2[2];
+  // Sliding: the blob being moved, while gc_move_slot has kMoveActive: its
+  // position and the slide's destination before it, its destination,
+  // header word, bytes copied so far, and kMoveActive | tag << 32 | slot.
+  alignas(kCacheLine) std::atomic<uint64_t> gc_move_pos;
+  std::atomic<uint64_t> gc_move_dest;
   std::atomic<uint64_t> gc_move_to;
   std::atomic<uint64_t> gc_move_header;
   std::atomic<uint64_t> gc_move_done;
   std::atomic<uint64_t> gc_move_slot;
-  uint64_t reserved2;
+  uint64_t reserved3[2];
 };
 
 // Header::gc_move_slot: a move is recorded.
@@ -226,8 +234,10 @@ static_assert(offsetof(Header, gc_epoch) == 256);
 static_assert(offsetof(Header, collections) == 272);
 static_assert(offsetof(Header, retired_counters) == 320);
 static_assert(offsetof(Header, gc_old_top) == 384);
-static_assert(offsetof(Header, gc_move_slot) == 432);
-static_assert(sizeof(Header) == 448 && sizeof(Header) <= kPageSize,
+static_assert(offsetof(Header, gc_hole) == 424);
+static_assert(offsetof(Header, gc_move_pos) == 448);
+static_assert(offsetof(Header, gc_move_slot) == 488);
+static_assert(sizeof(Header) == 512 && sizeof(Header) <= kPageSize,
               "the header fits its page");
 static_assert(offsetof(SessionEntry, pinned) == 16);
 static_assert(offsetof(SessionEntry, claim_end) == 32);
