@@ -403,14 +403,15 @@ void CheckBlobRecord(const internal::Segment& seg, uint64_t pos,
   uint64_t key_len = 0;
   if (b.has_key) std::memcpy(&key_len, start + 16 + 8 * dims.size(), 8);
   if (key_len > size) return;
-  absl::StatusOr<BlobGeometry> g = internal::ComputeGeometry(
-      static_cast<Kind>(b.kind), b.ndims, *count, b.has_key, key_len);
+  absl::StatusOr<BlobGeometry> g =
+      internal::ComputeGeometry(static_cast<Kind>(b.kind), b.ndims, *count,
+                                b.has_key, key_len, b.has_checksum);
   if (!g.ok() || g->total_bytes != size || g->align_code != b.align_code ||
       pos % g->alignment != 0) {
     return;
   }
   const BlobRef blob(start);
-  FUZZ_CHECK((blob.header_word() & ~uint64_t{0xc000}) == b.Encode());
+  FUZZ_CHECK(blob.header_word() == b.Encode());
   FUZZ_CHECK(std::equal(dims.begin(), dims.end(), blob.dims().begin(),
                         blob.dims().end()));
   const std::string_view key = blob.key();
