@@ -29,10 +29,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gc/collector.h"
 #include "gtest/gtest.h"
 #include "heap/blob.h"
 #include "heap/segment.h"
+#include "heap/testing_hooks.h"
 #include "tests/allocation_counter.h"
 #include "tests/test_util.h"
 
@@ -245,57 +247,132 @@ TEST(Store, RefsPointIntoTheSegmentAndReadDimsInPlace) {
   EXPECT_FALSE(r->As<float>().ok());
 }
 
-// The seqlock read. A child process collects continuously while it churns
-// a scratch key space (so blobs move and tombstones are cleared); the
-// parent asks Contains, outside any scope, about keys that stay present and
-// keys that stay absent, and checks every answer.
+// The seqlock read. The table is laid out in clusters: each starts with a
+// scratch key and goes on with stable keys of the same home slot (HashedKey
+// makes the homes). Round by round a child process removes one batch of
+// clusters' scratch keys and collects: clearing each tombstone shifts its
+// cluster's stable keys back one by one, and the child pauses after each
+// shift (a testing hook), while the keys behind the cascade's hole are
+// unreachable. Meanwhile the parent asks Contains, outside any scope, about
+// every stable key and about absent keys, and checks every answer: only the
+// epoch re-check keeps it from reporting a stable key absent (without it,
+// this test fails).
 TEST(Store, ContainsOutsideScopeIsExactUnderConcurrentCollection) {
   SegmentOptions o;
-  o.heap_bytes = 256 << 20;
-  o.table_slots_log2 = 14;
+  o.heap_bytes = 64 << 20;
+  o.table_slots_log2 = 12;
   o.chunk_bytes = 64 << 10;
   o.seed = 7;
   absl::StatusOr<std::unique_ptr<Segment>> seg = Segment::CreateAnonymous(o);
   ASSERT_TRUE(seg.ok());
   Store store(*std::move(seg));
-  constexpr int kStable = 2000;
-  for (int k = 0; k < kStable; ++k) AddFloats(store, KeyName(k), k, 16);
-  testing::SharedArray<std::atomic<int>> stop(1);
+  constexpr int kRounds = 24, kClustersPerRound = 8, kStablePerCluster = 6;
+  constexpr uint64_t kSpacing = 8;  // cluster homes, so clusters never touch
+  std::vector<std::string> stable, scratch;
+  std::vector<uint64_t> stable_hash, scratch_hash;
+  for (int c = 0; c < kRounds * kClustersPerRound; ++c) {
+    const uint64_t home = 1 + c * kSpacing;
+    scratch.push_back(absl::StrCat("scratch:", c));
+    scratch_hash.push_back(home | (uint64_t{1} << 40));
+    AddFloats(store, HashedKey{scratch_hash.back(), scratch.back()}, c, 4);
+    for (int k = 0; k < kStablePerCluster; ++k) {
+      stable.push_back(absl::StrCat("stable:", c, ":", k));
+      stable_hash.push_back(home | (static_cast<uint64_t>(k + 2) << 40));
+      AddFloats(store, HashedKey{stable_hash.back(), stable.back()}, k, 4);
+    }
+  }
+  testing::SharedArray<std::atomic<int>> done(1);
   const pid_t child = fork();
   if (child == 0) {
-    int collections = 0;
-    for (int round = 0; stop[0].load() == 0 && round < 100000; ++round) {
-      for (int k = 0; k < 200; ++k) {
-        const std::string name = "scratch:" + std::to_string(k);
-        const ResolvedKey r = store.Resolve(Key(name));
-        const std::vector<float> v = ArrayFor(k, round, 32);
-        const int64_t dims[] = {32};
-        if (!store
-                 .Write(r, Kind::kFloat32, dims, Layout::kC,
-                        std::as_bytes(std::span<const float>(v)), true)
+    SetTestingHook([](TestingPoint p) {
+      if (p == TestingPoint::kGcMovedSlot) usleep(300);
+    });
+    for (int round = 0; round < kRounds; ++round) {
+      for (int c = round * kClustersPerRound;
+           c < (round + 1) * kClustersPerRound; ++c) {
+        if (!store.Remove(store.Resolve(HashedKey{scratch_hash[c], scratch[c]}))
                  .ok()) {
           _exit(2);
         }
-        if (k % 2 == 0 && !store.Remove(r).ok()) _exit(3);
       }
       absl::StatusOr<LocalSession*> self = store.Session();
       if (!self.ok()) _exit(4);
       absl::StatusOr<GcReport> gc = Collect(store.segment(), *self, {});
-      if (!gc.ok()) _exit(5);
-      collections += gc->ran;
+      if (!gc.ok() || gc->tombstones_cleared != kClustersPerRound) _exit(5);
     }
-    _exit(collections > 0 ? 0 : 6);
+    done[0].store(1);
+    _exit(0);
   }
-  const uint64_t before = store.segment().header().collections.load();
   int64_t checked = 0;
-  while (store.segment().header().collections.load() < before + 30) {
-    for (int k = 0; k < kStable * 2; k += 7) {
-      const bool present = store.Contains(store.Resolve(Key(KeyName(k))));
-      ASSERT_EQ(present, k < kStable) << k;
+  while (done[0].load() == 0) {
+    for (size_t i = 0; i < stable.size(); ++i) {
+      ASSERT_TRUE(
+          store.Contains(store.Resolve(HashedKey{stable_hash[i], stable[i]})))
+          << stable[i] << " reported absent";
+      ++checked;
+    }
+    ASSERT_FALSE(store.Contains(store.Resolve(Key("never added"))));
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_GT(checked, 0);
+  ASSERT_TRUE(store.Verify().ok()) << store.Verify();
+}
+
+// The seqlock's re-check, for a collection that begins while a probe is
+// already on its way: one cluster of 3,000 keys (a probe for its last key
+// walks all of it), whose head key a child removes before each of its
+// collections, so each collection shifts the whole cluster back one slot
+// while the parent probes for the last keys. A probe that
+// began before the collection and meets the cascade's hole must notice the
+// changed epoch (without the re-check, this test fails).
+TEST(Store, ContainsNoticesACollectionThatBeginsMidProbe) {
+  SegmentOptions o;
+  o.heap_bytes = 64 << 20;
+  o.table_slots_log2 = 12;
+  o.chunk_bytes = 64 << 10;
+  o.seed = 9;
+  absl::StatusOr<std::unique_ptr<Segment>> seg = Segment::CreateAnonymous(o);
+  ASSERT_TRUE(seg.ok());
+  Store store(*std::move(seg));
+  constexpr int kCluster = 3000;
+  constexpr uint64_t kHome = 5;
+  auto hash_of = [](int k) {
+    return kHome | (static_cast<uint64_t>(k + 1) << 40);
+  };
+  std::vector<std::string> names;
+  for (int k = 0; k < kCluster; ++k) {
+    names.push_back(absl::StrCat("c", k));
+    AddFloats(store, HashedKey{hash_of(k), names.back()}, k, 1);
+  }
+  testing::SharedArray<std::atomic<int>> done(1);
+  const pid_t child = fork();
+  if (child == 0) {
+    // Each round removes the key at the cluster's head (c0, then c1, ...:
+    // a re-added key joins at the cluster's end), so every collection's
+    // tombstone cascade shifts the whole cluster.
+    for (int round = 0; round < 200; ++round) {
+      const int k = round;
+      const ResolvedKey r = store.Resolve(HashedKey{hash_of(k), names[k]});
+      if (!store.Remove(r).ok()) _exit(2);
+      absl::StatusOr<LocalSession*> self = store.Session();
+      if (!self.ok()) _exit(4);
+      if (!Collect(store.segment(), *self, {}).ok()) _exit(5);
+      AddFloats(store, HashedKey{hash_of(k), names[k]}, k, 1);
+    }
+    done[0].store(1);
+    _exit(0);
+  }
+  int64_t checked = 0;
+  while (done[0].load() == 0) {
+    for (int k = kCluster - 1; k >= kCluster - 64; --k) {
+      ASSERT_TRUE(
+          store.Contains(store.Resolve(HashedKey{hash_of(k), names[k]})))
+          << names[k] << " reported absent";
       ++checked;
     }
   }
-  stop[0].store(1);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
