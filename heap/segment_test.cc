@@ -10,13 +10,11 @@
 
 #include "heap/segment.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +30,7 @@
 #include "heap/blob.h"
 #include "heap/walk.h"
 #include "shmheap.h"
+#include "tests/planted_files.h"
 #include "tests/test_util.h"
 
 namespace shmheap {
@@ -504,53 +503,15 @@ class HangGuard {
   ~HangGuard() { alarm(0); }
 };
 
-// What to plant at a path: each kind of file that is not a regular file.
-enum class Plant { kFifo, kDirectory, kSymlinkToDevNull, kCharDevice };
-
-const char* PlantName(Plant p) {
-  switch (p) {
-    case Plant::kFifo:
-      return "a FIFO";
-    case Plant::kDirectory:
-      return "a directory";
-    case Plant::kSymlinkToDevNull:
-      return "a symbolic link";
-    case Plant::kCharDevice:
-      return "a character device";
-  }
-  return "?";
-}
-
-// Plants `p` at `path`; false (with the reason in *why) when this machine
-// does not allow it (mknod needs root, for one).
-bool PlantAt(Plant p, const std::string& path, std::string* why) {
-  int rc = -1;
-  switch (p) {
-    case Plant::kFifo:
-      rc = mkfifo(path.c_str(), 0600);
-      break;
-    case Plant::kDirectory:
-      rc = mkdir(path.c_str(), 0700);
-      break;
-    case Plant::kSymlinkToDevNull:
-      rc = symlink("/dev/null", path.c_str());
-      break;
-    case Plant::kCharDevice:
-      rc = mknod(path.c_str(), S_IFCHR | 0600, makedev(1, 3));
-      break;
-  }
-  if (rc != 0) *why = std::strerror(errno);
-  return rc == 0;
-}
-
-void RemovePlant(const std::string& path) {
-  if (unlink(path.c_str()) != 0) rmdir(path.c_str());
-}
-
-mode_t TypeAt(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0 ? (st.st_mode & S_IFMT) : 0;
-}
+using testing::BaseOf;
+using testing::DirOf;
+using testing::EntriesContaining;
+using testing::kEveryPlant;
+using testing::Plant;
+using testing::PlantAt;
+using testing::PlantName;
+using testing::RemovePlant;
+using testing::TypeAt;
 
 // Every library call that takes a name or a path refuses each kind of
 // non-regular file at once: opening it is kFailedPrecondition saying what
@@ -560,18 +521,16 @@ mode_t TypeAt(const std::string& path) {
 // checks.
 TEST(Files, NonRegularFilesAreRefusedAtOnceSayingWhatTheyAre) {
   HangGuard guard(30);
-  for (Plant p : {Plant::kFifo, Plant::kDirectory, Plant::kSymlinkToDevNull,
-                  Plant::kCharDevice}) {
+  for (Plant p : kEveryPlant) {
     SCOPED_TRACE(PlantName(p));
     const std::string name = UniqueName("plant");
     const std::string shm = "/dev/shm/" + name;
     const std::string file = TempPath("plant");
     RemovePlant(shm);
     RemovePlant(file);
-    std::string why;
-    if (!PlantAt(p, shm, &why) || !PlantAt(p, file, &why)) {
+    if (!PlantAt(p, shm) || !PlantAt(p, file)) {
+      std::printf("skipping %s: %s\n", PlantName(p), std::strerror(errno));
       RemovePlant(shm);
-      std::printf("skipping %s: %s\n", PlantName(p), why.c_str());
       continue;
     }
     const mode_t type = TypeAt(shm);
@@ -579,7 +538,7 @@ TEST(Files, NonRegularFilesAreRefusedAtOnceSayingWhatTheyAre) {
     // followed to /dev/null, a character device.
     const std::string is = absl::StrCat(": is ", PlantName(p));
     const std::string followed =
-        p == Plant::kSymlinkToDevNull ? ": is a character device" : is;
+        p == Plant::kSymlink ? ": is a character device" : is;
     absl::Status s = Heap::OpenNamed(name).status();
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
     EXPECT_EQ(s.message(),
@@ -682,29 +641,6 @@ TEST(Files, AFifoSwappedInAfterTheStatDoesNotBlockTheOpen) {
 using internal::PendingFile;
 using Strategy = internal::PendingFile::Strategy;
 
-// The entries of directory `dir` whose names contain `part`.
-std::vector<std::string> EntriesContaining(const std::string& dir,
-                                           const std::string& part) {
-  std::vector<std::string> found;
-  if (DIR* d = opendir(dir.c_str())) {
-    while (struct dirent* e = readdir(d)) {
-      if (std::string(e->d_name).find(part) != std::string::npos) {
-        found.push_back(e->d_name);
-      }
-    }
-    closedir(d);
-  }
-  return found;
-}
-
-std::string DirOf(const std::string& path) {
-  return path.substr(0, path.rfind('/'));
-}
-
-std::string BaseOf(const std::string& path) {
-  return path.substr(path.rfind('/') + 1);
-}
-
 class PendingFileTest : public ::testing::TestWithParam<Strategy> {};
 
 // A pending file is nowhere to be seen until Publish, which gives it its
@@ -753,14 +689,13 @@ TEST_P(PendingFileTest, InvisibleUntilPublishedAndLeavesNothingWhenDropped) {
 TEST_P(PendingFileTest, PublishNeverReplacesAnything) {
   const std::string path = TempPath("noreplace");
   const std::string target = TempPath("noreplace-target");
-  for (Plant p : {Plant::kFifo, Plant::kDirectory, Plant::kSymlinkToDevNull}) {
+  for (Plant p : {Plant::kFifo, Plant::kDirectory, Plant::kSymlink}) {
     SCOPED_TRACE(PlantName(p));
     RemovePlant(path);
     absl::StatusOr<PendingFile> f =
         PendingFile::Create(path, "the file", GetParam());
     ASSERT_TRUE(f.ok()) << f.status();
-    std::string why;
-    ASSERT_TRUE(PlantAt(p, path, &why)) << why;
+    ASSERT_TRUE(PlantAt(p, path)) << std::strerror(errno);
     const mode_t type = TypeAt(path);
     absl::Status s = f->Publish();
     EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;

@@ -39,13 +39,11 @@
 //    FILE or NAME either does not exist or is complete (Verify and every
 //    value), no temporary is left, and the next save or load succeeds.
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,6 +68,7 @@
 #include "heap/segment.h"
 #include "heap/strings.h"
 #include "shmheap.h"
+#include "tests/planted_files.h"
 #include "tests/test_util.h"
 #include "tools/image.h"
 #include "tools/sample_arrays.h"
@@ -720,46 +719,14 @@ TEST_F(CliTest, HelpEverywhereAndCommandLineErrors) {
 // ---------------------------------------------------------------------------
 // Paths that are not regular files.
 
-enum class Plant { kFifo, kDirectory, kSymlink, kCharDevice };
-
-const char* PlantName(Plant p) {
-  switch (p) {
-    case Plant::kFifo:
-      return "a FIFO";
-    case Plant::kDirectory:
-      return "a directory";
-    case Plant::kSymlink:
-      return "a symbolic link";
-    case Plant::kCharDevice:
-      return "a character device";
-  }
-  return "?";
-}
-
-// Plants `p` at `path` (a symlink points at `link_target`); false when this
-// machine does not allow it (mknod needs root).
-bool PlantAt(Plant p, const std::string& path, const std::string& link_target) {
-  switch (p) {
-    case Plant::kFifo:
-      return mkfifo(path.c_str(), 0600) == 0;
-    case Plant::kDirectory:
-      return mkdir(path.c_str(), 0700) == 0;
-    case Plant::kSymlink:
-      return symlink(link_target.c_str(), path.c_str()) == 0;
-    case Plant::kCharDevice:
-      return mknod(path.c_str(), S_IFCHR | 0600, makedev(1, 3)) == 0;
-  }
-  return false;
-}
-
-void RemovePlant(const std::string& path) {
-  if (unlink(path.c_str()) != 0) rmdir(path.c_str());
-}
-
-mode_t TypeAt(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0 ? (st.st_mode & S_IFMT) : 0;
-}
+using testing::DirOf;
+using testing::EntriesContaining;
+using testing::kEveryPlant;
+using testing::Plant;
+using testing::PlantAt;
+using testing::PlantName;
+using testing::RemovePlant;
+using testing::TypeAt;
 
 constexpr std::chrono::seconds kHangDeadline{10};
 
@@ -779,8 +746,7 @@ TEST_F(CliTest, NonRegularPathsFailAtOnceWithOneLine) {
   const std::string fifo_target = TempPath("plant-fifo-target");
   ASSERT_EQ(mkfifo(fifo_target.c_str(), 0600), 0);
   const std::string out = TempPath("plant-out.img");
-  for (Plant p :
-       {Plant::kFifo, Plant::kDirectory, Plant::kSymlink, Plant::kCharDevice}) {
+  for (Plant p : kEveryPlant) {
     SCOPED_TRACE(PlantName(p));
     const std::string name = HeapName("plant");
     const std::string shm = "/dev/shm/" + name;
@@ -819,8 +785,7 @@ TEST_F(CliTest, NonRegularPathsFailAtOnceWithOneLine) {
     RemovePlant(shm);
   }
 
-  for (Plant p :
-       {Plant::kFifo, Plant::kDirectory, Plant::kSymlink, Plant::kCharDevice}) {
+  for (Plant p : kEveryPlant) {
     SCOPED_TRACE(absl::StrCat("FILE is ", PlantName(p)));
     const std::string name = HeapName("plant-load");
     const std::string file = TempPath("plant-file");
@@ -927,37 +892,25 @@ void Churn(Heap& heap, std::vector<uint64_t>& versions, std::mt19937& rng) {
   return ::testing::AssertionSuccess();
 }
 
-// Fills heap `name` (already created) with version 0 of every big key.
-void FillBig(const std::string& name, std::vector<uint64_t>& versions) {
-  absl::StatusOr<Heap> heap = Heap::OpenNamed(name);
-  ASSERT_TRUE(heap.ok()) << heap.status();
-  versions.assign(kBigKeys, 0);
+// Creates heap `name` with the CLI (256 MiB, 4K slots) and fills it through
+// the library with version 0 of every big key; `writer` is left attached
+// (holding no view) to churn it.
+void CreateBig(const std::string& name, std::vector<uint64_t>* versions,
+               absl::StatusOr<Heap>* writer) {
+  CliOk({"create", name, "--heap", "256M", "--slots", "4K"});
+  *writer = Heap::OpenNamed(name);
+  ASSERT_TRUE(writer->ok()) << writer->status();
+  versions->assign(kBigKeys, 0);
   const int64_t dims[] = {kBigFloats};
   for (int k = 0; k < kBigKeys; ++k) {
     const std::vector<float> v = testing::ArrayFor(k, 0, kBigFloats);
-    absl::StatusOr<bool> r = heap->Add<float>(BigKey(k), v, dims);
+    absl::StatusOr<bool> r = (*writer)->Add<float>(BigKey(k), v, dims);
     ASSERT_TRUE(r.ok() && *r) << r.status();
   }
 }
 
-// The entries of the directory `dir` whose names contain `part`.
-std::vector<std::string> EntriesContaining(const std::string& dir,
-                                           std::string_view part) {
-  std::vector<std::string> found;
-  if (DIR* d = opendir(dir.c_str())) {
-    while (struct dirent* e = readdir(d)) {
-      if (std::string_view(e->d_name).find(part) != std::string_view::npos) {
-        found.push_back(e->d_name);
-      }
-    }
-    closedir(d);
-  }
-  std::sort(found.begin(), found.end());
-  return found;
-}
-
-std::string DirOf(const std::string& path) {
-  return path.substr(0, path.rfind('/'));
+const char* SignalName(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGKILL";
 }
 
 // What a command did with a signal sent at a random moment.
@@ -1012,16 +965,16 @@ void Classify(const std::vector<std::string>& args, const Result& r, int sig,
   }
   ++outcomes->stopped;
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << what;
-  const std::string prefix = absl::StrCat(
-      "shmheap: ", args[0], ": ", sig == SIGINT ? "SIGINT" : "SIGTERM", ": ");
+  const std::string prefix =
+      absl::StrCat("shmheap: ", args[0], ": ", SignalName(sig), ": ");
   EXPECT_EQ(r.err.rfind(prefix, 0), 0u) << what;
 }
 
-void PrintOutcomes(const char* what, const SignalOutcomes& o) {
+void PrintOutcomes(const std::string& what, const SignalOutcomes& o) {
   std::printf(
       "%s: %d finished, %d stopped after holding the signal back, %d "
       "killed before or after\n",
-      what, o.finished, o.stopped, o.killed);
+      what.c_str(), o.finished, o.stopped, o.killed);
 }
 
 constexpr int kSignalTries = 20;
@@ -1036,12 +989,10 @@ constexpr int kSignalTries = 20;
 // exec, attach and exit. The test requires that signals did land inside.
 TEST_F(CliTest, SignalsDuringGcLetTheCollectionFinish) {
   const std::string name = HeapName("signal-gc");
-  CliOk({"create", name, "--heap", "256M", "--slots", "4K"});
   std::vector<uint64_t> versions;
-  ASSERT_NO_FATAL_FAILURE(FillBig(name, versions));
+  absl::StatusOr<Heap> writer;
+  ASSERT_NO_FATAL_FAILURE(CreateBig(name, &versions, &writer));
   std::mt19937 rng(1234);
-  absl::StatusOr<Heap> writer = Heap::OpenNamed(name);
-  ASSERT_TRUE(writer.ok()) << writer.status();
   const auto& epoch = writer->segment().header().gc_epoch;
   const double duration = Calibrate([&](int) {
     Churn(*writer, versions, rng);
@@ -1050,8 +1001,7 @@ TEST_F(CliTest, SignalsDuringGcLetTheCollectionFinish) {
   for (int sig : {SIGINT, SIGTERM}) {
     SignalOutcomes outcomes;
     for (int i = 0; i < kSignalTries; ++i) {
-      SCOPED_TRACE(
-          absl::StrCat(sig == SIGINT ? "SIGINT" : "SIGTERM", " try ", i));
+      SCOPED_TRACE(absl::StrCat(SignalName(sig), " try ", i));
       ASSERT_NO_FATAL_FAILURE(Churn(*writer, versions, rng));
       const std::vector<std::string> args = {"gc", name};
       Result r;
@@ -1081,7 +1031,7 @@ TEST_F(CliTest, SignalsDuringGcLetTheCollectionFinish) {
       }
       ASSERT_TRUE(HoldsEveryValue(Heap::OpenNamed(name), versions));
     }
-    PrintOutcomes(sig == SIGINT ? "gc, SIGINT" : "gc, SIGTERM", outcomes);
+    PrintOutcomes(absl::StrCat("gc, ", SignalName(sig)), outcomes);
     EXPECT_GE(outcomes.stopped, 5) << "too few signals landed in the gc";
   }
 }
@@ -1092,12 +1042,10 @@ TEST_F(CliTest, SignalsDuringGcLetTheCollectionFinish) {
 // every value); no temporary is ever left beside FILE.
 TEST_F(CliTest, SignalsDuringSaveLeaveNoFileAndTheHeapIntact) {
   const std::string name = HeapName("signal-save");
-  CliOk({"create", name, "--heap", "256M", "--slots", "4K"});
   std::vector<uint64_t> versions;
-  ASSERT_NO_FATAL_FAILURE(FillBig(name, versions));
+  absl::StatusOr<Heap> writer;
+  ASSERT_NO_FATAL_FAILURE(CreateBig(name, &versions, &writer));
   std::mt19937 rng(5678);
-  absl::StatusOr<Heap> writer = Heap::OpenNamed(name);
-  ASSERT_TRUE(writer.ok()) << writer.status();
   const double duration = Calibrate([&](int i) {
     Churn(*writer, versions, rng);
     return std::vector<std::string>{
@@ -1106,8 +1054,7 @@ TEST_F(CliTest, SignalsDuringSaveLeaveNoFileAndTheHeapIntact) {
   for (int sig : {SIGINT, SIGTERM}) {
     SignalOutcomes outcomes;
     for (int i = 0; i < kSignalTries; ++i) {
-      SCOPED_TRACE(
-          absl::StrCat(sig == SIGINT ? "SIGINT" : "SIGTERM", " try ", i));
+      SCOPED_TRACE(absl::StrCat(SignalName(sig), " try ", i));
       ASSERT_NO_FATAL_FAILURE(Churn(*writer, versions, rng));
       const std::string file =
           TempPath(absl::StrCat("signal-save-", sig, "-", i));
@@ -1129,7 +1076,7 @@ TEST_F(CliTest, SignalsDuringSaveLeaveNoFileAndTheHeapIntact) {
           << "a temporary was left behind";
       ASSERT_TRUE(HoldsEveryValue(Heap::OpenNamed(name), versions));
     }
-    PrintOutcomes(sig == SIGINT ? "save, SIGINT" : "save, SIGTERM", outcomes);
+    PrintOutcomes(absl::StrCat("save, ", SignalName(sig)), outcomes);
     EXPECT_GE(outcomes.stopped, 3) << "too few signals landed in the save";
   }
 }
@@ -1142,11 +1089,9 @@ TEST_F(CliTest, SignalsDuringSaveLeaveNoFileAndTheHeapIntact) {
 // what this test is about.
 TEST_F(CliTest, SaveKilledDuringTheCopyLeavesNoFileOrAWholeOne) {
   const std::string name = HeapName("kill-save");
-  CliOk({"create", name, "--heap", "256M", "--slots", "4K"});
   std::vector<uint64_t> versions;
-  ASSERT_NO_FATAL_FAILURE(FillBig(name, versions));
-  absl::StatusOr<Heap> heap = Heap::OpenNamed(name);
-  ASSERT_TRUE(heap.ok()) << heap.status();
+  absl::StatusOr<Heap> heap;
+  ASSERT_NO_FATAL_FAILURE(CreateBig(name, &versions, &heap));
   const auto& collections = heap->segment().header().collections;
   const double duration = Calibrate([&](int i) {
     return std::vector<std::string>{
@@ -1194,9 +1139,11 @@ TEST_F(CliTest, SaveKilledDuringTheCopyLeavesNoFileOrAWholeOne) {
 // value); nothing else is left in /dev/shm; a load after a kill succeeds.
 TEST_F(CliTest, LoadKilledAtRandomMomentsLeavesNothingOrTheWholeHeap) {
   const std::string source = HeapName("kill-load-source");
-  CliOk({"create", source, "--heap", "256M", "--slots", "4K"});
   std::vector<uint64_t> versions;
-  ASSERT_NO_FATAL_FAILURE(FillBig(source, versions));
+  {
+    absl::StatusOr<Heap> writer;
+    ASSERT_NO_FATAL_FAILURE(CreateBig(source, &versions, &writer));
+  }
   const std::string image = TempPath("kill-load.img");
   CliOk({"save", source, image});
   ASSERT_TRUE(Heap::UnlinkNamed(source).ok());
