@@ -593,7 +593,10 @@ absl::StatusOr<PendingFile> PendingFile::Create(const std::string& path,
       if (err != EOPNOTSUPP && err != EISDIR && err != EINVAL) {
         return ErrnoError(err, creating);
       }
-      if (strategy == Strategy::kUnnamed) return ErrnoError(err, creating);
+      if (strategy == Strategy::kUnnamed) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            creating, ": no O_TMPFILE here (", std::strerror(err), ")"));
+      }
     }
   }
   // Unique per process and per call: a temporary left by a killed process
