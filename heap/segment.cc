@@ -31,7 +31,7 @@ namespace {
 uint64_t PageUp(uint64_t v) { return AlignUp(v, kPageSize); }
 
 // The largest segment any accepted geometry gives: blob offsets below it
-// must fit the table's 48 bits (segment.h).
+// must fit the table's 48 bits (kMaxSegmentBytes, heap/layout.h).
 static_assert(kPageSize + uint64_t{kMaxSessions} * sizeof(SessionEntry) +
                       kPageSize +
                       (uint64_t{1} << kMaxTableSlotsLog2) * sizeof(Slot) +

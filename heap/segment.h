@@ -68,12 +68,11 @@ namespace shmheap::internal {
 inline constexpr char kShmDir[] = "/dev/shm";
 
 // Option ranges, checked (kInvalidArgument) before anything is created.
-// Blob offsets are offsets into the segment and the table packs them into
-// 48 bits, so the largest segment a geometry allows must stay below 2^48
-// bytes (asserted in segment.cc); 2^46 bytes of heap also stays inside the
-// 47-bit user address space of x86-64 and AArch64.
+// The largest segment a geometry allows stays below kMaxSegmentBytes (2^48,
+// heap/layout.h: the table packs blob offsets into 48 bits; asserted in
+// segment.cc); 2^46 bytes of heap also stays inside the 47-bit user address
+// space of x86-64 and AArch64.
 inline constexpr uint64_t kMaxHeapBytes = uint64_t{1} << 46;  // 64 TiB
-inline constexpr uint64_t kMaxSegmentBytes = uint64_t{1} << 48;
 inline constexpr uint32_t kMinTableSlotsLog2 = 4;
 inline constexpr uint32_t kMaxTableSlotsLog2 = 32;
 inline constexpr uint32_t kMaxSessions = 1 << 16;
