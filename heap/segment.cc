@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -27,18 +28,23 @@
 namespace shmheap::internal {
 namespace {
 
-constexpr uint64_t kMaxHeapBytes = uint64_t{1} << 46;  // 64 TiB
-constexpr uint32_t kMaxSessions = 1 << 16;
-
 uint64_t PageUp(uint64_t v) { return AlignUp(v, kPageSize); }
 
-absl::Status Errno(int err, absl::string_view what) {
-  absl::StatusCode code = absl::ErrnoToStatusCode(err);
-  if (err == ENOSPC || err == ENOMEM || err == EFBIG || err == EMFILE ||
-      err == ENFILE || err == EDQUOT) {
-    code = absl::StatusCode::kResourceExhausted;
-  }
-  return absl::Status(code, absl::StrCat(what, ": ", std::strerror(err)));
+// The largest segment any accepted geometry gives: blob offsets below it
+// must fit the table's 48 bits (kMaxSegmentBytes, heap/layout.h).
+static_assert(kPageSize + uint64_t{kMaxSessions} * sizeof(SessionEntry) +
+                      kPageSize +
+                      (uint64_t{1} << kMaxTableSlotsLog2) * sizeof(Slot) +
+                      kPageSize + kMaxHeapBytes <
+                  kMaxSegmentBytes,
+              "every segment offset fits in 48 bits");
+
+// kInvalidArgument "<field> must be <lo>..<hi>, not <value>": every option's
+// range is reported the same way.
+absl::Status OutOfRange(absl::string_view field, uint64_t value, uint64_t lo,
+                        uint64_t hi, absl::string_view extra = "") {
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " must be ", extra, lo, "..", hi, ", not ", value));
 }
 
 // MemAvailable from /proc/meminfo, in bytes; 0 when it cannot be read (the
@@ -85,17 +91,15 @@ absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
                                                 uint32_t table_slots_log2,
                                                 uint64_t heap_bytes) {
   if (max_sessions < 1 || max_sessions > kMaxSessions) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_sessions must be 1..", kMaxSessions, ", not ", max_sessions));
+    return OutOfRange("max_sessions", max_sessions, 1, kMaxSessions);
   }
-  if (table_slots_log2 < 4 || table_slots_log2 > 32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("table_slots_log2 must be 4..32, not ", table_slots_log2));
+  if (table_slots_log2 < kMinTableSlotsLog2 ||
+      table_slots_log2 > kMaxTableSlotsLog2) {
+    return OutOfRange("table_slots_log2", table_slots_log2, kMinTableSlotsLog2,
+                      kMaxTableSlotsLog2);
   }
   if (heap_bytes < kPageSize || heap_bytes > kMaxHeapBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("heap_bytes must be ", kPageSize, "..", kMaxHeapBytes,
-                     ", not ", heap_bytes));
+    return OutOfRange("heap_bytes", heap_bytes, kPageSize, kMaxHeapBytes);
   }
   Geometry g;
   g.registry_offset = kPageSize;
@@ -159,50 +163,55 @@ Segment::~Segment() {
   if (fd_ >= 0) close(fd_);
 }
 
-absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
-    int fd, BackingKind backing, std::string name,
-    const SegmentOptions& options) {
+absl::StatusOr<Geometry> Segment::CheckOptions(const SegmentOptions& options) {
   absl::StatusOr<Geometry> geometry = ComputeSegmentGeometry(
       options.max_sessions, options.table_slots_log2, options.heap_bytes);
-  if (!geometry.ok()) {
-    close(fd);
-    return geometry.status();
+  if (!geometry.ok()) return geometry.status();
+  if (options.chunk_bytes < kPageSize || options.chunk_bytes > kMaxHeapBytes ||
+      options.chunk_bytes % kPageSize != 0) {
+    return OutOfRange("chunk_bytes", options.chunk_bytes, kPageSize,
+                      kMaxHeapBytes,
+                      absl::StrCat("a multiple of ", kPageSize, " in "));
   }
-  if (options.chunk_bytes < kPageSize || options.chunk_bytes % kPageSize) {
-    close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat("chunk_bytes must be a multiple of ", kPageSize, ", not ",
-                     options.chunk_bytes));
+  if (options.min_available_bytes > kMaxMinAvailableBytes) {
+    return OutOfRange("min_available_bytes", options.min_available_bytes, 0,
+                      kMaxMinAvailableBytes);
   }
-  void* base = mmap(nullptr, geometry->total_bytes, PROT_READ | PROT_WRITE,
+  return geometry;
+}
+
+absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
+    int fd, BackingKind backing, std::string name,
+    const SegmentOptions& options, const Geometry& geometry) {
+  void* base = mmap(nullptr, geometry.total_bytes, PROT_READ | PROT_WRITE,
                     MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (base == MAP_FAILED) {
     const int err = errno;
     close(fd);
-    return Errno(err,
-                 absl::StrCat("mmap of ", geometry->total_bytes, " bytes"));
+    return ErrnoError(err,
+                      absl::StrCat("mmap of ", geometry.total_bytes, " bytes"));
   }
   std::unique_ptr<Segment> seg(
-      new Segment(fd, static_cast<std::byte*>(base), geometry->total_bytes,
+      new Segment(fd, static_cast<std::byte*>(base), geometry.total_bytes,
                   backing, std::move(name), options.min_available_bytes));
   // The metadata is backed up front: the table and registry are written at
   // random places and must never fault.
-  if (absl::Status s = seg->Back(0, geometry->heap_start); !s.ok()) {
+  if (absl::Status s = seg->Back(0, geometry.heap_start); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("creating ", seg->Describe(),
                                                ": ", s.message()));
   }
   Header& h = seg->header();
   h.format = FormatWord();
-  h.total_bytes = geometry->total_bytes;
-  h.registry_offset = geometry->registry_offset;
-  h.table_offset = geometry->table_offset;
-  h.heap_start = geometry->heap_start;
-  h.heap_limit = geometry->total_bytes;
+  h.total_bytes = geometry.total_bytes;
+  h.registry_offset = geometry.registry_offset;
+  h.table_offset = geometry.table_offset;
+  h.heap_start = geometry.heap_start;
+  h.heap_limit = geometry.total_bytes;
   h.seed = options.seed != 0 ? options.seed : RandomSeed();
   // A chunk never exceeds the heap (a small heap would otherwise refuse
   // its first allocation, and attach would call the geometry invalid).
   h.chunk_bytes = std::min<uint64_t>(
-      options.chunk_bytes, geometry->total_bytes - geometry->heap_start);
+      options.chunk_bytes, geometry.total_bytes - geometry.heap_start);
   h.min_available_bytes = options.min_available_bytes;
   h.created_unix_ns = NowUnixNs();
   h.max_sessions = options.max_sessions;
@@ -214,9 +223,10 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
   h.owner_pid = getpid();
   // Relaxed: nobody else can see the segment's contents until the release
   // store of the magic below.
-  h.top.store(geometry->heap_start, std::memory_order_relaxed);
+  h.top.store(geometry.heap_start, std::memory_order_relaxed);
   // Release: an attacher that reads the magic with acquire sees every field
-  // written above.
+  // written above. (A named or file segment is still unnamed here; it gets
+  // its name only after this store, so no attacher can find it before.)
   std::atomic_ref<uint64_t>(h.magic).store(kMagic, std::memory_order_release);
   return seg;
 }
@@ -234,6 +244,10 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Attach(int fd,
   struct stat st;
   if (fstat(fd, &st) != 0)
     return fail(absl::StatusCode::kInternal, std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return NotRegularFileError(what, st.st_mode);
+  }
   if (st.st_uid != geteuid()) {
     return fail(absl::StatusCode::kPermissionDenied,
                 absl::StrCat("owned by uid ", st.st_uid, ", not ", geteuid()));
@@ -287,8 +301,8 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Attach(int fd,
   if (base == MAP_FAILED) {
     const int err = errno;
     close(fd);
-    return Errno(err,
-                 absl::StrCat(what, ": mmap of ", h.total_bytes, " bytes"));
+    return ErrnoError(
+        err, absl::StrCat(what, ": mmap of ", h.total_bytes, " bytes"));
   }
   return std::unique_ptr<Segment>(
       new Segment(fd, static_cast<std::byte*>(base), h.total_bytes, backing,
@@ -297,59 +311,70 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Attach(int fd,
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateAnonymous(
     const SegmentOptions& options) {
+  absl::StatusOr<Geometry> geometry = CheckOptions(options);
+  if (!geometry.ok()) return geometry.status();
   const int fd = memfd_create("shmheap", MFD_CLOEXEC);
-  if (fd < 0) return Errno(errno, "memfd_create");
-  return Initialize(fd, BackingKind::kAnonymous, "", options);
+  if (fd < 0) return ErrnoError(errno, "memfd_create");
+  return Initialize(fd, BackingKind::kAnonymous, "", options, *geometry);
 }
+
+namespace {
+
+// Builds a segment in a PendingFile for `path` (`initialize` writes it into
+// the descriptor it is given) and publishes it there: the one creation path
+// of named and file-backed segments.
+absl::StatusOr<std::unique_ptr<Segment>> CreatePublished(
+    const std::string& path, const std::string& what,
+    absl::FunctionRef<absl::StatusOr<std::unique_ptr<Segment>>(int fd)>
+        initialize) {
+  absl::StatusOr<PendingFile> pending = PendingFile::Create(path, what);
+  if (!pending.ok()) return pending.status();
+  // The segment keeps a descriptor of its own; the PendingFile closes its
+  // one when it goes, and an unnamed file lives on through the segment's.
+  const int fd = fcntl(pending->fd(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError(errno, absl::StrCat("creating ", what));
+  absl::StatusOr<std::unique_ptr<Segment>> seg = initialize(fd);
+  if (!seg.ok()) return seg.status();
+  if (absl::Status s = pending->Publish(); !s.ok()) return s;
+  return seg;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateNamed(
     std::string_view name, const SegmentOptions& options) {
   absl::StatusOr<std::string> n = NormalizeName(name);
   if (!n.ok()) return n.status();
-  const int fd =
-      shm_open(n->c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == EEXIST) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("heap ", *n, " already exists"));
-    }
-    return Errno(err, absl::StrCat("creating heap ", *n));
-  }
-  // The mode passed to shm_open is masked by umask, which can only remove
-  // bits; fchmod pins it to exactly owner read/write.
-  fchmod(fd, 0600);
-  absl::StatusOr<std::unique_ptr<Segment>> seg =
-      Initialize(fd, BackingKind::kNamed, *n, options);
-  if (!seg.ok()) shm_unlink(n->c_str());
-  return seg;
+  absl::StatusOr<Geometry> geometry = CheckOptions(options);
+  if (!geometry.ok()) return geometry.status();
+  return CreatePublished(ShmPath(*n), absl::StrCat("heap ", *n), [&](int fd) {
+    return Initialize(fd, BackingKind::kNamed, *n, options, *geometry);
+  });
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::OpenNamed(
     std::string_view name) {
   absl::StatusOr<std::string> n = NormalizeName(name);
   if (!n.ok()) return n.status();
-  const int fd = shm_open(n->c_str(), O_RDWR | O_CLOEXEC, 0);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT)
+  // A name is one object directly in /dev/shm: a link there is refused.
+  absl::StatusOr<int> fd = OpenRegularFile(ShmPath(*n), O_RDWR, Links::kRefuse,
+                                           absl::StrCat("heap ", *n));
+  if (!fd.ok()) {
+    if (fd.status().code() == absl::StatusCode::kNotFound) {
       return absl::NotFoundError(absl::StrCat("no heap named ", *n));
-    if (err == EACCES) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("heap ", *n, ": ", std::strerror(err)));
     }
-    return Errno(err, absl::StrCat("opening heap ", *n));
+    return fd.status();
   }
-  return Attach(fd, BackingKind::kNamed, *n);
+  return Attach(*fd, BackingKind::kNamed, *n);
 }
 
 absl::Status Segment::UnlinkNamed(std::string_view name) {
   absl::StatusOr<std::string> n = NormalizeName(name);
   if (!n.ok()) return n.status();
-  if (shm_unlink(n->c_str()) != 0) {
+  if (unlink(ShmPath(*n).c_str()) != 0) {
     if (errno == ENOENT)
       return absl::NotFoundError(absl::StrCat("no heap named ", *n));
-    return Errno(errno, absl::StrCat("removing heap ", *n));
+    return ErrnoError(errno, absl::StrCat("removing heap ", *n));
   }
   return absl::OkStatus();
 }
@@ -357,37 +382,24 @@ absl::Status Segment::UnlinkNamed(std::string_view name) {
 absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateFile(
     const std::string& path, const SegmentOptions& options) {
   if (path.empty()) return absl::InvalidArgumentError("empty heap file path");
-  const int fd =
-      open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == EEXIST) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("heap file ", path, " already exists"));
-    }
-    return Errno(err, absl::StrCat("creating heap file ", path));
-  }
-  absl::StatusOr<std::unique_ptr<Segment>> seg =
-      Initialize(fd, BackingKind::kFile, path, options);
-  if (!seg.ok()) unlink(path.c_str());
-  return seg;
+  absl::StatusOr<Geometry> geometry = CheckOptions(options);
+  if (!geometry.ok()) return geometry.status();
+  return CreatePublished(path, absl::StrCat("heap file ", path), [&](int fd) {
+    return Initialize(fd, BackingKind::kFile, path, options, *geometry);
+  });
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::OpenFile(
     const std::string& path) {
-  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT)
-      return absl::NotFoundError(absl::StrCat("no heap file ", path));
-    return Errno(err, absl::StrCat("opening heap file ", path));
-  }
-  return Attach(fd, BackingKind::kFile, path);
+  absl::StatusOr<int> fd = OpenRegularFile(path, O_RDWR, Links::kFollow,
+                                           absl::StrCat("heap file ", path));
+  if (!fd.ok()) return fd.status();
+  return Attach(*fd, BackingKind::kFile, path);
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::MapAgain() const {
   const int fd = fcntl(fd_, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) return Errno(errno, "dup");
+  if (fd < 0) return ErrnoError(errno, "dup");
   return Attach(fd, backing_, name_);
 }
 
@@ -412,7 +424,9 @@ absl::Status Segment::Back(uint64_t offset, uint64_t length) const {
   if (backing_ == BackingKind::kAnonymous || IsMemoryBacked(fd_)) {
     const uint64_t floor = min_available_bytes_;
     const uint64_t available = MemAvailableBytes();
-    if (available != 0 && available < length + floor) {
+    // Not `available < length + floor`: the sum wraps for a floor near 2^64
+    // (a header from a file can hold any value), which turned the floor off.
+    if (available != 0 && (available < floor || available - floor < length)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           Describe(), ": only ", available, " bytes of memory available, ",
           length, " more wanted with a floor of ", floor));
@@ -426,8 +440,8 @@ absl::Status Segment::Back(uint64_t offset, uint64_t length) const {
     if (rc != 0) errno = rc;
   }
   if (rc != 0) {
-    return Errno(errno, absl::StrCat(Describe(), ": backing [", offset, ", +",
-                                     length, ")"));
+    return ErrnoError(errno, absl::StrCat(Describe(), ": backing [", offset,
+                                          ", +", length, ")"));
   }
   return absl::OkStatus();
 }
@@ -440,8 +454,237 @@ absl::Status Segment::Release(uint64_t offset, uint64_t length) const {
   }
   if (madvise(base_ + offset, length, MADV_REMOVE) == 0)
     return absl::OkStatus();
-  return Errno(errno, absl::StrCat(Describe(), ": releasing [", offset, ", +",
-                                   length, ")"));
+  return ErrnoError(errno, absl::StrCat(Describe(), ": releasing [", offset,
+                                        ", +", length, ")"));
+}
+
+std::string ShmPath(std::string_view normalized_name) {
+  return absl::StrCat(kShmDir, Sv(normalized_name));
+}
+
+absl::Status ErrnoError(int err, std::string_view what) {
+  absl::StatusCode code = absl::ErrnoToStatusCode(err);
+  if (err == ENOSPC || err == ENOMEM || err == EFBIG || err == EMFILE ||
+      err == ENFILE || err == EDQUOT) {
+    code = absl::StatusCode::kResourceExhausted;
+  }
+  return absl::Status(code, absl::StrCat(Sv(what), ": ", std::strerror(err)));
+}
+
+std::string_view FileTypeName(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return "a regular file";
+    case S_IFDIR:
+      return "a directory";
+    case S_IFIFO:
+      return "a FIFO";
+    case S_IFLNK:
+      return "a symbolic link";
+    case S_IFCHR:
+      return "a character device";
+    case S_IFBLK:
+      return "a block device";
+    case S_IFSOCK:
+      return "a socket";
+  }
+  return "a file of unknown type";
+}
+
+absl::Status NotRegularFileError(std::string_view what, mode_t mode) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      Sv(what), ": is ", Sv(FileTypeName(mode)), ", not a regular file"));
+}
+
+absl::Status AlreadyExistsError(const std::string& path,
+                                std::string_view what) {
+  struct stat st;
+  const bool other = lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
+  return absl::AlreadyExistsError(absl::StrCat(
+      Sv(what), " already exists",
+      other ? absl::StrCat(" (", Sv(FileTypeName(st.st_mode)), ")") : ""));
+}
+
+absl::StatusOr<int> OpenRegularFile(const std::string& path, int flags,
+                                    Links links, std::string_view what) {
+  const bool follow = links == Links::kFollow;
+  auto fail = [&](int err) -> absl::Status {
+    if (err == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("no ", Sv(what)));
+    }
+    // EISDIR (a directory opened for writing), ELOOP (a link with
+    // O_NOFOLLOW), ENXIO (a FIFO or socket with no one at the other end)
+    // and their like: say what is there rather than the errno's words.
+    struct stat st;
+    const int rc = follow ? stat(path.c_str(), &st) : lstat(path.c_str(), &st);
+    if (rc == 0 && !S_ISREG(st.st_mode)) {
+      return NotRegularFileError(what, st.st_mode);
+    }
+    return ErrnoError(err, what);
+  };
+  struct stat st;
+  const int rc = follow ? stat(path.c_str(), &st) : lstat(path.c_str(), &st);
+  if (rc != 0) return fail(errno);
+  if (!S_ISREG(st.st_mode)) return NotRegularFileError(what, st.st_mode);
+  const int fd = open(path.c_str(), flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
+                                        (follow ? 0 : O_NOFOLLOW));
+  if (fd < 0) return fail(errno);
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    close(fd);
+    return ErrnoError(err, what);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return NotRegularFileError(what, st.st_mode);
+  }
+  return fd;
+}
+
+namespace {
+
+// "dir" and "base" of a path, as dirname(3) and basename(3) would give
+// them ("." for a bare name).
+std::pair<std::string, std::string> SplitPath(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return {".", path};
+  return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+}
+
+// Whether linkat can reach an unnamed file through /proc/self/fd/N.
+bool CanLinkThroughProc(const std::string& open_path) {
+  return access(open_path.c_str(), F_OK) == 0;
+}
+
+}  // namespace
+
+absl::StatusOr<PendingFile> PendingFile::Create(const std::string& path,
+                                                std::string_view what,
+                                                Strategy strategy) {
+  if (path.empty() || path.back() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Sv(what), ": not a file name"));
+  }
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) return AlreadyExistsError(path, what);
+  const auto [dir, base] = SplitPath(path);
+  const std::string creating = absl::StrCat("creating ", Sv(what));
+  if (strategy != Strategy::kNamedTemporary) {
+    const int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      std::string open_path = absl::StrCat("/proc/self/fd/", fd);
+      if (CanLinkThroughProc(open_path)) {
+        // The mode given to open is masked by the umask, which can only
+        // remove bits; fchmod pins it to exactly owner read/write.
+        fchmod(fd, 0600);
+        return PendingFile(fd, path, dir, std::string(what), "",
+                           std::move(open_path));
+      }
+      close(fd);
+      if (strategy == Strategy::kUnnamed) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(creating, ": /proc is not mounted"));
+      }
+    } else {
+      const int err = errno;
+      // Filesystems without O_TMPFILE answer EOPNOTSUPP; kernels older than
+      // 3.11 EISDIR or EINVAL. Anything else (no such directory, no
+      // permission) fails the same way for a named temporary.
+      if (err != EOPNOTSUPP && err != EISDIR && err != EINVAL) {
+        return ErrnoError(err, creating);
+      }
+      if (strategy == Strategy::kUnnamed) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            creating, ": no O_TMPFILE here (", std::strerror(err), ")"));
+      }
+    }
+  }
+  // Unique per process and per call: a temporary left by a killed process
+  // is never in the way of a later one.
+  for (int attempt = 0;; ++attempt) {
+    uint64_t nonce = 0;
+    if (getrandom(&nonce, sizeof nonce, 0) != sizeof nonce) {
+      nonce = NowUnixNs() ^ uint64_t(attempt);
+    }
+    // NAME_MAX is 255: keep the base short enough for the suffix.
+    const std::string temporary =
+        absl::StrCat(dir, "/.", base.substr(0, 200), ".tmp-", getpid(), "-",
+                     absl::Hex(nonce, absl::kZeroPad16));
+    const int fd =
+        open(temporary.c_str(),
+             O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      fchmod(fd, 0600);
+      return PendingFile(fd, path, dir, std::string(what), temporary,
+                         temporary);
+    }
+    if (errno != EEXIST || attempt == 100) return ErrnoError(errno, creating);
+  }
+}
+
+PendingFile::PendingFile(PendingFile&& other) noexcept {
+  *this = std::move(other);
+}
+
+PendingFile& PendingFile::operator=(PendingFile&& other) noexcept {
+  if (this != &other) {
+    Discard();
+    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::move(other.path_);
+    dir_ = std::move(other.dir_);
+    what_ = std::move(other.what_);
+    temporary_ = std::exchange(other.temporary_, "");
+    open_path_ = std::move(other.open_path_);
+    published_ = std::exchange(other.published_, true);
+  }
+  return *this;
+}
+
+PendingFile::~PendingFile() { Discard(); }
+
+void PendingFile::Discard() {
+  if (!published_ && !temporary_.empty()) unlink(temporary_.c_str());
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+absl::Status PendingFile::Publish() {
+  if (published_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what_, ": already published"));
+  }
+  const std::string publishing = absl::StrCat("publishing ", what_);
+  if (unnamed()) {
+    // linkat never replaces newpath (EEXIST, as O_EXCL) and never follows a
+    // link there.
+    if (linkat(AT_FDCWD, open_path_.c_str(), AT_FDCWD, path_.c_str(),
+               AT_SYMLINK_FOLLOW) != 0) {
+      if (errno == EEXIST) return AlreadyExistsError(path_, what_);
+      return ErrnoError(errno, publishing);
+    }
+  } else if (renameat2(AT_FDCWD, temporary_.c_str(), AT_FDCWD, path_.c_str(),
+                       RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) return AlreadyExistsError(path_, what_);
+    if (errno != EINVAL && errno != ENOSYS) {
+      return ErrnoError(errno, publishing);
+    }
+    // No RENAME_NOREPLACE on this filesystem: link(2) never replaces
+    // either; the temporary's name is then dropped.
+    if (link(temporary_.c_str(), path_.c_str()) != 0) {
+      if (errno == EEXIST) return AlreadyExistsError(path_, what_);
+      return ErrnoError(errno, publishing);
+    }
+    unlink(temporary_.c_str());
+  }
+  published_ = true;
+  return absl::OkStatus();
+}
+
+void PendingFile::SyncDirectory() const {
+  const int fd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  fsync(fd);
+  close(fd);
 }
 
 }  // namespace shmheap::internal

@@ -180,11 +180,13 @@ TEST(Capacity, FullBackingFileRefusesWritesUntilACollectShrinksTheHeap) {
 
 // A memory-backed heap keeps min_available_bytes of memory free for the
 // rest of the machine: past it, creating or growing is an error, not the
-// OOM killer.
+// OOM killer. That holds for any floor a header can carry, up to 2^64 - 1:
+// a floor near 2^64 once wrapped the check's sum (length + floor) to a
+// small number and so turned the floor off.
 TEST(Capacity, MemoryFloorIsAnErrorAndTheHeapStaysUsable) {
   Options o;
   o.heap_bytes = 16 << 20;
-  o.min_available_bytes = uint64_t{1} << 50;  // more than any machine has
+  o.min_available_bytes = uint64_t{1} << 48;  // the most allowed: > any RAM
   absl::StatusOr<Heap> refused = Heap::Create(o);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(refused.status().message().find("memory available"),
@@ -199,18 +201,23 @@ TEST(Capacity, MemoryFloorIsAnErrorAndTheHeapStaysUsable) {
   ASSERT_TRUE(heap.ok()) << heap.status();
   const int64_t dims[] = {4};
   ASSERT_TRUE(*heap->Add<double>("k0", ValueOf(0, 4), dims));
-  heap->segment().header().min_available_bytes = uint64_t{1} << 50;
-  absl::StatusOr<Heap> floored = Heap::OpenNamed(name);
-  ASSERT_TRUE(floored.ok()) << floored.status();
-  absl::StatusOr<bool> r = floored->Add<double>("k1", ValueOf(1, 4), dims);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_NE(r.status().message().find("memory available"), std::string::npos)
-      << r.status();
-  EXPECT_FALSE(floored->Contains("k1"));
-  absl::StatusOr<ArrayView<double>> v = floored->Get<double>("k0");
-  ASSERT_TRUE(v.ok()) << v.status();
-  EXPECT_EQ((*v)(3), 3.0);
-  EXPECT_TRUE(floored->Verify().ok()) << floored->Verify();
+  for (const uint64_t floor :
+       {uint64_t{1} << 50, UINT64_MAX - (uint64_t{1} << 20), UINT64_MAX}) {
+    SCOPED_TRACE(absl::StrCat("floor ", floor));
+    heap->segment().header().min_available_bytes = floor;
+    absl::StatusOr<Heap> floored = Heap::OpenNamed(name);
+    ASSERT_TRUE(floored.ok()) << floored.status();
+    absl::StatusOr<bool> r = floored->Add<double>("k1", ValueOf(1, 4), dims);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+        << r.status();
+    EXPECT_NE(r.status().message().find("memory available"), std::string::npos)
+        << r.status();
+    EXPECT_FALSE(floored->Contains("k1"));
+    absl::StatusOr<ArrayView<double>> v = floored->Get<double>("k0");
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ((*v)(3), 3.0);
+    EXPECT_TRUE(floored->Verify().ok()) << floored->Verify();
+  }
   Heap::UnlinkNamed(name).IgnoreError();
 }
 

@@ -6,7 +6,7 @@
 // somebody else planted under the name it was asked to create, and that a
 // name can only ever mean an object directly in /dev/shm. Each test below
 // checks one of those promises from the outside (modes on disk, planted
-// objects, another uid in a forked process, hostile names).
+// objects and links, another uid in a forked process, hostile names).
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -66,8 +66,9 @@ TEST(Security, HeapsAreCreated0600WhateverTheUmask) {
   }
 }
 
-// O_EXCL: a name or path that already exists (planted by anyone) is
-// refused, never opened, truncated or followed.
+// A name or path that already exists (planted by anyone) is refused,
+// never opened, truncated or followed: a heap is built unnamed and linked
+// in with linkat, which fails on any existing name as O_EXCL does.
 TEST(Security, CreateNeverAdoptsAPlantedObject) {
   const std::string name = UniqueName("planted");
   const int fd =
@@ -94,6 +95,40 @@ TEST(Security, CreateNeverAdoptsAPlantedObject) {
             absl::StatusCode::kAlreadyExists);
   EXPECT_NE(access(target.c_str(), F_OK), 0) << "the symlink was followed";
   unlink(link.c_str());
+}
+
+// A name means one object directly in /dev/shm: a symbolic link planted
+// there, even one to a heap of the same user, is never followed. Opening
+// through it is refused as a link, creating over it is kAlreadyExists (its
+// target is not created), and unlinking the name removes the link, not
+// the heap it points at.
+TEST(Security, NamesNeverFollowALinkInDevShm) {
+  const std::string real = UniqueName("link-target");
+  absl::StatusOr<Heap> heap = Heap::CreateNamed(real, Small());
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  const std::string link = UniqueName("link");
+  const std::string link_path = "/dev/shm/" + link;
+  unlink(link_path.c_str());
+  ASSERT_EQ(symlink(("/dev/shm/" + real).c_str(), link_path.c_str()), 0);
+  absl::Status s = Heap::OpenNamed(link).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(s.message(), absl::StrCat("heap /", link,
+                                      ": is a symbolic link, not a regular "
+                                      "file"));
+  EXPECT_EQ(Heap::CreateNamed(link, Small()).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(Heap::UnlinkNamed(link).ok());
+  EXPECT_TRUE(Heap::OpenNamed(real).ok()) << "the link's target was removed";
+
+  // A dangling link at a name to create: its target is not created.
+  const std::string nowhere = UniqueName("link-nowhere");
+  ASSERT_EQ(symlink(("/dev/shm/" + nowhere).c_str(), link_path.c_str()), 0);
+  EXPECT_EQ(Heap::CreateNamed(link, Small()).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(access(("/dev/shm/" + nowhere).c_str(), F_OK), 0)
+      << "the link was followed";
+  unlink(link_path.c_str());
+  EXPECT_TRUE(Heap::UnlinkNamed(real).ok());
 }
 
 // Another uid cannot map the heap at all (0600), and an object that

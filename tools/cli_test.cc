@@ -25,7 +25,20 @@
 //  * ls and rm leave /dev/shm files that are not heaps alone (rm --force
 //    excepted);
 //  * --help works at the top and after every command (exit 0, stdout);
-//    command-line errors exit 2 with one line and change nothing.
+//    command-line errors exit 2 with one line and change nothing;
+//  * a FIFO, a directory, a symbolic link or a device where a command
+//    expects a heap (in /dev/shm) or a file: one line saying what it is,
+//    exit 1, within a 10 s deadline (every call runs under one, so a hang
+//    fails fast), and the object is left as it was;
+//  * SIGINT and SIGTERM at random moments of gc and save (20 of each, on a
+//    32 MiB heap that takes tens of milliseconds): the collection is never
+//    cut short, the heap verifies and holds every value afterwards, a save
+//    stopped by a signal leaves no FILE, and the command prints one line and
+//    dies by that signal;
+//  * SIGKILL at random moments of save (its collection included) and of
+//    load (20 of each): FILE or NAME either does not exist or is complete
+//    (Verify and every value), no temporary is left, the source heap keeps
+//    every value, and the next save or load succeeds.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -35,14 +48,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -52,6 +69,8 @@
 #include "heap/segment.h"
 #include "heap/strings.h"
 #include "shmheap.h"
+#include "tests/planted_files.h"
+#include "tests/test_util.h"
 #include "tools/image.h"
 #include "tools/sample_arrays.h"
 
@@ -63,22 +82,32 @@ std::string g_cli;  // path of the shmheap binary (argv[1])
 struct Result {
   int code = -1;  // exit status, or 1000 + signal
   std::string out, err;
+  bool timed_out = false;  // killed (SIGKILL) at its deadline
+  double seconds = 0;      // wall time from fork to exit
 };
 
-// Runs the CLI with `args`, capturing stdout and stderr.
-Result Cli(const std::vector<std::string>& args) {
+// A CLI process started by StartCli, with its stdout and stderr piped.
+struct Running {
+  pid_t pid = -1;
+  int out = -1, err = -1;
+  std::chrono::steady_clock::time_point started;
+};
+
+Running StartCli(const std::vector<std::string>& args) {
   std::vector<std::string> strings = {g_cli};
   strings.insert(strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& s : strings) argv.push_back(s.data());
   argv.push_back(nullptr);
+  Running r;
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
     ADD_FAILURE() << "pipe: " << std::strerror(errno);
-    return {};
+    return r;
   }
-  const pid_t pid = fork();
-  if (pid == 0) {
+  r.started = std::chrono::steady_clock::now();
+  r.pid = fork();
+  if (r.pid == 0) {
     dup2(out[1], 1);  // dup2 clears O_CLOEXEC on 1 and 2
     dup2(err[1], 2);
     execv(argv[0], argv.data());
@@ -86,40 +115,73 @@ Result Cli(const std::vector<std::string>& args) {
   }
   close(out[1]);
   close(err[1]);
-  Result r;
+  r.out = out[0];
+  r.err = err[0];
+  return r;
+}
+
+// Collects the output of `r` and waits for it to exit; past `deadline` it
+// is killed and the result says timed_out, so that a CLI call that hangs
+// fails its test at once instead of stalling the suite.
+Result WaitCli(Running r,
+               std::chrono::milliseconds deadline = std::chrono::seconds(120)) {
+  Result result;
   // Both pipes at once, so that neither can fill up and stall the child.
-  struct pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  std::string* sinks[2] = {&r.out, &r.err};
+  struct pollfd fds[2] = {{r.out, POLLIN, 0}, {r.err, POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
   int open_pipes = 2;
+  const auto end = r.started + deadline;
   while (open_pipes > 0) {
-    if (poll(fds, 2, -1) < 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      result.timed_out = true;
+      kill(r.pid, SIGKILL);
+      break;
+    }
+    const int n = poll(fds, 2, static_cast<int>(left.count()));
+    if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) continue;
       char buf[4096];
-      const ssize_t n = read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        sinks[i]->append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
+      const ssize_t got = read(fds[i].fd, buf, sizeof buf);
+      if (got > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(got));
+      } else if (got == 0 || errno != EINTR) {
         close(fds[i].fd);
         fds[i].fd = -1;
         --open_pipes;
       }
     }
   }
+  for (const pollfd& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
   int status = 0;
-  waitpid(pid, &status, 0);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
-  return r;
+  waitpid(r.pid, &status, 0);
+  result.seconds = std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - r.started)
+                       .count();
+  result.code =
+      WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
+  return result;
+}
+
+// Runs the CLI with `args`, capturing stdout and stderr.
+Result Cli(const std::vector<std::string>& args,
+           std::chrono::milliseconds deadline = std::chrono::seconds(120)) {
+  return WaitCli(StartCli(args), deadline);
 }
 
 std::string Describe(const std::vector<std::string>& args, const Result& r) {
   std::string s = "shmheap";
   for (const std::string& a : args) absl::StrAppend(&s, " '", a, "'");
-  return absl::StrCat(s, "\n  exit ", r.code, "\n  stdout: ", r.out,
-                      "\n  stderr: ", r.err);
+  return absl::StrCat(s, "\n  exit ", r.code,
+                      r.timed_out ? " (killed at its deadline: it hung)" : "",
+                      "\n  stdout: ", r.out, "\n  stderr: ", r.err);
 }
 
 // Runs the CLI and expects exit status 0 with nothing on stderr.
@@ -133,8 +195,9 @@ std::string CliOk(const std::vector<std::string>& args) {
 // Runs the CLI and expects a failure: status `code`, nothing on stdout,
 // exactly one line "shmheap: <command>: ..." on stderr containing `needle`.
 void CliFails(const std::vector<std::string>& args, std::string_view needle,
-              int code = 1) {
-  const Result r = Cli(args);
+              int code = 1,
+              std::chrono::milliseconds deadline = std::chrono::seconds(120)) {
+  const Result r = Cli(args, deadline);
   const std::string what = Describe(args, r);
   EXPECT_EQ(r.code, code) << what;
   EXPECT_EQ(r.out, "") << what;
@@ -652,6 +715,480 @@ TEST_F(CliTest, HelpEverywhereAndCommandLineErrors) {
   CliOk({"rm", name});
   CliFails({"create", name, "--heap", "0"}, "heap_bytes must be");
   EXPECT_FALSE(ShmExists(name));
+}
+
+// ---------------------------------------------------------------------------
+// Paths that are not regular files.
+
+using testing::DirOf;
+using testing::EntriesContaining;
+using testing::kEveryPlant;
+using testing::Plant;
+using testing::PlantAt;
+using testing::PlantName;
+using testing::RemovePlant;
+using testing::TypeAt;
+
+constexpr std::chrono::seconds kHangDeadline{10};
+
+// Every command that opens a heap name or a file, given a FIFO, a
+// directory, a symbolic link or a character device there: one line saying
+// what it is, exit 1, no hang; the object stays as it was. A heap name never
+// follows a link (a link in /dev/shm is refused as a link); load follows a
+// link to its FILE, to a target checked the same way, so a link to a FIFO
+// is refused as a FIFO and a link to an image loads. save and load never
+// replace what is at FILE or NAME; rm --force removes anything but a
+// directory without opening it.
+TEST_F(CliTest, NonRegularPathsFailAtOnceWithOneLine) {
+  const std::string source = HeapName("plant-source");
+  ASSERT_NO_FATAL_FAILURE(CreateAndFill(source));
+  const std::string image = TempPath("plant-good.img");
+  CliOk({"save", source, image});
+  const std::string fifo_target = TempPath("plant-fifo-target");
+  ASSERT_EQ(mkfifo(fifo_target.c_str(), 0600), 0);
+  const std::string out = TempPath("plant-out.img");
+  for (Plant p : kEveryPlant) {
+    SCOPED_TRACE(PlantName(p));
+    const std::string name = HeapName("plant");
+    const std::string shm = "/dev/shm/" + name;
+    RemovePlant(shm);
+    if (!PlantAt(p, shm, "/dev/null")) {
+      std::printf("skipping %s in /dev/shm: %s\n", PlantName(p),
+                  std::strerror(errno));
+      continue;
+    }
+    const mode_t type = TypeAt(shm);
+    const std::string is = absl::StrCat("heap /", name, ": is ", PlantName(p),
+                                        ", not a regular file");
+    for (const std::vector<std::string>& call :
+         std::vector<std::vector<std::string>>{{"stats", name},
+                                               {"stats", name, "--json"},
+                                               {"verify", name},
+                                               {"gc", name},
+                                               {"get", name, "key"},
+                                               {"save", name, out}}) {
+      CliFails(call, is, 1, kHangDeadline);
+    }
+    EXPECT_FALSE(FileExists(out));
+    CliFails({"rm", name}, absl::StrCat(is, "; not removed"), 1, kHangDeadline);
+    const std::string exists =
+        absl::StrCat("heap /", name, " already exists (", PlantName(p), ")");
+    CliFails({"create", name}, exists, 1, kHangDeadline);
+    CliFails({"load", image, name}, exists, 1, kHangDeadline);
+    EXPECT_EQ(TypeAt(shm), type) << "a command changed the planted object";
+    if (p == Plant::kDirectory) {
+      CliFails({"rm", name, "--force"}, "Is a directory", 1, kHangDeadline);
+    } else {
+      const Result r = Cli({"rm", name, "--force"}, kHangDeadline);
+      EXPECT_EQ(r.code, 0) << Describe({"rm", name, "--force"}, r);
+      EXPECT_EQ(TypeAt(shm), 0u);
+    }
+    RemovePlant(shm);
+  }
+
+  for (Plant p : kEveryPlant) {
+    SCOPED_TRACE(absl::StrCat("FILE is ", PlantName(p)));
+    const std::string name = HeapName("plant-load");
+    const std::string file = TempPath("plant-file");
+    RemovePlant(file);
+    // The link points at a FIFO: load follows it and finds a FIFO.
+    if (!PlantAt(p, file, fifo_target)) {
+      std::printf("skipping FILE %s: %s\n", PlantName(p), std::strerror(errno));
+      continue;
+    }
+    const mode_t type = TypeAt(file);
+    const char* followed = p == Plant::kSymlink ? "a FIFO" : PlantName(p);
+    CliFails(
+        {"load", file, name},
+        absl::StrCat("file ", file, ": is ", followed, ", not a regular file"),
+        1, kHangDeadline);
+    EXPECT_FALSE(ShmExists(name));
+    CliFails(
+        {"save", source, file},
+        absl::StrCat("file ", file, " already exists (", PlantName(p), ")"), 1,
+        kHangDeadline);
+    EXPECT_EQ(TypeAt(file), type) << "a command changed the planted object";
+    RemovePlant(file);
+  }
+  // /dev/null itself, and a dangling link (its target is not created).
+  const std::string name = HeapName("plant-null");
+  CliFails({"load", "/dev/null", name},
+           "file /dev/null: is a character device, not a regular file", 1,
+           kHangDeadline);
+  CliFails({"save", source, "/dev/null"},
+           "file /dev/null already exists (a character device)", 1,
+           kHangDeadline);
+  const std::string dangling = TempPath("plant-dangling");
+  const std::string nowhere = TempPath("plant-nowhere");
+  ASSERT_EQ(symlink(nowhere.c_str(), dangling.c_str()), 0);
+  CliFails({"save", source, dangling},
+           absl::StrCat("file ", dangling, " already exists (a symbolic link)"),
+           1, kHangDeadline);
+  EXPECT_FALSE(FileExists(nowhere)) << "save followed a dangling link";
+  // A link to a real image is followed by load.
+  const std::string link = TempPath("plant-link.img");
+  ASSERT_EQ(symlink(image.c_str(), link.c_str()), 0);
+  const Result r = Cli({"load", link, name}, kHangDeadline);
+  EXPECT_EQ(r.code, 0) << Describe({"load", link, name}, r);
+  EXPECT_NE(CliOk({"verify", name}).find(": ok ("), std::string::npos);
+  // And the source heap is as it was.
+  EXPECT_EQ(JsonNumber(CliOk({"stats", source, "--json"}), "live_blobs"),
+            uint64_t{tools::testing::kSampleArrays});
+}
+
+// ---------------------------------------------------------------------------
+// Signals and kills.
+
+// A heap that takes tens of milliseconds to collect and to save: kBigKeys
+// arrays of kBigFloats floats (32 MiB), the value of key k at version v
+// being testing::ArrayFor(k, v).
+constexpr int kBigKeys = 512;
+constexpr int kBigFloats = 16384;
+
+std::string BigKey(int k) { return absl::StrCat("big:", k); }
+
+// What the big heap must hold, which every check compares against: each
+// key's version and its values (kept, so that a check compares bytes
+// rather than recomputing 8 M values, which under ASan took minutes).
+struct BigModel {
+  std::vector<uint64_t> versions;
+  std::vector<std::vector<float>> values;
+};
+
+// Replaces every fourth key, at random, with its next version, so that a
+// collection has dead bytes to reclaim and live blobs to slide down.
+void Churn(Heap& heap, BigModel& model, std::mt19937& rng) {
+  const int64_t dims[] = {kBigFloats};
+  for (int i = 0; i < kBigKeys / 4; ++i) {
+    const int k = static_cast<int>(rng() % kBigKeys);
+    model.values[k] = testing::ArrayFor(k, ++model.versions[k], kBigFloats);
+    absl::StatusOr<bool> r =
+        heap.Replace<float>(BigKey(k), model.values[k], dims);
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+}
+
+// The heap `heap` (a fresh attach) verifies and holds exactly the model:
+// every element of every key.
+::testing::AssertionResult HoldsEveryValue(const absl::StatusOr<Heap>& heap,
+                                           const BigModel& model) {
+  if (!heap.ok()) {
+    return ::testing::AssertionFailure() << "open: " << heap.status();
+  }
+  if (absl::Status s = heap->Verify(); !s.ok()) {
+    return ::testing::AssertionFailure() << "Verify: " << s;
+  }
+  if (heap->stats().live_blobs != uint64_t{kBigKeys}) {
+    return ::testing::AssertionFailure()
+           << heap->stats().live_blobs << " live blobs, not " << kBigKeys;
+  }
+  for (int k = 0; k < kBigKeys; ++k) {
+    absl::StatusOr<ArrayView<float>> v = heap->Get<float>(BigKey(k));
+    if (!v.ok()) return ::testing::AssertionFailure() << v.status();
+    const std::vector<float>& want = model.values[k];
+    if (v->size() != kBigFloats) {
+      return ::testing::AssertionFailure() << BigKey(k) << ": " << v->size();
+    }
+    if (std::memcmp(v->data(), want.data(), sizeof(float) * kBigFloats) == 0) {
+      continue;
+    }
+    for (int j = 0; j < kBigFloats; ++j) {
+      if ((*v)(j) != want[j]) {
+        return ::testing::AssertionFailure()
+               << BigKey(k) << "[" << j << "] = " << (*v)(j) << ", version "
+               << model.versions[k] << " has " << want[j];
+      }
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Creates heap `name` with the CLI (256 MiB, 4K slots) and fills it through
+// the library with version 0 of every big key; `writer` is left attached
+// (holding no view) to churn it.
+void CreateBig(const std::string& name, BigModel* model,
+               absl::StatusOr<Heap>* writer) {
+  CliOk({"create", name, "--heap", "256M", "--slots", "4K"});
+  *writer = Heap::OpenNamed(name);
+  ASSERT_TRUE(writer->ok()) << writer->status();
+  model->versions.assign(kBigKeys, 0);
+  model->values.resize(kBigKeys);
+  const int64_t dims[] = {kBigFloats};
+  for (int k = 0; k < kBigKeys; ++k) {
+    model->values[k] = testing::ArrayFor(k, 0, kBigFloats);
+    absl::StatusOr<bool> r =
+        (*writer)->Add<float>(BigKey(k), model->values[k], dims);
+    ASSERT_TRUE(r.ok() && *r) << r.status();
+  }
+}
+
+const char* SignalName(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGKILL";
+}
+
+// What a command did with a signal sent at a random moment.
+struct SignalOutcomes {
+  int finished = 0;  // exit 0: the signal came too late to matter
+  int stopped = 0;   // held back, then acted on: one line, died by it
+  int killed = 0;    // died by it before (or after) holding signals back
+};
+
+// The wall time of the quickest of three runs of `args` (each must
+// succeed; `next` gives each run its arguments), for the window in which
+// RunAndSignal sends its signal. The quickest, since the first run of a
+// kind pays for cold caches.
+double Calibrate(const std::function<std::vector<std::string>(int)>& next) {
+  double best = 1e9;
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<std::string> args = next(i);
+    const Result r = Cli(args);
+    EXPECT_EQ(r.code, 0) << Describe(args, r);
+    best = std::min(best, r.seconds);
+  }
+  std::printf("%s: %.1f ms\n", next(0)[0].c_str(), best * 1e3);
+  return best;
+}
+
+// Sends `sig` to a run of `args` at a random moment of its life: 0 to
+// `duration` (from Calibrate) after it starts.
+Result RunAndSignal(const std::vector<std::string>& args, int sig,
+                    double duration, std::mt19937& rng) {
+  std::uniform_real_distribution<double> when(0, duration);
+  Running running = StartCli(args);
+  std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
+  kill(running.pid, sig);
+  return WaitCli(running);
+}
+
+// Classifies the result of a run signalled with `sig`, checking the CLI's
+// contract: exit 0, or death by `sig` with nothing or one line
+// "shmheap: COMMAND: SIG...: ..." on stderr.
+void Classify(const std::vector<std::string>& args, const Result& r, int sig,
+              SignalOutcomes* outcomes) {
+  const std::string what = Describe(args, r);
+  ASSERT_FALSE(r.timed_out) << what;
+  if (r.code == 0) {
+    ++outcomes->finished;
+    return;
+  }
+  ASSERT_EQ(r.code, 1000 + sig) << what;
+  if (r.err.empty()) {
+    ++outcomes->killed;
+    return;
+  }
+  ++outcomes->stopped;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << what;
+  const std::string prefix =
+      absl::StrCat("shmheap: ", args[0], ": ", SignalName(sig), ": ");
+  EXPECT_EQ(r.err.rfind(prefix, 0), 0u) << what;
+}
+
+void PrintOutcomes(const std::string& what, const SignalOutcomes& o) {
+  std::printf(
+      "%s: %d finished, %d stopped after holding the signal back, %d "
+      "killed before or after\n",
+      what.c_str(), o.finished, o.stopped, o.killed);
+}
+
+constexpr int kSignalTries = 20;
+
+// SIGINT and SIGTERM at random moments of `shmheap gc`, 20 of each, each
+// after a churn that leaves a quarter of the 32 MiB heap dead: the
+// collection is never cut short (a collector killed while compacting used to
+// leave the heap unusable), so after every try the heap attaches, verifies
+// and holds every value of the model. Even tries signal at a random moment
+// of the command's life; odd tries at a random moment of the collection
+// itself (after the gc epoch turns odd), since most of a short gc's life is
+// exec, attach and exit. The test requires that signals did land inside.
+TEST_F(CliTest, SignalsDuringGcLetTheCollectionFinish) {
+  const std::string name = HeapName("signal-gc");
+  BigModel model;
+  absl::StatusOr<Heap> writer;
+  ASSERT_NO_FATAL_FAILURE(CreateBig(name, &model, &writer));
+  std::mt19937 rng(1234);
+  const auto& epoch = writer->segment().header().gc_epoch;
+  const double duration = Calibrate([&](int) {
+    Churn(*writer, model, rng);
+    return std::vector<std::string>{"gc", name};
+  });
+  for (int sig : {SIGINT, SIGTERM}) {
+    SignalOutcomes outcomes;
+    for (int i = 0; i < kSignalTries; ++i) {
+      SCOPED_TRACE(absl::StrCat(SignalName(sig), " try ", i));
+      ASSERT_NO_FATAL_FAILURE(Churn(*writer, model, rng));
+      const std::vector<std::string> args = {"gc", name};
+      Result r;
+      if (i % 2 == 0) {
+        r = RunAndSignal(args, sig, duration, rng);
+      } else {
+        Running running = StartCli(args);
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        // The parity only times the signal, and orders nothing this test
+        // reads: acquire is more than needed and costs nothing here.
+        while ((epoch.load(std::memory_order_acquire) & 1) == 0 &&
+               std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::yield();
+        }
+        std::uniform_real_distribution<double> when(0, 0.005);
+        std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
+        kill(running.pid, sig);
+        r = WaitCli(running);
+      }
+      ASSERT_NO_FATAL_FAILURE(Classify(args, r, sig, &outcomes));
+      if (!r.err.empty()) {
+        EXPECT_NE(r.err.find("stopped after the collection finished; heap /" +
+                             name + " is intact"),
+                  std::string::npos)
+            << Describe(args, r);
+      }
+      ASSERT_TRUE(HoldsEveryValue(Heap::OpenNamed(name), model));
+    }
+    PrintOutcomes(absl::StrCat("gc, ", SignalName(sig)), outcomes);
+    // A gc that does not hold signals back dies at once by each one: no
+    // try is ever "stopped".
+    EXPECT_GE(outcomes.stopped, 5)
+        << "too few signals were held back until the collection finished";
+  }
+}
+
+// SIGINT and SIGTERM at random moments of `shmheap save`, 20 of each: the
+// source heap always verifies and keeps every value; a save stopped by the
+// signal wrote no FILE; a FILE that exists is a complete image (Verify and
+// every value); no temporary is ever left beside FILE.
+TEST_F(CliTest, SignalsDuringSaveLeaveNoFileAndTheHeapIntact) {
+  const std::string name = HeapName("signal-save");
+  BigModel model;
+  absl::StatusOr<Heap> writer;
+  ASSERT_NO_FATAL_FAILURE(CreateBig(name, &model, &writer));
+  std::mt19937 rng(5678);
+  const double duration = Calibrate([&](int i) {
+    Churn(*writer, model, rng);
+    return std::vector<std::string>{
+        "save", name, TempPath(absl::StrCat("signal-save-calibration-", i))};
+  });
+  for (int sig : {SIGINT, SIGTERM}) {
+    SignalOutcomes outcomes;
+    for (int i = 0; i < kSignalTries; ++i) {
+      SCOPED_TRACE(absl::StrCat(SignalName(sig), " try ", i));
+      ASSERT_NO_FATAL_FAILURE(Churn(*writer, model, rng));
+      const std::string file =
+          TempPath(absl::StrCat("signal-save-", sig, "-", i));
+      const std::vector<std::string> args = {"save", name, file};
+      const Result r = RunAndSignal(args, sig, duration, rng);
+      ASSERT_NO_FATAL_FAILURE(Classify(args, r, sig, &outcomes));
+      if (r.err.find("nothing saved") != std::string::npos) {
+        EXPECT_FALSE(FileExists(file)) << Describe(args, r);
+      }
+      if (r.code == 0 || r.err.find("was saved") != std::string::npos) {
+        EXPECT_TRUE(FileExists(file)) << Describe(args, r);
+      }
+      if (FileExists(file)) {
+        EXPECT_TRUE(HoldsEveryValue(Heap::OpenFile(file), model))
+            << Describe(args, r);
+      }
+      EXPECT_EQ(EntriesContaining(DirOf(file), ".tmp-"),
+                std::vector<std::string>{})
+          << "a temporary was left behind";
+      ASSERT_TRUE(HoldsEveryValue(Heap::OpenNamed(name), model));
+    }
+    PrintOutcomes(absl::StrCat("save, ", SignalName(sig)), outcomes);
+    EXPECT_GE(outcomes.stopped, 3)
+        << "too few signals were held back until the save stopped";
+  }
+}
+
+// SIGKILL at random moments of `shmheap save`, 20 times, each after a
+// churn, so that a kill may land in its collection as well as in its copy:
+// FILE either does not exist or is a complete image; no temporary is left;
+// the source heap attaches (which finishes an interrupted collection),
+// verifies and holds every value; the next save to the same FILE succeeds.
+TEST_F(CliTest, SaveKilledAtRandomMomentsLeavesNoFileOrAWholeOne) {
+  const std::string name = HeapName("kill-save");
+  BigModel model;
+  absl::StatusOr<Heap> writer;
+  ASSERT_NO_FATAL_FAILURE(CreateBig(name, &model, &writer));
+  std::mt19937 rng(91011);
+  const double duration = Calibrate([&](int i) {
+    Churn(*writer, model, rng);
+    return std::vector<std::string>{
+        "save", name, TempPath(absl::StrCat("kill-save-calibration-", i))};
+  });
+  int absent = 0, complete = 0;
+  for (int i = 0; i < kSignalTries; ++i) {
+    SCOPED_TRACE(absl::StrCat("try ", i));
+    ASSERT_NO_FATAL_FAILURE(Churn(*writer, model, rng));
+    const std::string file = TempPath(absl::StrCat("kill-save-", i));
+    const std::vector<std::string> args = {"save", name, file};
+    // Even tries within the first half of a save's life, odd ones past its
+    // end too, so that some kills come after the file is published.
+    const Result r =
+        RunAndSignal(args, SIGKILL, (i % 2 == 0 ? 0.5 : 1.5) * duration, rng);
+    ASSERT_FALSE(r.timed_out);
+    if (FileExists(file)) {
+      ++complete;
+      EXPECT_TRUE(HoldsEveryValue(Heap::OpenFile(file), model))
+          << Describe(args, r);
+    } else {
+      ++absent;
+    }
+    EXPECT_EQ(EntriesContaining(DirOf(file), ".tmp-"),
+              std::vector<std::string>{})
+        << "a temporary was left behind";
+    ASSERT_TRUE(HoldsEveryValue(Heap::OpenNamed(name), model));
+    if (!FileExists(file)) CliOk(args);
+  }
+  std::printf("save SIGKILLed: %d left no file, %d a whole one\n", absent,
+              complete);
+  EXPECT_GE(absent, 3) << "too few kills landed before the save ended";
+}
+
+// SIGKILL at random moments of `shmheap load`, 20 times: NAME either does
+// not exist or is the complete heap (it attaches, verifies and holds every
+// value); nothing else is left in /dev/shm; a load after a kill succeeds.
+TEST_F(CliTest, LoadKilledAtRandomMomentsLeavesNothingOrTheWholeHeap) {
+  const std::string source = HeapName("kill-load-source");
+  BigModel model;
+  {
+    absl::StatusOr<Heap> writer;
+    ASSERT_NO_FATAL_FAILURE(CreateBig(source, &model, &writer));
+  }
+  const std::string image = TempPath("kill-load.img");
+  CliOk({"save", source, image});
+  ASSERT_TRUE(Heap::UnlinkNamed(source).ok());
+  const double duration = Calibrate([&](int i) {
+    return std::vector<std::string>{
+        "load", image, HeapName(absl::StrCat("kill-load-calibration-", i))};
+  });
+  std::mt19937 rng(121314);
+  int absent = 0, complete = 0;
+  for (int i = 0; i < kSignalTries; ++i) {
+    SCOPED_TRACE(absl::StrCat("try ", i));
+    const std::string name = HeapName(absl::StrCat("kill-load-", i));
+    const std::vector<std::string> args = {"load", image, name};
+    // Even tries within a load's life, odd ones past its end too, so that
+    // some kills come after the heap is published.
+    const Result r =
+        RunAndSignal(args, SIGKILL, (i % 2 == 0 ? 1.0 : 1.5) * duration, rng);
+    ASSERT_FALSE(r.timed_out);
+    if (ShmExists(name)) {
+      ++complete;
+      EXPECT_TRUE(HoldsEveryValue(Heap::OpenNamed(name), model))
+          << Describe(args, r);
+    } else {
+      ++absent;
+      EXPECT_NE(r.code, 0) << Describe(args, r);
+      CliOk(args);
+      EXPECT_TRUE(HoldsEveryValue(Heap::OpenNamed(name), model));
+    }
+    EXPECT_EQ(EntriesContaining("/dev/shm", name),
+              std::vector<std::string>{name})
+        << "something besides the heap was left in /dev/shm";
+    ASSERT_TRUE(Heap::UnlinkNamed(name).ok());
+  }
+  std::printf("load SIGKILLed: %d left no heap, %d a whole one\n", absent,
+              complete);
+  EXPECT_GE(absent, 3) << "too few kills landed before the load ended";
 }
 
 }  // namespace

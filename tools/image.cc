@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "heap/blob.h"
 #include "heap/layout.h"
 #include "heap/segment.h"
@@ -35,13 +36,8 @@ using internal::Sv;
 // enough that the buffer never matters next to the heap.
 constexpr uint64_t kCopyBlock = uint64_t{1} << 20;
 
-absl::Status Errno(int err, std::string_view what) {
-  absl::StatusCode code = absl::ErrnoToStatusCode(err);
-  if (err == ENOSPC || err == ENOMEM || err == EFBIG || err == EDQUOT) {
-    code = absl::StatusCode::kResourceExhausted;
-  }
-  return absl::Status(code, absl::StrCat(Sv(what), ": ", std::strerror(err)));
-}
+using internal::ErrnoError;
+using internal::PendingFile;
 
 // Closes a descriptor on every path out of a function.
 class Fd {
@@ -53,12 +49,6 @@ class Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
-  // Closes now and reports the error (a write-back failure shows here).
-  absl::Status Close(std::string_view what) {
-    const int fd = std::exchange(fd_, -1);
-    if (close(fd) != 0) return Errno(errno, what);
-    return absl::OkStatus();
-  }
 
  private:
   int fd_;
@@ -71,7 +61,7 @@ absl::Status ReadAt(int fd, void* buf, uint64_t n, uint64_t offset,
   while (n > 0) {
     const ssize_t r = pread(fd, p, n, static_cast<off_t>(offset));
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return Errno(errno, absl::StrCat(Sv(what), ": reading"));
+    if (r < 0) return ErrnoError(errno, absl::StrCat(Sv(what), ": reading"));
     if (r == 0) {
       return absl::DataLossError(
           absl::StrCat(Sv(what), ": truncated at offset ", offset));
@@ -89,7 +79,7 @@ absl::Status WriteAt(int fd, const void* buf, uint64_t n, uint64_t offset,
   while (n > 0) {
     const ssize_t w = pwrite(fd, p, n, static_cast<off_t>(offset));
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return Errno(errno, absl::StrCat(Sv(what), ": writing"));
+    if (w < 0) return ErrnoError(errno, absl::StrCat(Sv(what), ": writing"));
     p += w;
     n -= static_cast<uint64_t>(w);
     offset += static_cast<uint64_t>(w);
@@ -146,8 +136,8 @@ absl::Status Allocate(int fd, uint64_t bytes, std::string_view what) {
     if (rc != 0) errno = rc;
   }
   if (rc != 0) {
-    return Errno(errno,
-                 absl::StrCat(Sv(what), ": allocating ", bytes, " bytes"));
+    return ErrnoError(errno,
+                      absl::StrCat(Sv(what), ": allocating ", bytes, " bytes"));
   }
   return absl::OkStatus();
 }
@@ -215,11 +205,21 @@ absl::Status MakeQuiet(std::byte* meta, const ImageInfo& info, uint64_t top,
   return absl::OkStatus();
 }
 
+bool Cancelled(const CancelCheck& cancelled) {
+  return cancelled != nullptr && cancelled();
+}
+
+absl::Status CancelledError(std::string_view what) {
+  return absl::CancelledError(absl::StrCat(
+      Sv(what), ": cancelled before it was complete; nothing was written"));
+}
+
 // Writes the image of [0, top) of `src` (whose header `info` describes) into
-// the empty file `dst`.
+// the empty file `dst`, polling `cancelled` before each block.
 absl::Status CopyImage(int src, const ImageInfo& info, uint64_t top, int dst,
                        absl::StatusCode inconsistent, std::string_view src_what,
-                       std::string_view dst_what) {
+                       std::string_view dst_what,
+                       const CancelCheck& cancelled) {
   // table_offset is a multiple of the page size, as aligned_alloc requires.
   const uint64_t meta_bytes = info.table_offset;
   std::unique_ptr<std::byte, decltype(&std::free)> meta(
@@ -252,6 +252,7 @@ absl::Status CopyImage(int src, const ImageInfo& info, uint64_t top, int dst,
   // can still leave slots and counters that disagree; Verify catches that.)
   std::vector<std::byte> block(kCopyBlock);
   for (uint64_t offset = meta_bytes; offset < top; offset += kCopyBlock) {
+    if (Cancelled(cancelled)) return CancelledError(dst_what);
     const uint64_t n = std::min(kCopyBlock, top - offset);
     if (absl::Status s = ReadAt(src, block.data(), n, offset, src_what);
         !s.ok()) {
@@ -272,6 +273,23 @@ absl::Status CopyImage(int src, const ImageInfo& info, uint64_t top, int dst,
   return absl::OkStatus();
 }
 
+// Opens the unpublished `file` as a later user will open the published one
+// (Heap::OpenFile) and runs Verify; messages name it `shown_as` instead of
+// its /proc/self/fd path. The stats of the verified image.
+absl::StatusOr<Stats> VerifyPending(const PendingFile& file,
+                                    std::string_view shown_as) {
+  absl::StatusOr<Heap> heap = Heap::OpenFile(file.open_path());
+  const absl::Status verified = heap.ok() ? heap->Verify() : heap.status();
+  if (!verified.ok()) {
+    return absl::Status(
+        verified.code(),
+        absl::StrReplaceAll(
+            verified.message(),
+            {{absl::StrCat("heap file ", file.open_path()), Sv(shown_as)}}));
+  }
+  return heap->stats();
+}
+
 }  // namespace
 
 absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
@@ -279,9 +297,9 @@ absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
     return absl::Status(code, absl::StrCat(Sv(what), ": ", Sv(why)));
   };
   struct stat st;
-  if (fstat(fd, &st) != 0) return Errno(errno, what);
+  if (fstat(fd, &st) != 0) return ErrnoError(errno, what);
   if (!S_ISREG(st.st_mode)) {
-    return fail(absl::StatusCode::kInvalidArgument, "not a regular file");
+    return internal::NotRegularFileError(what, st.st_mode);
   }
   ImageInfo info;
   info.file_bytes = static_cast<uint64_t>(st.st_size);
@@ -343,24 +361,19 @@ absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
 }
 
 absl::StatusOr<SaveReport> SaveImage(Heap& heap, const std::string& path,
-                                     const CollectOptions& options) {
+                                     const CollectOptions& options,
+                                     const CancelCheck& cancelled) {
   if (path.empty()) return absl::InvalidArgumentError("empty file name");
   const std::string what = absl::StrCat("file ", path);
+  // Before the collection, so that a FILE that exists is refused before any
+  // work (Publish checks again).
+  absl::StatusOr<PendingFile> out = PendingFile::Create(path, what);
+  if (!out.ok()) return out.status();
   SaveReport report;
   absl::StatusOr<GcReport> gc = heap.Collect(options);
   if (!gc.ok()) return gc.status();
   report.gc = *gc;
-
-  Fd out(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (out.get() < 0) {
-    if (errno == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrCat(what, " already exists"));
-    }
-    return Errno(errno, absl::StrCat("creating ", what));
-  }
-  // The mode given to open is masked by the umask, which can only remove
-  // bits; fchmod pins it to exactly owner read/write, as for named heaps.
-  fchmod(out.get(), 0600);
+  if (Cancelled(cancelled)) return CancelledError(what);
   const internal::Segment& seg = heap.segment();
   absl::Status copied = [&]() -> absl::Status {
     // While the Pin lives no collection moves data under the copy.
@@ -371,76 +384,64 @@ absl::StatusOr<SaveReport> SaveImage(Heap& heap, const std::string& path,
     report.image_bytes = seg.header().top.load(std::memory_order_acquire);
     absl::StatusOr<ImageInfo> info = ReadImageInfo(seg.fd(), seg.Describe());
     if (!info.ok()) return info.status();
-    return CopyImage(seg.fd(), *info, report.image_bytes, out.get(),
-                     absl::StatusCode::kAborted, seg.Describe(), what);
+    return CopyImage(seg.fd(), *info, report.image_bytes, out->fd(),
+                     absl::StatusCode::kAborted, seg.Describe(), what,
+                     cancelled);
   }();
-  if (copied.ok() && fsync(out.get()) != 0) {
-    copied = Errno(errno, absl::StrCat(what, ": fsync"));
-  }
-  if (absl::Status closed = out.Close(what); copied.ok()) copied = closed;
-  if (!copied.ok()) {
-    unlink(path.c_str());
-    if (copied.code() == absl::StatusCode::kAborted) {
-      return absl::AbortedError(absl::StrCat(
-          copied.message(),
-          "; a process wrote the heap during the save (nothing saved)"));
-    }
-    return copied;
-  }
-  // Check the image exactly as a later user will open it.
-  absl::StatusOr<Heap> image = Heap::OpenFile(path);
-  absl::Status verified = image.ok() ? image->Verify() : image.status();
-  if (!verified.ok()) {
-    unlink(path.c_str());
+  if (copied.code() == absl::StatusCode::kAborted) {
     return absl::AbortedError(absl::StrCat(
-        what, ": the image does not verify, so it was deleted (did a process ",
-        "write the heap during the save?): ", verified.message()));
+        copied.message(),
+        "; a process wrote the heap during the save (nothing saved)"));
   }
-  report.stats = image->stats();
+  if (!copied.ok()) return copied;
+  // Check the image exactly as a later user will open it.
+  absl::StatusOr<Stats> stats = VerifyPending(*out, what);
+  if (!stats.ok()) {
+    return absl::AbortedError(absl::StrCat(
+        what, ": the image does not verify, so it was not saved (did a ",
+        "process write the heap during the save?): ",
+        stats.status().message()));
+  }
+  report.stats = *stats;
+  if (fsync(out->fd()) != 0) {
+    return ErrnoError(errno, absl::StrCat(what, ": fsync"));
+  }
+  if (Cancelled(cancelled)) return CancelledError(what);
+  if (absl::Status s = out->Publish(); !s.ok()) return s;
+  out->SyncDirectory();  // the name as durable as the data
   return report;
 }
 
-absl::StatusOr<Heap> LoadImage(const std::string& path, std::string_view name) {
+absl::StatusOr<Heap> LoadImage(const std::string& path, std::string_view name,
+                               const CancelCheck& cancelled) {
   absl::StatusOr<std::string> n = internal::Segment::NormalizeName(name);
   if (!n.ok()) return n.status();
   const std::string what = absl::StrCat("file ", path);
-  Fd in(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.get() < 0) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no ", what));
-    return Errno(errno, absl::StrCat("opening ", what));
-  }
+  absl::StatusOr<int> fd =
+      internal::OpenRegularFile(path, O_RDONLY, internal::Links::kFollow, what);
+  if (!fd.ok()) return fd.status();
+  Fd in(*fd);
   absl::StatusOr<ImageInfo> info = ReadImageInfo(in.get(), what);
   if (!info.ok()) return info.status();
-  {
-    Fd shm(shm_open(n->c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (shm.get() < 0) {
-      if (errno == EEXIST) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("heap ", *n, " already exists"));
-      }
-      return Errno(errno, absl::StrCat("creating heap ", *n));
-    }
-    fchmod(shm.get(), 0600);
-    absl::Status copied =
-        CopyImage(in.get(), *info, info->top, shm.get(),
-                  absl::StatusCode::kDataLoss, what, absl::StrCat("heap ", *n));
-    if (absl::Status closed = shm.Close(*n); copied.ok()) copied = closed;
-    if (!copied.ok()) {
-      shm_unlink(n->c_str());
-      return copied;
-    }
+  const std::string heap_what = absl::StrCat("heap ", *n);
+  absl::StatusOr<PendingFile> shm =
+      PendingFile::Create(internal::ShmPath(*n), heap_what);
+  if (!shm.ok()) return shm.status();
+  if (absl::Status s =
+          CopyImage(in.get(), *info, info->top, shm->fd(),
+                    absl::StatusCode::kDataLoss, what, heap_what, cancelled);
+      !s.ok()) {
+    return s;
   }
   // The image was validated only as far as its header; Verify checks every
-  // slot and blob before anyone is told the heap exists.
-  absl::StatusOr<Heap> heap = Heap::OpenNamed(*n);
-  absl::Status verified = heap.ok() ? heap->Verify() : heap.status();
-  if (!verified.ok()) {
-    shm_unlink(n->c_str());
-    return absl::Status(
-        verified.code(),
-        absl::StrCat(what, ": not loaded: ", verified.message()));
+  // slot and blob before the heap gets its name.
+  if (absl::Status s = VerifyPending(*shm, heap_what).status(); !s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat(what, ": not loaded: ", s.message()));
   }
-  return heap;
+  if (Cancelled(cancelled)) return CancelledError(heap_what);
+  if (absl::Status s = shm->Publish(); !s.ok()) return s;
+  return Heap::OpenNamed(*n);
 }
 
 }  // namespace shmheap::tools

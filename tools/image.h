@@ -20,6 +20,20 @@
 // becomes the owner (Header::owner_uid). A process that attaches to the
 // image therefore starts from a quiet heap, as after a clean shutdown.
 //
+// Atomic: an image file, and a loaded heap, are built unnamed (O_TMPFILE;
+// internal::PendingFile) and appear under their name in one step (linkat,
+// which never replaces anything), and only after Verify accepted them. So a
+// save or load that fails, is cancelled, or is killed at any instruction
+// (SIGKILL included) leaves no FILE and no heap NAME, and no temporary in
+// the way of a later one; FILE or NAME, if it exists, is complete. (On a
+// filesystem without O_TMPFILE the file is a uniquely named temporary beside
+// FILE instead, renamed into place; only a kill can leave it behind.)
+//
+// Cancellable: SaveImage and LoadImage poll `cancelled` between steps (after
+// the collection, every MiB of the copy, before publishing) and, when it
+// returns true, stop with kCancelled and leave nothing. A collection is never
+// cancelled: SaveImage collects to completion first.
+//
 // Consistency contract (SaveImage): no process may write the heap (Add,
 // Replace, Remove, Move, Reserve) while it is saved; readers may run. The
 // save collects first, so the image holds live blobs only, then copies while
@@ -29,14 +43,18 @@
 // failed check deletes the file and returns kAborted.
 //
 // Errors (absl::Status codes):
-//   kNotFound            no such file (LoadImage)
+//   kNotFound            no such file (LoadImage); no such directory for
+//                        the output file (SaveImage)
 //   kAlreadyExists       the output file (SaveImage) or heap (LoadImage)
-//                        exists
-//   kInvalidArgument     bad heap name; the input is not a regular file
-//   kFailedPrecondition  not a shmheap image, or another format version
+//                        exists, whatever it is (a FIFO, a link...)
+//   kInvalidArgument     bad heap name or file name
+//   kFailedPrecondition  the input is not a regular file (a FIFO, a
+//                        directory, a device...); not a shmheap image, or
+//                        another format version
 //   kDataLoss            truncated or inconsistent image; a collector died
 //                        while compacting it; Verify found corruption
 //   kAborted             the heap changed while it was being saved
+//   kCancelled           `cancelled` returned true
 //   kResourceExhausted   no space on the disk or in /dev/shm, RLIMIT_FSIZE
 //   and whatever Heap::Collect, OpenNamed and OpenFile return.
 // On any error nothing is left behind: no output file, no new segment.
@@ -45,6 +63,7 @@
 #define SHMHEAP_TOOLS_IMAGE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -70,6 +89,10 @@ struct ImageInfo {
   uint32_t gc_lock = 0;  // pid of a collector that held the lock
 };
 
+// Polled by SaveImage and LoadImage at safe points; true stops them with
+// kCancelled. Null: never cancelled.
+using CancelCheck = std::function<bool()>;
+
 // Reads the header of the open file `fd` and checks it the way attach does
 // (magic, format word, geometry against the file's size, top in range),
 // without mapping anything or trusting an offset before it is checked.
@@ -82,17 +105,21 @@ struct SaveReport {
   Stats stats;               // of the saved image
 };
 
-// Collects `heap`, then writes its image to a new file `path` (O_EXCL, mode
-// 0600) and checks it (Heap::OpenFile, Verify). REQUIRES: this process
-// holds no view or Pin of `heap` (Collect needs that). See the consistency
-// contract above.
+// Collects `heap`, then writes its image to a new file `path` (mode 0600,
+// never replacing anything at `path`), checks it (Heap::OpenFile, Verify),
+// fsyncs it and only then gives it its name. REQUIRES: this process holds no
+// view or Pin of `heap` (Collect needs that). See the consistency contract
+// above.
 absl::StatusOr<SaveReport> SaveImage(Heap& heap, const std::string& path,
-                                     const CollectOptions& options = {});
+                                     const CollectOptions& options = {},
+                                     const CancelCheck& cancelled = nullptr);
 
-// Creates the named heap `name` (O_EXCL, mode 0600) from the image in file
-// `path`, opens it and runs Verify on it. On failure the segment is removed
-// again. The file is only read.
-absl::StatusOr<Heap> LoadImage(const std::string& path, std::string_view name);
+// Creates the named heap `name` (mode 0600, never replacing anything) as a
+// copy of the image in file `path` and runs Verify on it before it gets its
+// name; returns it opened. A symbolic link at `path` is followed. The file
+// is only read.
+absl::StatusOr<Heap> LoadImage(const std::string& path, std::string_view name,
+                               const CancelCheck& cancelled = nullptr);
 
 }  // namespace shmheap::tools
 

@@ -23,10 +23,29 @@
 // operation failed (including bad heap names and missing heaps), 2 the
 // command line could not be parsed. --help (or -h) after any command, or
 // alone, prints the usage to stdout and exits 0.
+//
+// Paths: every heap name and file is opened without blocking and refused,
+// with one line saying what it is, unless it is a regular file (a FIFO, a
+// directory, a device; a symbolic link in /dev/shm), so no command hangs on
+// a FIFO planted in /dev/shm or given as FILE.
+//
+// Signals: SIGHUP, SIGINT and SIGTERM never interrupt a collection or leave
+// a half-written file. create, gc, save and load hold them back while they
+// work (SignalGuard) and act on one at the next safe point: a collection
+// runs to its end, a copy is abandoned (save writes no FILE, load creates
+// no NAME; both build their output unnamed, so even SIGKILL leaves none).
+// The command then prints one line, "shmheap: COMMAND: SIGINT: what
+// happened", and dies by that same signal, so the shell reports 128 + N
+// (130 for SIGINT, 143 for SIGTERM) and a script running it stops as for
+// any other program. The other commands only read, or attach as a session,
+// which a killed process may do at any instruction: signals kill them as
+// usual.
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -68,7 +87,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
-constexpr char kShmDir[] = "/dev/shm";
+using internal::kShmDir;
 
 // ---------------------------------------------------------------------------
 // Command table and argument parsing.
@@ -130,6 +149,92 @@ int UsageError(std::string_view command, absl::string_view message) {
                OneLine(message).c_str(), where.c_str());
   return kExitUsage;
 }
+
+// ---------------------------------------------------------------------------
+// Signals (see the file comment).
+
+constexpr int kStopSignals[] = {SIGHUP, SIGINT, SIGTERM};
+
+const char* SignalName(int sig) {
+  switch (sig) {
+    case SIGHUP:
+      return "SIGHUP";
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+  }
+  return "signal";
+}
+
+// Holds SIGHUP, SIGINT and SIGTERM back (blocked, so they stay pending)
+// while it lives, except those the caller ignores (nohup, a background
+// job), which stay ignored. Only one thread runs, so the thread's mask is
+// the process's.
+class SignalGuard {
+ public:
+  SignalGuard() {
+    sigemptyset(&held_);
+    for (int sig : kStopSignals) {
+      struct sigaction action;
+      if (sigaction(sig, nullptr, &action) == 0 &&
+          action.sa_handler == SIG_IGN) {
+        continue;
+      }
+      sigaddset(&held_, sig);
+    }
+    pthread_sigmask(SIG_BLOCK, &held_, &previous_);
+  }
+  // A signal that arrives after the last StopIfPending is delivered here,
+  // once the work is done: output is flushed first.
+  ~SignalGuard() {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+  }
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+
+  // The first held signal that is pending, or 0.
+  int Pending() const {
+    sigset_t pending;
+    if (sigpending(&pending) != 0) return 0;
+    for (int sig : kStopSignals) {
+      if (sigismember(&held_, sig) == 1 && sigismember(&pending, sig) == 1) {
+        return sig;
+      }
+    }
+    return 0;
+  }
+
+  // With a held signal pending: prints "shmheap: COMMAND: SIG...: `what`"
+  // and ends the process by that signal. Returns otherwise.
+  void StopIfPending(std::string_view command, absl::string_view what) const {
+    const int sig = Pending();
+    if (sig == 0) return;
+    std::fflush(stdout);
+    std::fprintf(stderr, "shmheap: %s: %s: %s\n", std::string(command).c_str(),
+                 SignalName(sig), OneLine(what).c_str());
+    std::fflush(stderr);
+    signal(sig, SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    // The pending signal is delivered as this returns, and its default
+    // action ends the process.
+    pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+    _exit(128 + sig);  // not reached
+  }
+
+  // For SaveImage and LoadImage: stop at the next safe point.
+  tools::CancelCheck AsCancelCheck() const {
+    return [this] { return Pending() != 0; };
+  }
+
+ private:
+  sigset_t held_;
+  sigset_t previous_;
+};
 
 // ---------------------------------------------------------------------------
 // Numbers and sizes.
@@ -252,8 +357,13 @@ int RunCreate(const Invocation& inv) {
     }
     options.table_slots_log2 = static_cast<uint32_t>(__builtin_ctzll(*slots));
   }
+  SignalGuard guard;
   absl::StatusOr<Heap> heap = Heap::CreateNamed(inv.args[0], options);
-  if (!heap.ok()) return Fail(inv, heap.status());
+  if (!heap.ok()) {
+    guard.StopIfPending("create", absl::StrCat("stopped; creating failed: ",
+                                               heap.status().message()));
+    return Fail(inv, heap.status());
+  }
   const Stats s = heap->stats();
   struct stat st;
   const uint64_t resident =
@@ -264,6 +374,9 @@ int RunCreate(const Invocation& inv) {
       heap->segment().name().c_str(), HumanBytes(s.heap_capacity).c_str(),
       static_cast<unsigned long long>(s.table_slots),
       HumanBytes(resident).c_str());
+  guard.StopIfPending("create",
+                      absl::StrCat("stopped after ", heap->segment().Describe(),
+                                   " was created"));
   return kExitOk;
 }
 
@@ -496,15 +609,24 @@ int RunGc(const Invocation& inv) {
   if (!options.ok()) return UsageError("gc", options.status().message());
   absl::StatusOr<Heap> heap = Open(inv, 0);
   if (!heap.ok()) return Fail(inv, heap.status());
+  const std::string described = heap->segment().Describe();
+  SignalGuard guard;
   absl::StatusOr<GcReport> report = heap->Collect(*options);
-  if (!report.ok()) return Fail(inv, report.status());
+  if (!report.ok()) {
+    guard.StopIfPending("gc", absl::StrCat("stopped; the collection failed: ",
+                                           report.status().message()));
+    return Fail(inv, report.status());
+  }
   if (!report->ran) {
     std::printf("%s: another process's collection ran meanwhile\n",
-                heap->segment().Describe().c_str());
-    return kExitOk;
+                described.c_str());
+  } else {
+    std::printf("%s: collected\n", described.c_str());
+    PrintGcReport(*report);
   }
-  std::printf("%s: collected\n", heap->segment().Describe().c_str());
-  PrintGcReport(*report);
+  guard.StopIfPending(
+      "gc", absl::StrCat("stopped after the collection finished; ", described,
+                         " is intact"));
   return kExitOk;
 }
 
@@ -634,9 +756,19 @@ int RunSave(const Invocation& inv) {
   if (!options.ok()) return UsageError("save", options.status().message());
   absl::StatusOr<Heap> heap = Open(inv, 0);
   if (!heap.ok()) return Fail(inv, heap.status());
+  const std::string described = heap->segment().Describe();
+  SignalGuard guard;
   absl::StatusOr<tools::SaveReport> saved =
-      tools::SaveImage(*heap, inv.args[1], *options);
-  if (!saved.ok()) return Fail(inv, saved.status());
+      tools::SaveImage(*heap, inv.args[1], *options, guard.AsCancelCheck());
+  if (!saved.ok()) {
+    guard.StopIfPending(
+        "save", saved.status().code() == absl::StatusCode::kCancelled
+                    ? absl::StrCat("stopped; nothing saved (", inv.args[1],
+                                   " not written), ", described, " is intact")
+                    : absl::StrCat("stopped; the save failed: ",
+                                   saved.status().message()));
+    return Fail(inv, saved.status());
+  }
   std::printf(
       "saved %s to %s: %llu live blobs, %s live, image of %llu bytes (%s); "
       "collected first, reclaiming %s\n",
@@ -646,18 +778,33 @@ int RunSave(const Invocation& inv) {
       static_cast<unsigned long long>(saved->image_bytes),
       HumanBytes(saved->image_bytes).c_str(),
       HumanBytes(saved->gc.bytes_before - saved->gc.bytes_after).c_str());
+  guard.StopIfPending(
+      "save", absl::StrCat("stopped after ", inv.args[1], " was saved"));
   return kExitOk;
 }
 
 int RunLoad(const Invocation& inv) {
-  absl::StatusOr<Heap> heap = tools::LoadImage(inv.args[0], inv.args[1]);
-  if (!heap.ok()) return Fail(inv, heap.status());
+  SignalGuard guard;
+  absl::StatusOr<Heap> heap =
+      tools::LoadImage(inv.args[0], inv.args[1], guard.AsCancelCheck());
+  if (!heap.ok()) {
+    guard.StopIfPending(
+        "load",
+        heap.status().code() == absl::StatusCode::kCancelled
+            ? absl::StrCat("stopped; heap ", inv.args[1], " not created")
+            : absl::StrCat("stopped; the load failed: ",
+                           heap.status().message()));
+    return Fail(inv, heap.status());
+  }
   const Stats s = heap->stats();
   std::printf("loaded %s from %s: %llu live blobs, %s live, %s capacity\n",
               heap->segment().Describe().c_str(), inv.args[0].c_str(),
               static_cast<unsigned long long>(s.live_blobs),
               HumanBytes(s.live_bytes).c_str(),
               HumanBytes(s.heap_capacity).c_str());
+  guard.StopIfPending("load",
+                      absl::StrCat("stopped after ", heap->segment().Describe(),
+                                   " was loaded"));
   return kExitOk;
 }
 
@@ -668,16 +815,24 @@ int RunRm(const Invocation& inv) {
   if (!inv.Has("--force")) {
     // Only the header's magic is checked, so a damaged heap or one of
     // another format version can still be removed, but nothing else.
-    const int fd = shm_open(name->c_str(), O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) {
-      if (errno == ENOENT) {
-        return Fail(inv.command->name, absl::StrCat("no heap named ", *name));
+    absl::StatusOr<int> fd = internal::OpenRegularFile(
+        internal::ShmPath(*name), O_RDONLY, internal::Links::kRefuse,
+        absl::StrCat("heap ", *name));
+    if (!fd.ok()) {
+      switch (fd.status().code()) {
+        case absl::StatusCode::kNotFound:
+          return Fail(inv.command->name, absl::StrCat("no heap named ", *name));
+        case absl::StatusCode::kFailedPrecondition:
+          return Fail(inv.command->name,
+                      absl::StrCat(fd.status().message(),
+                                   "; not removed (--force removes it "
+                                   "anyway)"));
+        default:
+          return Fail(inv, fd.status());
       }
-      return Fail(inv.command->name,
-                  absl::StrCat("heap ", *name, ": ", std::strerror(errno)));
     }
-    const std::optional<uint64_t> magic = ReadMagic(fd);
-    close(fd);
+    const std::optional<uint64_t> magic = ReadMagic(*fd);
+    close(*fd);
     if (magic != internal::kMagic) {
       return Fail(inv.command->name,
                   absl::StrCat(*name,
@@ -763,7 +918,11 @@ const std::vector<Command>& Commands() {
        "\n"
        "  --deadline-ms MS   how long to wait for other processes to leave\n"
        "                     their scope (default 10000); past it nothing\n"
-       "                     changes and the command fails\n",
+       "                     changes and the command fails\n"
+       "\n"
+       "SIGINT, SIGTERM or SIGHUP never interrupt the collection: it runs to\n"
+       "its end (or its deadline), then the command stops with one line and\n"
+       "dies by that signal.\n",
        {{"--deadline-ms", "MS"}},
        1,
        1,
@@ -792,7 +951,12 @@ const std::vector<Command>& Commands() {
        "\n"
        "No process may write the heap during the save (readers may run): the\n"
        "copy holds a Pin, so no collection moves data under it, but a\n"
-       "concurrent writer makes the check fail, and then FILE is deleted.\n"
+       "concurrent writer makes the check fail, and then nothing is saved.\n"
+       "\n"
+       "FILE appears only once it is complete and verified (it is written\n"
+       "unnamed, then linked into place); nothing at FILE is ever replaced.\n"
+       "SIGINT, SIGTERM or SIGHUP let the collection finish, then abandon\n"
+       "the copy: no FILE is written. Even SIGKILL leaves no FILE.\n"
        "\n"
        "  --deadline-ms MS   as for gc\n",
        {{"--deadline-ms", "MS"}},
@@ -802,10 +966,12 @@ const std::vector<Command>& Commands() {
       {"load",
        "FILE NAME",
        "create heap NAME from a saved FILE",
-       "Creates heap NAME in /dev/shm (O_EXCL, mode 0600) as a copy of the\n"
-       "heap image FILE (from save, or any heap file), owned by you, and\n"
-       "runs Verify on it. If FILE is not a valid heap nothing is created.\n"
-       "FILE is only read.\n",
+       "Creates heap NAME in /dev/shm (mode 0600, never replacing anything)\n"
+       "as a copy of the heap image FILE (from save, or any heap file),\n"
+       "owned by you, and runs Verify on it. NAME appears only once the copy\n"
+       "is complete and verified: if FILE is not a valid heap, or the command\n"
+       "is stopped (any signal, SIGKILL included), nothing is created.\n"
+       "FILE is only read; a symbolic link to it is followed.\n",
        {},
        2,
        2,
