@@ -644,7 +644,9 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
   const uint64_t top = h.top.load(kStopped);
   report.bytes_before = report.bytes_after = top - h.heap_start;
   if (NothingToCollect(segment)) {
-    // A compact heap is left exactly as it is.
+    // A compact heap is left exactly as it is; the collection still counts
+    // (callers that waited for it, and stats, see that one ran).
+    h.collections.fetch_add(1, std::memory_order_release);
     OpenWorld(h);
     report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     return report;
