@@ -34,7 +34,8 @@
 //
 // Errors (absl::Status codes, every function):
 //   kInvalidArgument     bad dims, kind, data size or name
-//   kNotFound            no such key, heap or file
+//   kNotFound            no such key, heap or file (a named heap or file
+//                        still being created is not there yet)
 //   kAlreadyExists       another key with the same 64-bit hash holds the
 //                        slot; or the target of Move exists; or the name
 //                        or file to create exists
@@ -42,7 +43,9 @@
 //                        (/dev/shm, disk, RLIMIT_FSIZE, memory floor), or
 //                        max_sessions live processes
 //   kPermissionDenied    the heap belongs to another uid
-//   kFailedPrecondition  not a shmheap segment, or another format version
+//   kFailedPrecondition  not a shmheap segment, another format version, or
+//                        a path that is not a regular file (FIFO, device,
+//                        directory)
 //   kDataLoss            corruption found, or a collector died mid-way
 //   kAborted             a Move's source changed under it
 //   kDeadlineExceeded    Collect could not stop the world in its deadline
