@@ -5,7 +5,10 @@
 // claimed but not yet recorded, a blob written but not published, a slot
 // claimed but not yet pointing at its blob. A test installs a hook that
 // kills its own process (SIGKILL) at one of them, which is how a kill lands
-// inside those windows far more often than random timing would.
+// inside those windows far more often than random timing would. A hook may
+// also hold its process inside a window (the scope handshake's, say) while
+// another process acts, so that a race the window allows happens every time
+// (tests/session_test.cc).
 //
 // The hook is process-local (a plain global, never in shared memory) and
 // null in production, where each call is one relaxed load and a branch.
@@ -22,6 +25,19 @@ enum class TestingPoint {
   kBlobWritten,   // a blob is allocated and filled; not yet published
   kSlotClaimed,   // the slot holds the hash; its addr is not yet set
   kPublished,     // the slot points at the blob; counters not yet updated
+  // A session entering its scope read an even gc epoch and has not yet set
+  // its pinned flag: a collector that starts now does not wait for it.
+  kScopeEpochRead,
+  // A session entering its scope found a collection running and is about
+  // to sleep until the epoch turns even.
+  kScopeWait,
+  // The CAS on Header::top won, inside the claim loop: the claim record was
+  // stored before it; the chunk is not yet recorded.
+  kTopAdvanced,
+  // A record (a blob, or the alignment filler before it) has its place in
+  // the chunk and its header word is about to be written: the chunk's
+  // committed top must not cover it yet.
+  kRecordHeaderUnwritten,
 };
 
 using TestingHook = void (*)(TestingPoint);
