@@ -83,6 +83,7 @@ bool ProcessAlive(pid_t pid, uint64_t start_time) {
 }
 
 bool OwnerAlive(const SessionEntry& e, uint64_t owner) {
+  RunTestingHook(TestingPoint::kOwnerCheck);
   if (owner == kSessionFree) return false;
   if (owner & kSessionClaiming) {
     return ProcessAlive(static_cast<pid_t>(owner & ~kSessionClaiming), 0);

@@ -38,6 +38,10 @@ enum class TestingPoint {
   // the chunk and its header word is about to be written: the chunk's
   // committed top must not cover it yet.
   kRecordHeaderUnwritten,
+  // OwnerAlive is about to judge an entry's owner (the collector polling a
+  // pinned entry, a joiner, stats): a test can act in the middle of the
+  // collector's poll, after it has read the entries before this one.
+  kOwnerCheck,
 };
 
 using TestingHook = void (*)(TestingPoint);

@@ -153,6 +153,7 @@ void Hook(TestingPoint point) {
       Die(kDyingRecordHeaderUnwritten);
     case TestingPoint::kScopeEpochRead:  // not crash windows
     case TestingPoint::kScopeWait:
+    case TestingPoint::kOwnerCheck:
       return;
   }
 }

@@ -6,11 +6,12 @@
 //
 // What this proves:
 //   1. A session that read an even gc epoch and has not yet set its pinned
-//      flag is invisible to a collector. A collection that starts in that
-//      window stops the world without it; the session's second load of the
-//      epoch, after it pins (Dekker's pattern), is what keeps it from
-//      entering its scope mid-collection: it waits, and then sees an even
-//      epoch, an idle phase and a slot that stays put under its pin.
+//      flag is invisible to a collector. A collection whose poll passes the
+//      session's entry in that window stops the world without it; the
+//      session's second load of the epoch, after it pins (Dekker's
+//      pattern), is what keeps it from entering its scope mid-collection: it
+//      waits, and then sees an even epoch, and its slot and its view stay
+//      put under its pin.
 //   2. An entry whose recorded start time differs from that of the live
 //      process now running under its pid (a reused pid) belongs to a dead
 //      owner: stats() does not count it, the next joiner takes it over when
@@ -119,6 +120,18 @@ int EntryOf(const Heap& heap, pid_t pid) {
 }
 
 // --- 1. The epoch is re-read after pinning.
+//
+// Three processes besides this one (the collector): a child that will try to
+// enter its scope, and a blocker holding a view, which keeps the collector
+// polling. The child is held by a hook between its epoch read (even) and its
+// pin. The collector makes the epoch odd and polls: it passes the child's
+// entry (pinned 0) and reaches the blocker's, where its own hook (in
+// OwnerAlive) lets the child go on and waits to hear what it did, then kills
+// the blocker, so the poll ends with the world stopped and the collection
+// runs. A correct session sees the odd epoch on its second load and waits
+// ('w'), entering only after the collection. Without that load it enters at
+// once ('e'), while the collector goes on to compact: it sees an odd epoch
+// in scope, and its key's slot and its view's data change under its pin.
 
 // The child's progress through EnterShared, driven by ScopeHook.
 enum ScopeState { kDisarmed, kArmed, kAwaitingOutcome };
@@ -129,7 +142,7 @@ int g_from_parent = -1;
 void ScopeHook(TestingPoint point) {
   if (point == TestingPoint::kScopeEpochRead && g_scope_state == kArmed) {
     // In the window: the epoch read was even, pinned is not yet set. Hold
-    // here until the parent's collection has stopped the world.
+    // here until the collector has passed this session's entry.
     g_scope_state = kAwaitingOutcome;
     SendByte(g_to_parent, 'h');
     if (ReceiveByte(g_from_parent, 20000) != 'c') _exit(91);
@@ -140,14 +153,42 @@ void ScopeHook(TestingPoint point) {
   }
 }
 
-// What the child saw while in scope.
+// The collector's side, in this process: the first owner check of its poll
+// (the blocker's entry, the only pinned one) releases the child, records
+// what it did, and kills the blocker.
+int g_to_child = -1;
+int g_from_child = -1;
+pid_t g_blocker = -1;
+int g_outcome = -1;
+
+void PollHook(TestingPoint point) {
+  if (point != TestingPoint::kOwnerCheck || g_blocker < 0) return;
+  SendByte(g_to_child, 'c');
+  g_outcome = ReceiveByte(g_from_child, 20000);
+  kill(g_blocker, SIGKILL);
+  waitpid(g_blocker, nullptr, 0);
+  g_blocker = -1;
+}
+
+// What the child saw in scope.
 struct InScope {
   uint32_t epoch;
   uint32_t phase;
   uint64_t slot_at_entry;
   uint64_t slot_after_collection;
-  bool value_exact;
+  bool view_exact_at_entry;
+  bool view_exact_after_collection;
+  bool value_exact_after_scope;
 };
+
+// Whether `v` holds exactly ArrayFor(id, 0, n).
+bool ViewHolds(const ArrayView<float>& v, uint64_t id, size_t n) {
+  if (v.size() != static_cast<int64_t>(n)) return false;
+  for (size_t j = 0; j < n; ++j) {
+    if (v(j) != ValueFor(id, 0, j)) return false;
+  }
+  return true;
+}
 
 TEST(Scope, EnteringRereadsTheEpochAfterPinning) {
   Options o;
@@ -155,14 +196,16 @@ TEST(Scope, EnteringRereadsTheEpochAfterPinning) {
   o.table_slots_log2 = 10;
   absl::StatusOr<Heap> heap = Heap::Create(o);
   ASSERT_TRUE(heap.ok()) << heap.status();
-  // Garbage below key 1, so the collection slides key 1's blob down.
+  // Garbage below key 1, so the collection slides key 1's blob down (and
+  // zeroes where it was).
   constexpr size_t kLen = 300;
   ASSERT_TRUE(AddArray(*heap, 0, 1000));
   ASSERT_TRUE(AddArray(*heap, 1, kLen));
+  ASSERT_TRUE(AddArray(*heap, 2, kLen));  // the blocker's view
   ASSERT_TRUE(heap->Remove(KeyName(0)).ok());
   const uint64_t hash = heap->Hash(KeyName(1));
 
-  Pipe to_parent, to_child;
+  Pipe to_parent, to_child, blocker_ready;
   SharedArray<InScope> seen(1);
   const pid_t child = fork();
   ASSERT_GE(child, 0);
@@ -173,6 +216,7 @@ TEST(Scope, EnteringRereadsTheEpochAfterPinning) {
     internal::Table table(seg.slots(), seg.header().table_slots_log2);
     const std::optional<uint64_t> slot = table.Find(hash);
     if (!slot) _exit(2);
+    SendByte(to_parent.write_end(), 'j');
     g_to_parent = to_parent.write_end();
     g_from_parent = to_child.read_end();
     g_scope_state = kArmed;
@@ -183,47 +227,68 @@ TEST(Scope, EnteringRereadsTheEpochAfterPinning) {
       seen[0].epoch = seg.header().gc_epoch.load();
       seen[0].phase = seg.header().phase.load();
       seen[0].slot_at_entry = table.LoadAddr(*slot);
+      absl::StatusOr<ArrayView<float>> view = heap->Get<float>(KeyName(1));
+      if (!view.ok()) _exit(4);
+      seen[0].view_exact_at_entry = ViewHolds(*view, 1, kLen);
       if (g_scope_state == kAwaitingOutcome) {
-        // Entered without waiting: the collection runs right now.
+        // Entered without waiting: the collector is still polling.
         g_scope_state = kDisarmed;
         SendByte(g_to_parent, 'e');
       }
-      if (ReceiveByte(g_from_parent, 20000) != 'd') _exit(4);
+      if (ReceiveByte(g_from_parent, 20000) != 'd') _exit(5);
       seen[0].slot_after_collection = table.LoadAddr(*slot);
+      seen[0].view_exact_after_collection = ViewHolds(*view, 1, kLen);
     }
-    seen[0].value_exact = HoldsArray(*heap, 1, kLen);
+    seen[0].value_exact_after_scope = HoldsArray(*heap, 1, kLen);
     _exit(0);
   }
-
+  // The blocker joins after the child, so its entry comes later in the
+  // collector's poll.
+  ASSERT_EQ(ReceiveByte(to_parent.read_end(), 20000), 'j');
+  const pid_t blocker = fork();
+  ASSERT_GE(blocker, 0);
+  if (blocker == 0) {
+    alarm(60);
+    absl::StatusOr<ArrayView<float>> v = heap->Get<float>(KeyName(2));
+    SendByte(blocker_ready.write_end(), v.ok() ? 'y' : 'n');
+    for (;;) pause();  // in scope until killed
+  }
+  ASSERT_EQ(ReceiveByte(blocker_ready.read_end(), 20000), 'y');
   ASSERT_EQ(ReceiveByte(to_parent.read_end(), 20000), 'h');
-  int outcome = -1;
+  ASSERT_LT(EntryOf(*heap, child), EntryOf(*heap, blocker));
+
+  g_to_child = to_child.write_end();
+  g_from_child = to_parent.read_end();
+  g_blocker = blocker;
+  internal::SetTestingHook(&PollHook);
   CollectOptions opts;
   opts.deadline = std::chrono::milliseconds(20000);
-  opts.testing_mid_compaction_hook = [&] {
-    // The world is stopped and every slot is threaded: let the child go on
-    // and see whether it enters its scope or waits.
-    SendByte(to_child.write_end(), 'c');
-    outcome = ReceiveByte(to_parent.read_end(), 20000);
-  };
   absl::StatusOr<GcReport> r = heap->Collect(opts);
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_TRUE(r->ran);
-  EXPECT_GT(r->blobs_moved, 0u);
+  internal::SetTestingHook(nullptr);
+  if (g_blocker > 0) {  // the poll never reached it
+    kill(g_blocker, SIGKILL);
+    waitpid(g_blocker, nullptr, 0);
+  }
   SendByte(to_child.write_end(), 'd');
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ran);
+  EXPECT_GT(r->blobs_moved, 0u);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
       << "child status " << status;
 
-  EXPECT_EQ(outcome, 'w')
-      << "the session entered its scope while the world was stopped ('e') "
-         "instead of waiting for the collection ('w')";
+  EXPECT_EQ(g_outcome, 'w')
+      << "the session entered its scope while the world was being stopped "
+         "('e') instead of waiting for the collection ('w')";
   EXPECT_EQ(seen[0].epoch % 2, 0u) << "in scope with a collection running";
-  EXPECT_EQ(seen[0].phase, internal::kPhaseIdle)
-      << "in scope while the collector compacts";
+  EXPECT_EQ(seen[0].phase, internal::kPhaseIdle);
   EXPECT_EQ(seen[0].slot_at_entry, seen[0].slot_after_collection)
       << "the slot changed under the session's pin: the blob moved";
-  EXPECT_TRUE(seen[0].value_exact);
+  EXPECT_TRUE(seen[0].view_exact_at_entry);
+  EXPECT_TRUE(seen[0].view_exact_after_collection)
+      << "the view's data changed under it";
+  EXPECT_TRUE(seen[0].value_exact_after_scope);
   EXPECT_TRUE(HoldsArray(*heap, 1, kLen));
   EXPECT_TRUE(heap->Verify().ok()) << heap->Verify();
 }
