@@ -427,58 +427,6 @@ TEST(Collector, CollectorDeadBeforeCompactionReopensTheWorld) {
   EXPECT_EQ(h.gc_epoch.load() % 2, 0u);
 }
 
-// Twenty rounds of 300 adds and six removes in seven, on a 1024-slot table
-// (long clusters, some wrapping around the end), collecting whenever the
-// tombstones fill the table: afterwards the table holds exactly the live
-// keys and no tombstone, and every live key holds its value. A broken
-// ClearTombstones can loop forever, hence the watchdog.
-TEST(Collector, TombstonesClearedAfterRemoveHeavyChurn) {
-  testing::Watchdog watchdog(std::chrono::seconds(30),
-                             "TombstonesClearedAfterRemoveHeavyChurn");
-  Options o = GcOptions();
-  o.table_slots_log2 = 10;  // 1024 slots: long clusters, wraparound
-  absl::StatusOr<Heap> heap = Heap::Create(o);
-  ASSERT_TRUE(heap.ok());
-  std::map<int, int> live;  // key -> version
-  for (int round = 0; round < 20; ++round) {
-    for (int i = 0; i < 300; ++i) {
-      const int key = round * 300 + i;
-      std::vector<float> v = ArrayFor(key, round, 4);
-      const int64_t dims[] = {4};
-      absl::StatusOr<bool> r = heap->Add<float>(KeyName(key), v, dims);
-      if (!r.ok()) {
-        // Table full of tombstones: collect and retry.
-        ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
-        ASSERT_TRUE(heap->Collect().ok());
-        ASSERT_TRUE(*heap->Add<float>(KeyName(key), v, dims));
-      }
-      live[key] = round;
-    }
-    // Remove most of them.
-    for (auto it = live.begin(); it != live.end();) {
-      if (it->first % 7 != 0) {
-        ASSERT_TRUE(heap->Remove(KeyName(it->first)).ok());
-        it = live.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (live.size() > 500) break;
-  }
-  ASSERT_TRUE(heap->Collect().ok());
-  EXPECT_EQ(heap->stats().table_tombstones, 0u);
-  uint64_t tombstones = 0, used = 0;
-  internal::Slot* slots = heap->segment().slots();
-  for (int i = 0; i < 1024; ++i) {
-    if (slots[i].hash.load() != 0) ++used;
-    if (slots[i].hash.load() != 0 && slots[i].addr.load() == 0) ++tombstones;
-  }
-  EXPECT_EQ(tombstones, 0u);
-  EXPECT_EQ(used, live.size());
-  for (const auto& [key, round] : live)
-    ASSERT_TRUE(Holds(*heap, key, round, 4));
-}
-
 // Algorithm R by hand, on a 16-slot table whose one cluster runs from 13
 // around the end to 4, with one tombstone, at 14. Scanning on from the hole
 // at i, an entry at j stays exactly when its home lies cyclically in
@@ -611,6 +559,58 @@ TEST(Collector, ClearTombstonesOnRandomTables) {
   }
 }
 
+// Twenty rounds of 300 adds and six removes in seven, on a 1024-slot table
+// (long clusters, some wrapping around the end), collecting whenever the
+// tombstones fill the table: afterwards the table holds exactly the live
+// keys and no tombstone, and every live key holds its value. A broken
+// ClearTombstones can loop forever, hence the watchdog.
+TEST(Collector, TombstonesClearedAfterRemoveHeavyChurn) {
+  testing::Watchdog watchdog(std::chrono::seconds(30),
+                             "TombstonesClearedAfterRemoveHeavyChurn");
+  Options o = GcOptions();
+  o.table_slots_log2 = 10;  // 1024 slots: long clusters, wraparound
+  absl::StatusOr<Heap> heap = Heap::Create(o);
+  ASSERT_TRUE(heap.ok());
+  std::map<int, int> live;  // key -> version
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 300; ++i) {
+      const int key = round * 300 + i;
+      std::vector<float> v = ArrayFor(key, round, 4);
+      const int64_t dims[] = {4};
+      absl::StatusOr<bool> r = heap->Add<float>(KeyName(key), v, dims);
+      if (!r.ok()) {
+        // Table full of tombstones: collect and retry.
+        ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+        ASSERT_TRUE(heap->Collect().ok());
+        ASSERT_TRUE(*heap->Add<float>(KeyName(key), v, dims));
+      }
+      live[key] = round;
+    }
+    // Remove most of them.
+    for (auto it = live.begin(); it != live.end();) {
+      if (it->first % 7 != 0) {
+        ASSERT_TRUE(heap->Remove(KeyName(it->first)).ok());
+        it = live.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (live.size() > 500) break;
+  }
+  ASSERT_TRUE(heap->Collect().ok());
+  EXPECT_EQ(heap->stats().table_tombstones, 0u);
+  uint64_t tombstones = 0, used = 0;
+  internal::Slot* slots = heap->segment().slots();
+  for (int i = 0; i < 1024; ++i) {
+    if (slots[i].hash.load() != 0) ++used;
+    if (slots[i].hash.load() != 0 && slots[i].addr.load() == 0) ++tombstones;
+  }
+  EXPECT_EQ(tombstones, 0u);
+  EXPECT_EQ(used, live.size());
+  for (const auto& [key, round] : live)
+    ASSERT_TRUE(Holds(*heap, key, round, 4));
+}
+
 TEST(Collector, MaybeCollectFollowsTheOverheadPolicy) {
   absl::StatusOr<Heap> heap = Heap::Create(GcOptions());
   ASSERT_TRUE(heap.ok());
@@ -644,7 +644,7 @@ namespace {
 // exactly one runs at a time (the collector lock); each of the others
 // either waits for the running one and returns ran == false, or runs after
 // it. Nobody fails, every value stays intact, and the collections counter
-// equals the number of reports with ran == true. The workers have 60 s (a
+// equals the number of reports with ran == true. The workers have 30 s (a
 // run takes well under one): a collection that never returns, or a worker
 // that fails and so never reaches the barrier the others spin on, fails the
 // test then, with testing::kTimedOut.
@@ -679,7 +679,7 @@ TEST(Collector, ConcurrentCollectCallsRunOneAtATime) {
     return 0;
   };
   const std::vector<int> codes =
-      testing::RunProcesses(kProcesses, worker, std::chrono::seconds(60));
+      testing::RunProcesses(kProcesses, worker, std::chrono::seconds(30));
   for (int c : codes) EXPECT_EQ(c, 0) << "kTimedOut = " << testing::kTimedOut;
   int total = 0;
   for (int p = 0; p < kProcesses; ++p) total += ran[p].load();
