@@ -98,14 +98,52 @@ int AddCode(Heap& heap, uint64_t id, size_t n) {
   return ::testing::AssertionSuccess();
 }
 
+// Whether `v` holds exactly ArrayFor(id, 0, n).
+bool ViewHolds(const ArrayView<float>& v, uint64_t id, size_t n) {
+  if (v.size() != static_cast<int64_t>(n)) return false;
+  for (size_t j = 0; j < n; ++j) {
+    if (v(j) != ValueFor(id, 0, j)) return false;
+  }
+  return true;
+}
+
 // Whether KeyName(id) holds exactly ArrayFor(id, 0, n).
 bool HoldsArray(const Heap& heap, uint64_t id, size_t n) {
   absl::StatusOr<ArrayView<float>> v = heap.Get<float>(KeyName(id));
-  if (!v.ok() || v->size() != static_cast<int64_t>(n)) return false;
-  for (size_t j = 0; j < n; ++j) {
-    if ((*v)(j) != ValueFor(id, 0, j)) return false;
+  return v.ok() && ViewHolds(*v, id, n);
+}
+
+// A 16 MiB heap with 1,024 slots and 64 KiB chunks.
+absl::StatusOr<Heap> SmallHeap(uint32_t max_sessions) {
+  Options o;
+  o.heap_bytes = 16 << 20;
+  o.table_slots_log2 = 10;
+  o.chunk_bytes = 64 << 10;
+  o.max_sessions = max_sessions;
+  return Heap::Create(o);
+}
+
+// Forks a child that joins, takes a view of KeyName(id) and stays in scope
+// until killed; returns its pid once it holds the view, or -1.
+pid_t ForkViewHolder(Heap& heap, uint64_t id) {
+  Pipe ready;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    alarm(60);  // outlives no test
+    absl::StatusOr<ArrayView<float>> v = heap.Get<float>(KeyName(id));
+    SendByte(ready.write_end(), v.ok() ? 'y' : 'n');
+    for (;;) pause();
   }
-  return true;
+  if (pid < 0 || ReceiveByte(ready.read_end(), 20000) == 'y') return pid;
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+// Kills and reaps a child of ForkViewHolder.
+void KillChild(pid_t pid) {
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
 }
 
 // The registry entry whose owner is `pid`, or -1.
@@ -165,8 +203,7 @@ void PollHook(TestingPoint point) {
   if (point != TestingPoint::kOwnerCheck || g_blocker < 0) return;
   SendByte(g_to_child, 'c');
   g_outcome = ReceiveByte(g_from_child, 20000);
-  kill(g_blocker, SIGKILL);
-  waitpid(g_blocker, nullptr, 0);
+  KillChild(g_blocker);
   g_blocker = -1;
 }
 
@@ -181,20 +218,8 @@ struct InScope {
   bool value_exact_after_scope;
 };
 
-// Whether `v` holds exactly ArrayFor(id, 0, n).
-bool ViewHolds(const ArrayView<float>& v, uint64_t id, size_t n) {
-  if (v.size() != static_cast<int64_t>(n)) return false;
-  for (size_t j = 0; j < n; ++j) {
-    if (v(j) != ValueFor(id, 0, j)) return false;
-  }
-  return true;
-}
-
 TEST(Scope, EnteringRereadsTheEpochAfterPinning) {
-  Options o;
-  o.heap_bytes = 16 << 20;
-  o.table_slots_log2 = 10;
-  absl::StatusOr<Heap> heap = Heap::Create(o);
+  absl::StatusOr<Heap> heap = SmallHeap(256);
   ASSERT_TRUE(heap.ok()) << heap.status();
   // Garbage below key 1, so the collection slides key 1's blob down (and
   // zeroes where it was).
@@ -205,7 +230,7 @@ TEST(Scope, EnteringRereadsTheEpochAfterPinning) {
   ASSERT_TRUE(heap->Remove(KeyName(0)).ok());
   const uint64_t hash = heap->Hash(KeyName(1));
 
-  Pipe to_parent, to_child, blocker_ready;
+  Pipe to_parent, to_child;
   SharedArray<InScope> seen(1);
   const pid_t child = fork();
   ASSERT_GE(child, 0);
@@ -245,15 +270,8 @@ TEST(Scope, EnteringRereadsTheEpochAfterPinning) {
   // The blocker joins after the child, so its entry comes later in the
   // collector's poll.
   ASSERT_EQ(ReceiveByte(to_parent.read_end(), 20000), 'j');
-  const pid_t blocker = fork();
-  ASSERT_GE(blocker, 0);
-  if (blocker == 0) {
-    alarm(60);
-    absl::StatusOr<ArrayView<float>> v = heap->Get<float>(KeyName(2));
-    SendByte(blocker_ready.write_end(), v.ok() ? 'y' : 'n');
-    for (;;) pause();  // in scope until killed
-  }
-  ASSERT_EQ(ReceiveByte(blocker_ready.read_end(), 20000), 'y');
+  const pid_t blocker = ForkViewHolder(*heap, 2);
+  ASSERT_GT(blocker, 0);
   ASSERT_EQ(ReceiveByte(to_parent.read_end(), 20000), 'h');
   ASSERT_LT(EntryOf(*heap, child), EntryOf(*heap, blocker));
 
@@ -265,10 +283,7 @@ TEST(Scope, EnteringRereadsTheEpochAfterPinning) {
   opts.deadline = std::chrono::milliseconds(20000);
   absl::StatusOr<GcReport> r = heap->Collect(opts);
   internal::SetTestingHook(nullptr);
-  if (g_blocker > 0) {  // the poll never reached it
-    kill(g_blocker, SIGKILL);
-    waitpid(g_blocker, nullptr, 0);
-  }
+  if (g_blocker > 0) KillChild(g_blocker);  // the poll never reached it
   SendByte(to_child.write_end(), 'd');
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
@@ -304,24 +319,13 @@ class ReusedPid : public ::testing::Test {
   static constexpr size_t kLen = 50;
 
   void SetUp() override {
-    Options o;
-    o.heap_bytes = 16 << 20;
-    o.table_slots_log2 = 10;
-    o.max_sessions = 2;
-    absl::StatusOr<Heap> heap = Heap::Create(o);
+    absl::StatusOr<Heap> heap = SmallHeap(2);
     ASSERT_TRUE(heap.ok()) << heap.status();
     heap_.emplace(*std::move(heap));
     ASSERT_TRUE(AddArray(*heap_, 0, kLen));  // this process's session
     ASSERT_TRUE(AddArray(*heap_, 1, kLen));
-    holder_ = fork();
-    ASSERT_GE(holder_, 0);
-    if (holder_ == 0) {
-      alarm(60);
-      absl::StatusOr<ArrayView<float>> v = heap_->Get<float>(KeyName(1));
-      SendByte(ready_.write_end(), v.ok() ? 'y' : 'n');
-      for (;;) pause();  // in scope until killed
-    }
-    ASSERT_EQ(ReceiveByte(ready_.read_end(), 20000), 'y');
+    holder_ = ForkViewHolder(*heap_, 1);
+    ASSERT_GT(holder_, 0);
     entry_ = EntryOf(*heap_, holder_);
     ASSERT_GE(entry_, 0);
     internal::SessionEntry& e = heap_->segment().registry()[entry_];
@@ -335,14 +339,10 @@ class ReusedPid : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (holder_ > 0) {
-      kill(holder_, SIGKILL);
-      waitpid(holder_, nullptr, 0);
-    }
+    if (holder_ > 0) KillChild(holder_);
   }
 
   std::optional<Heap> heap_;
-  Pipe ready_;
   pid_t holder_ = -1;
   int entry_ = -1;
 };
@@ -385,12 +385,7 @@ void DieAtChunkClaim(TestingPoint point) {
 }
 
 TEST(ClaimInFlight, EntryStaysUntilACollectionResolvesIt) {
-  Options o;
-  o.heap_bytes = 16 << 20;
-  o.table_slots_log2 = 10;
-  o.chunk_bytes = 64 << 10;
-  o.max_sessions = 2;
-  absl::StatusOr<Heap> heap = Heap::Create(o);
+  absl::StatusOr<Heap> heap = SmallHeap(2);
   ASSERT_TRUE(heap.ok()) << heap.status();
   constexpr size_t kLen = 40;
   ASSERT_TRUE(AddArray(*heap, 0, kLen));  // this process's session
