@@ -679,7 +679,7 @@ TEST(Collector, ConcurrentCollectCallsRunOneAtATime) {
     return 0;
   };
   const std::vector<int> codes =
-      testing::RunProcesses(kProcesses, worker, std::chrono::seconds(30));
+      testing::RunProcessesWithin(kProcesses, worker, std::chrono::seconds(30));
   for (int c : codes) EXPECT_EQ(c, 0) << "kTimedOut = " << testing::kTimedOut;
   int total = 0;
   for (int p = 0; p < kProcesses; ++p) total += ran[p].load();

@@ -7,8 +7,8 @@
 //
 // Deadlines: a test that could hang when the code under test is broken (a
 // collector that never finishes, a barrier a failed child never reaches)
-// gives RunProcesses a deadline, or holds a Watchdog, so that it fails in
-// seconds instead of at Bazel's timeout.
+// runs its children with RunProcessesWithin, or holds a Watchdog, so that it
+// fails in seconds instead of at Bazel's timeout.
 
 #ifndef SHMHEAP_TESTS_TEST_UTIL_H_
 #define SHMHEAP_TESTS_TEST_UTIL_H_
@@ -32,7 +32,8 @@
 
 namespace shmheap::testing {
 
-// What RunProcesses reports for a child still running at its deadline.
+// What RunProcessesWithin reports for a child still running at its
+// deadline.
 inline constexpr int kTimedOut = 2000;
 inline constexpr std::chrono::milliseconds kNoDeadline =
     std::chrono::milliseconds::max();
@@ -40,9 +41,9 @@ inline constexpr std::chrono::milliseconds kNoDeadline =
 // Forks `n` children running body(i); returns each child's exit status
 // (0..255), 1000 + signal number if it was killed, or kTimedOut if it still
 // ran `deadline` after the forks (it is then killed with SIGKILL).
-inline std::vector<int> RunProcesses(
-    int n, const std::function<int(int)>& body,
-    std::chrono::milliseconds deadline = kNoDeadline) {
+inline std::vector<int> RunProcessesWithin(int n,
+                                           const std::function<int(int)>& body,
+                                           std::chrono::milliseconds deadline) {
   const auto end = deadline == kNoDeadline
                        ? std::chrono::steady_clock::time_point::max()
                        : std::chrono::steady_clock::now() + deadline;
@@ -78,6 +79,12 @@ inline std::vector<int> RunProcesses(
                                         : 1000 + WTERMSIG(status));
   }
   return codes;
+}
+
+// RunProcessesWithin with no deadline: waits for every child however long.
+inline std::vector<int> RunProcesses(int n,
+                                     const std::function<int(int)>& body) {
+  return RunProcessesWithin(n, body, kNoDeadline);
 }
 
 // Aborts this process, naming `what`, if the watchdog still exists `limit`
