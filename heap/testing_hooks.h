@@ -26,7 +26,8 @@ enum class TestingPoint {
   kSlotClaimed,   // the slot holds the hash; its addr is not yet set
   kPublished,     // the slot points at the blob; counters not yet updated
   // A session entering its scope read an even gc epoch and has not yet set
-  // its pinned flag: a collector that starts now does not wait for it.
+  // its pinned flag: a collector whose poll reads its entry now does not
+  // wait for it (the session's second epoch load must catch the collector).
   kScopeEpochRead,
   // A session entering its scope found a collection running and is about
   // to sleep until the epoch turns even.

@@ -1,7 +1,7 @@
 // Sessions (heap/session.h): the scope handshake with the collector, owners
 // recognised by pid and start time, and claims that a dead owner left in
-// flight. Each test forks real processes and holds one of them inside the
-// window it tests with a testing hook (heap/testing_hooks.h), so what the
+// flight. Each test forks real processes; where a window matters, a testing
+// hook (heap/testing_hooks.h) holds a process inside it, so that what the
 // test proves does not depend on timing.
 //
 // What this proves:
@@ -21,6 +21,9 @@
 //      next joiner rather than hand it the entry (whose claim record is all
 //      that describes the claimed range), and after Collect the entry is
 //      free, the heap verifies and its top is exactly the live bytes.
+//
+// The test reads and writes shared atomics (registry entries, the header)
+// with the default order, seq_cst: the strongest, where speed is no concern.
 
 #include "heap/session.h"
 

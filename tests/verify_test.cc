@@ -9,7 +9,8 @@
 // the blob's kind and dims, and counters that disagree with the table.
 // Each corruption is planted so that every check before the one it is
 // meant for passes: with that check removed, Verify would report something
-// else, or nothing.
+// else, or nothing. Corruptions are planted with the default (seq_cst)
+// atomic order, before Verify runs in the same thread.
 
 #include <algorithm>
 #include <cstring>
