@@ -66,6 +66,7 @@ int ReceiveByte(int fd, int timeout_ms) {
   return read(fd, &c, 1) == 1 ? c : -1;
 }
 
+// A pipe; both ends close when it goes out of scope.
 struct Pipe {
   Pipe() {
     if (pipe(fd) != 0) std::abort();
@@ -132,7 +133,7 @@ pid_t ForkViewHolder(Heap& heap, uint64_t id) {
   Pipe ready;
   const pid_t pid = fork();
   if (pid == 0) {
-    alarm(60);  // outlives no test
+    alarm(60);  // dies within a minute, killed or not
     absl::StatusOr<ArrayView<float>> v = heap.Get<float>(KeyName(id));
     SendByte(ready.write_end(), v.ok() ? 'y' : 'n');
     for (;;) pause();
