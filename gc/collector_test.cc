@@ -2,7 +2,9 @@
 // its key, reclaims every dead byte, gives the freed tail back to the OS,
 // clears tombstones without breaking probe chains, uses no memory
 // proportional to the heap, cannot run while a process is in scope, and a
-// collector that dies mid-way leaves a heap that reports kDataLoss.
+// collector that dies mid-way leaves a heap that reports kDataLoss. A test
+// that a broken collector could hang (a collection that never returns, a
+// barrier that a failed worker never reaches) has a deadline of seconds.
 
 #include "gc/collector.h"
 
@@ -11,11 +13,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <new>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -442,7 +447,146 @@ TEST(Collector, CollectorDeadBeforeCompactionReopensTheWorld) {
   EXPECT_EQ(h.gc_epoch.load() % 2, 0u);
 }
 
+// Algorithm R by hand, on a 16-slot table whose one cluster runs from 13
+// around the end to 4, with one tombstone, at 14. Scanning on from the hole
+// at i, an entry at j stays exactly when its home lies cyclically in
+// (i, j]: across the wrap (j < i) that is "home > i or home <= j".
+//   slot 15  home 15  stays (15 > 14)
+//   slot  0  home  0  stays (at its home: home == j)
+//   slot  1  home 15  stays (15 > 14)
+//   slot  2  home  0  stays (0 <= 2)
+//   slot  3  home 14  moves into the hole at 14, leaving one at 3
+//   slot  4  home  1  moves into the hole at 3
+// Each of the stays is a case that a wrong wrap condition (&& for ||, <
+// for <=, i <= home for i < home, or moving every entry) gets wrong, and
+// the test checks the whole table afterwards, slot by slot.
+TEST(Collector, ClearTombstonesKeepsProbeChainsAcrossTheWrap) {
+  testing::Watchdog watchdog(std::chrono::seconds(30),
+                             "ClearTombstonesKeepsProbeChainsAcrossTheWrap");
+  std::vector<internal::Slot> slots(16);
+  for (auto& s : slots) {
+    s.hash.store(0);
+    s.addr.store(0);
+  }
+  internal::Table table(slots.data(), 4);
+  // Homes in insertion order; hash k has home homes[k] (its low 4 bits) and
+  // address 8 * (k + 1).
+  const uint64_t homes[] = {13, 14, 15, 0, 15, 0, 14, 1};
+  std::vector<uint64_t> hashes;
+  for (uint64_t k = 0; k < std::size(homes); ++k) {
+    hashes.push_back((k + 1) * 16 + homes[k]);
+    bool claimed;
+    absl::StatusOr<uint64_t> i = table.FindOrClaim(hashes[k], &claimed);
+    ASSERT_TRUE(i.ok());
+    ASSERT_TRUE(claimed);
+    ASSERT_EQ(*i, (13 + k) % 16) << "the cluster is 13, 14, ..., 15, 0, ...";
+    uint64_t zero = 0;
+    ASSERT_TRUE(table.CasAddr(*i, zero, 8 * (k + 1)));
+  }
+  uint64_t addr = 8 * 2;  // the entry at 14, home 14
+  ASSERT_TRUE(table.CasAddr(14, addr, 0));
+  EXPECT_EQ(internal::ClearTombstones(slots.data(), 15), 1u);
+  // slot -> index into hashes of the entry that must sit there, or -1.
+  int expected[16];
+  std::fill(std::begin(expected), std::end(expected), -1);
+  expected[13] = 0;
+  expected[14] = 6;  // moved from 3
+  expected[15] = 2;
+  expected[0] = 3;
+  expected[1] = 4;
+  expected[2] = 5;
+  expected[3] = 7;  // moved from 4
+  for (int i = 0; i < 16; ++i) {
+    const int k = expected[i];
+    EXPECT_EQ(slots[i].hash.load(), k < 0 ? 0 : hashes[k]) << "slot " << i;
+    EXPECT_EQ(slots[i].addr.load(), k < 0 ? 0 : 8 * (k + 1)) << "slot " << i;
+  }
+  EXPECT_FALSE(table.Find(hashes[1]).has_value());
+  for (int k : {0, 2, 3, 4, 5, 6, 7}) {
+    std::optional<uint64_t> i = table.Find(hashes[k]);
+    ASSERT_TRUE(i.has_value()) << k;
+    EXPECT_EQ(table.LoadAddr(*i), 8 * (k + 1u)) << k;
+  }
+}
+
+// Algorithm R against the definition of linear probing, on 20,000 random
+// 8-slot tables (every cluster shape, wrapping or not, up to a full table,
+// with any subset of the entries removed): ClearTombstones returns the
+// number of tombstones, none is left, the occupied slots are exactly the
+// live entries, every live entry is found (Table::Find) with its own
+// address, and no removed one is.
+TEST(Collector, ClearTombstonesOnRandomTables) {
+  testing::Watchdog watchdog(std::chrono::seconds(30),
+                             "ClearTombstonesOnRandomTables");
+  constexpr uint32_t kLog2 = 3;
+  constexpr uint64_t kSlots = uint64_t{1} << kLog2, kMask = kSlots - 1;
+  std::mt19937_64 rng(20261122);
+  for (int round = 0; round < 20000; ++round) {
+    std::vector<internal::Slot> slots(kSlots);
+    for (auto& s : slots) {
+      s.hash.store(0);
+      s.addr.store(0);
+    }
+    internal::Table table(slots.data(), kLog2);
+    auto describe = [&] {
+      std::string d = absl::StrCat("round ", round, ", slots (home:addr)");
+      for (const internal::Slot& s : slots) {
+        absl::StrAppend(&d, " ", s.hash.load() & kMask, ":", s.addr.load());
+      }
+      return d;
+    };
+    // Entry k: a distinct nonzero hash with a random home, address 8(k+1).
+    const uint64_t n = 1 + rng() % kSlots;
+    std::vector<uint64_t> hashes;
+    for (uint64_t k = 0; k < n; ++k) {
+      hashes.push_back(((k + 1) << kLog2) | (rng() & kMask));
+      bool claimed;
+      absl::StatusOr<uint64_t> i = table.FindOrClaim(hashes[k], &claimed);
+      ASSERT_TRUE(i.ok() && claimed) << describe();
+      uint64_t zero = 0;
+      ASSERT_TRUE(table.CasAddr(*i, zero, 8 * (k + 1)));
+    }
+    std::vector<bool> removed(n);
+    uint64_t tombstones = 0;
+    for (uint64_t k = 0; k < n; ++k) {
+      if (rng() % 2 == 0) continue;
+      uint64_t addr = 8 * (k + 1);
+      ASSERT_TRUE(table.CasAddr(*table.Find(hashes[k]), addr, 0));
+      removed[k] = true;
+      ++tombstones;
+    }
+    const std::string before = describe();
+    ASSERT_EQ(internal::ClearTombstones(slots.data(), kMask), tombstones)
+        << before;
+    uint64_t used = 0;
+    for (const internal::Slot& s : slots) {
+      if (s.hash.load() == 0) continue;
+      ++used;
+      ASSERT_NE(s.addr.load(), 0u) << "a tombstone is left: " << describe();
+    }
+    ASSERT_EQ(used, n - tombstones) << before << " -> " << describe();
+    for (uint64_t k = 0; k < n; ++k) {
+      const std::optional<uint64_t> i = table.Find(hashes[k]);
+      if (removed[k]) {
+        ASSERT_FALSE(i.has_value()) << before << " -> " << describe();
+      } else {
+        ASSERT_TRUE(i.has_value())
+            << "entry " << k << " unreachable: " << before << " -> "
+            << describe();
+        ASSERT_EQ(table.LoadAddr(*i), 8 * (k + 1)) << describe();
+      }
+    }
+  }
+}
+
+// Twenty rounds of 300 adds and six removes in seven, on a 1024-slot table
+// (long clusters, some wrapping around the end), collecting whenever the
+// tombstones fill the table: afterwards the table holds exactly the live
+// keys and no tombstone, and every live key holds its value. A broken
+// ClearTombstones can loop forever, hence the watchdog.
 TEST(Collector, TombstonesClearedAfterRemoveHeavyChurn) {
+  testing::Watchdog watchdog(std::chrono::seconds(30),
+                             "TombstonesClearedAfterRemoveHeavyChurn");
   Options o = GcOptions();
   o.table_slots_log2 = 10;  // 1024 slots: long clusters, wraparound
   absl::StatusOr<Heap> heap = Heap::Create(o);
@@ -487,41 +631,6 @@ TEST(Collector, TombstonesClearedAfterRemoveHeavyChurn) {
     ASSERT_TRUE(Holds(*heap, key, round, 4));
 }
 
-// Algorithm R directly, on a tiny table whose clusters wrap around the end.
-TEST(Collector, ClearTombstonesKeepsProbeChainsAcrossTheWrap) {
-  std::vector<internal::Slot> slots(16);
-  for (auto& s : slots) {
-    s.hash.store(0);
-    s.addr.store(0);
-  }
-  internal::Table table(slots.data(), 4);
-  // Hashes whose home slot is 13, 14 or 15: the cluster wraps to 0, 1, ...
-  std::vector<uint64_t> hashes;
-  for (uint64_t k = 0; k < 9; ++k) hashes.push_back((k + 1) * 16 + 13 + k % 3);
-  for (uint64_t h : hashes) {
-    bool claimed;
-    absl::StatusOr<uint64_t> i = table.FindOrClaim(h, &claimed);
-    ASSERT_TRUE(i.ok());
-    uint64_t zero = 0;
-    ASSERT_TRUE(table.CasAddr(*i, zero, h * 8));
-  }
-  // Tombstone every other one.
-  for (size_t k = 0; k < hashes.size(); k += 2) {
-    uint64_t cur = hashes[k] * 8;
-    ASSERT_TRUE(table.CasAddr(*table.Find(hashes[k]), cur, 0));
-  }
-  EXPECT_EQ(internal::ClearTombstones(slots.data(), 15), 5u);
-  for (size_t k = 0; k < hashes.size(); ++k) {
-    std::optional<uint64_t> i = table.Find(hashes[k]);
-    if (k % 2 == 0) {
-      EXPECT_FALSE(i.has_value()) << k;
-    } else {
-      ASSERT_TRUE(i.has_value()) << k;
-      EXPECT_EQ(table.LoadAddr(*i), hashes[k] * 8);
-    }
-  }
-}
-
 TEST(Collector, MaybeCollectFollowsTheOverheadPolicy) {
   absl::StatusOr<Heap> heap = Heap::Create(GcOptions());
   ASSERT_TRUE(heap.ok());
@@ -555,7 +664,10 @@ namespace {
 // exactly one runs at a time (the collector lock); each of the others
 // either waits for the running one and returns ran == false, or runs after
 // it. Nobody fails, every value stays intact, and the collections counter
-// equals the number of reports with ran == true.
+// equals the number of reports with ran == true. The workers have 30 s (a
+// run takes well under one): a collection that never returns, or a worker
+// that fails and so never reaches the barrier the others spin on, fails the
+// test then, with testing::kTimedOut.
 TEST(Collector, ConcurrentCollectCallsRunOneAtATime) {
   absl::StatusOr<Heap> heap = Heap::Create(GcOptions());
   ASSERT_TRUE(heap.ok()) << heap.status();
@@ -568,7 +680,7 @@ TEST(Collector, ConcurrentCollectCallsRunOneAtATime) {
     const int64_t dims[] = {static_cast<int64_t>(v.size())};
     ASSERT_TRUE(*heap->Add<float>(KeyName(id), v, dims));
   }
-  std::vector<int> codes = testing::RunProcesses(kProcesses, [&](int p) {
+  auto worker = [&](int p) {
     for (int round = 0; round < kRounds; ++round) {
       // Make garbage: each process replaces its own quarter of the keys.
       for (uint64_t id = p; id < kKeys; id += kProcesses) {
@@ -585,8 +697,10 @@ TEST(Collector, ConcurrentCollectCallsRunOneAtATime) {
       if (gc->ran) ran[p].fetch_add(1);
     }
     return 0;
-  });
-  for (int c : codes) EXPECT_EQ(c, 0);
+  };
+  const std::vector<int> codes =
+      testing::RunProcessesWithin(kProcesses, worker, std::chrono::seconds(30));
+  for (int c : codes) EXPECT_EQ(c, 0) << "kTimedOut = " << testing::kTimedOut;
   int total = 0;
   for (int p = 0; p < kProcesses; ++p) total += ran[p].load();
   EXPECT_GE(total, 1);

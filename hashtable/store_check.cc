@@ -62,7 +62,9 @@ absl::Status Store::Verify() const {
   if (!walk.ok()) return walk;
   const uint64_t top = h.top.load(std::memory_order_acquire);
   const uint64_t mask = table_.capacity() - 1;
-  std::vector<bool> referenced(blobs.size(), false);
+  // For each blob, 1 + the index of the first slot that points at it (0:
+  // none so far).
+  std::vector<uint64_t> referenced_by(blobs.size(), 0);
   uint64_t live = 0, used = 0, live_bytes = 0;
   for (uint64_t i = 0; i <= mask; ++i) {
     const Slot& slot = table_.slot(i);
@@ -95,8 +97,11 @@ absl::Status Store::Verify() const {
       return bad(addr, absl::StrCat("slot ", i, " points inside a record"));
     }
     const size_t index = static_cast<size_t>(it - blobs.begin());
-    if (referenced[index]) return bad(addr, "blob referenced by two slots");
-    referenced[index] = true;
+    if (referenced_by[index] != 0) {
+      return bad(addr, absl::StrCat("blob referenced by two slots, ",
+                                    referenced_by[index] - 1, " and ", i));
+    }
+    referenced_by[index] = i + 1;
     const BlobRef b(seg.base() + addr);
     const BlobHeader bh = b.header();
     // The size first: a one-word record has no key hash to read, and its

@@ -83,6 +83,7 @@ bool ProcessAlive(pid_t pid, uint64_t start_time) {
 }
 
 bool OwnerAlive(const SessionEntry& e, uint64_t owner) {
+  RunTestingHook(TestingPoint::kOwnerCheck);
   if (owner == kSessionFree) return false;
   if (owner & kSessionClaiming) {
     return ProcessAlive(static_cast<pid_t>(owner & ~kSessionClaiming), 0);
@@ -235,6 +236,16 @@ void RetireEntry(const Segment& segment, SessionEntry& e) {
   }
 }
 
+// Writes the header word of a record (a blob, or the filler before it) at
+// `offset` in this session's chunk, above committed. The testing hook runs
+// first, so a process killed there has written nothing of the record:
+// committed, advanced only after every header below it is written, must
+// not cover it yet.
+void WriteRecordHeader(std::byte* base, uint64_t offset, uint64_t word) {
+  RunTestingHook(TestingPoint::kRecordHeaderUnwritten);
+  std::memcpy(base + offset, &word, 8);
+}
+
 // Whether CloseChunk may run on entry `e`: its open chunk, if any, ends at
 // or below top and its committed top, where the filler goes, lies in
 // [heap_start, end) and is 8-byte aligned. A dead owner's record may come
@@ -267,6 +278,9 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
   const uint64_t start = ProcessStartTime(pid);
   // An entry of a dead owner whose chunk record lies outside the heap.
   int64_t corrupt_entry = -1;
+  // Entries of dead owners left alone because their chunk claim is in
+  // flight.
+  uint32_t claims_in_flight = 0;
   // Two passes: a free entry first, then one whose owner died.
   for (int pass = 0; pass < 2; ++pass) {
     for (uint32_t i = 0; i < h.max_sessions; ++i) {
@@ -282,6 +296,7 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
       // is until a collection resolves the claim and frees it. Relaxed: the
       // owner is dead; its stores are all it will ever make.
       if (pass == 1 && e.claim_end.load(std::memory_order_relaxed) != 0) {
+        ++claims_in_flight;
         continue;
       }
       // Reclaiming writes a filler at the dead owner's committed top: an
@@ -336,6 +351,13 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
                      ": no free session entry, and session ", corrupt_entry,
                      " of a dead process has a chunk record outside the heap"));
   }
+  if (claims_in_flight > 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        segment->Describe(), ": all ", h.max_sessions, " sessions are held; ",
+        claims_in_flight,
+        " of them by dead processes whose chunk claims wait for a collection "
+        "to resolve them (Collect frees those entries)"));
+  }
   return absl::ResourceExhaustedError(
       absl::StrCat(segment->Describe(), ": all ", h.max_sessions,
                    " sessions are held by live processes (max_sessions)"));
@@ -380,6 +402,10 @@ absl::Status LocalSession::EnterShared() {
     // seq_cst: Dekker's pattern with the collector (see the header).
     const uint32_t epoch = h.gc_epoch.load(std::memory_order_seq_cst);
     if ((epoch & 1) == 0) {
+      // A collector that makes the epoch odd from here until pinned is set
+      // finds this session out of scope and stops the world without it:
+      // the second load of the epoch, after the pin, is what sees it.
+      RunTestingHook(TestingPoint::kScopeEpochRead);
       entry_->pinned.store(1, std::memory_order_seq_cst);
       if (h.gc_epoch.load(std::memory_order_seq_cst) == epoch) {
         if (h.phase.load(std::memory_order_acquire) == kPhaseDamaged) {
@@ -396,6 +422,7 @@ absl::Status LocalSession::EnterShared() {
     }
     // A collection runs: sleep until the epoch turns even, waking now and
     // then to check that its collector is still alive.
+    RunTestingHook(TestingPoint::kScopeWait);
     FutexWait(&h.gc_epoch, epoch, 100);
   }
 }
@@ -470,6 +497,9 @@ absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
       if (h.top.compare_exchange_weak(top, top + size,
                                       std::memory_order_acq_rel,
                                       std::memory_order_acquire)) {
+        // Claimed: from here until the chunk is recorded, the claim record
+        // is all that describes [top, top + size).
+        RunTestingHook(TestingPoint::kTopAdvanced);
         break;
       }
     }
@@ -492,10 +522,9 @@ absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
   }
   std::byte* base = segment_->base();
   if (start > committed) {
-    const uint64_t filler = FillerWord(start - committed);
-    std::memcpy(base + committed, &filler, 8);
+    WriteRecordHeader(base, committed, FillerWord(start - committed));
   }
-  std::memcpy(base + start, &header_word, 8);
+  WriteRecordHeader(base, start, header_word);
   Count(kBytesAllocated, start + bytes - committed);
   // Release: anyone who reads committed (a joiner reclaiming this entry
   // after we die, Verify) sees the header words below it.

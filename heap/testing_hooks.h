@@ -5,7 +5,10 @@
 // claimed but not yet recorded, a blob written but not published, a slot
 // claimed but not yet pointing at its blob. A test installs a hook that
 // kills its own process (SIGKILL) at one of them, which is how a kill lands
-// inside those windows far more often than random timing would.
+// inside those windows far more often than random timing would. A hook may
+// also hold its process inside a window (the scope handshake's, say) while
+// another process acts, so that a race the window allows happens every time
+// (tests/session_test.cc).
 //
 // The hook is process-local (a plain global, never in shared memory) and
 // null in production, where each call is one relaxed load and a branch.
@@ -30,6 +33,24 @@ enum class TestingPoint {
   kGcMovedSlot,         // a tombstone cascade moved one entry back
   kGcClearedTombstone,  // one more tombstone cascade done
   kGcFinished,          // counters recounted; the world not yet reopened
+  // A session entering its scope read an even gc epoch and has not yet set
+  // its pinned flag: a collector whose poll reads its entry now does not
+  // wait for it (the session's second epoch load must catch the collector).
+  kScopeEpochRead,
+  // A session entering its scope found a collection running and is about
+  // to sleep until the epoch turns even.
+  kScopeWait,
+  // The CAS on Header::top won, inside the claim loop: the claim record was
+  // stored before it; the chunk is not yet recorded.
+  kTopAdvanced,
+  // A record (a blob, or the alignment filler before it) has its place in
+  // the chunk and its header word is about to be written: the chunk's
+  // committed top must not cover it yet.
+  kRecordHeaderUnwritten,
+  // OwnerAlive is about to judge an entry's owner (the collector polling a
+  // pinned entry, a joiner, stats): a test can act in the middle of the
+  // collector's poll, after it has read the entries before this one.
+  kOwnerCheck,
 };
 
 using TestingHook = void (*)(TestingPoint);

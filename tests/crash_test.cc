@@ -8,14 +8,20 @@
 // the key as acknowledged. Every worker dies by SIGKILL: most at a moment
 // the master picks at random (1-25 ms into the round), and, by a testing
 // hook, many inside the windows that matter:
+//   - kTopAdvanced:  inside the claim loop, right after the CAS on
+//                    Header::top won (the claim record must precede it);
 //   - kChunkClaimed: Header::top advanced, the chunk not yet recorded;
+//   - kRecordHeaderUnwritten: a blob's place taken in the chunk, its
+//                    header not yet written (committed must not cover it);
 //   - kBlobWritten:  a blob allocated and filled, not yet published;
 //   - kSlotClaimed:  the slot holds the hash, not yet the blob;
 //   - kPublished:    the slot points at the blob, counters not yet updated;
 //   - between Reserve and Publish (a builder half filled);
 //   - while pinned, holding views (so a collection must not wait for it).
 // A worker about to kill itself writes a marker naming the window first, so
-// the master can count kills per window. After each round, with every
+// the master can count kills per window. Modes rotate over rounds (worker w
+// of round r has mode (r * kWorkers + w) % kNumModes), so every mode runs
+// although there are more modes than workers. After each round, with every
 // worker dead:
 //   1. Verify passes (the heap parses end to end, every slot is sound);
 //   2. every acknowledged key is present and its contents are exact,
@@ -63,6 +69,8 @@ enum RecordType : uint32_t {
   kDyingPublished,
   kDyingReserved,  // between Reserve and Publish
   kDyingPinned,    // holding views
+  kDyingTopAdvanced,
+  kDyingRecordHeaderUnwritten,
   kNumRecordTypes
 };
 
@@ -139,6 +147,14 @@ void Hook(TestingPoint point) {
       Die(kDyingSlotClaimed);
     case TestingPoint::kPublished:
       Die(kDyingPublished);
+    case TestingPoint::kTopAdvanced:
+      Die(kDyingTopAdvanced);
+    case TestingPoint::kRecordHeaderUnwritten:
+      Die(kDyingRecordHeaderUnwritten);
+    case TestingPoint::kScopeEpochRead:  // not crash windows
+    case TestingPoint::kScopeWait:
+    case TestingPoint::kOwnerCheck:
+      return;
     default:
       return;  // the collector's points: tests/collector_crash_test.cc
   }
@@ -155,6 +171,8 @@ enum Mode {
   kModeReserve,  // builds with Reserve; dies between Reserve and Publish
   kModePinned,   // dies holding views
   kModeReserveHookSlot,
+  kModeHookTop,
+  kModeHookRecordHeader,
   kNumModes
 };
 
@@ -163,11 +181,19 @@ enum Mode {
   g_pipe = pipe_fd;
   g_worker = worker;
   std::mt19937_64 rng(seed);
-  const Mode mode = static_cast<Mode>(worker % kNumModes);
+  const Mode mode = static_cast<Mode>((round * kWorkers + worker) % kNumModes);
   switch (mode) {
     case kModeHookChunk:
       g_point = TestingPoint::kChunkClaimed;
       g_countdown = 1 + rng() % 3;
+      break;
+    case kModeHookTop:
+      g_point = TestingPoint::kTopAdvanced;
+      g_countdown = 1 + rng() % 3;
+      break;
+    case kModeHookRecordHeader:
+      g_point = TestingPoint::kRecordHeaderUnwritten;
+      g_countdown = 1 + rng() % 200;
       break;
     case kModeHookBlob:
       g_point = TestingPoint::kBlobWritten;
@@ -404,11 +430,14 @@ TEST(CrashTest, KilledWorkersLoseNothingAcknowledged) {
   }
 
   std::printf(
-      "crash_test: %d kills over %d rounds; inside windows: chunk claimed "
-      "%d, blob written %d, slot claimed %d, published %d, between Reserve "
-      "and Publish %d, pinned %d; %llu keys acknowledged, %llu checked "
-      "reads, %llu collections\n",
-      tally.kills, kRounds, tally.by_type[kDyingChunkClaimed],
+      "crash_test: %d kills over %d rounds; inside windows: top advanced "
+      "%d, chunk claimed %d, record header unwritten %d, blob written %d, "
+      "slot claimed %d, published %d, between Reserve and Publish %d, "
+      "pinned %d; %llu keys acknowledged, %llu checked reads, %llu "
+      "collections\n",
+      tally.kills, kRounds, tally.by_type[kDyingTopAdvanced],
+      tally.by_type[kDyingChunkClaimed],
+      tally.by_type[kDyingRecordHeaderUnwritten],
       tally.by_type[kDyingBlobWritten], tally.by_type[kDyingSlotClaimed],
       tally.by_type[kDyingPublished], tally.by_type[kDyingReserved],
       tally.by_type[kDyingPinned], static_cast<unsigned long long>(tally.acked),

@@ -4,28 +4,49 @@
 // with its return value (a child that throws, crashes or fails an EXPECT
 // reports non-zero). Children must report every value they read back through
 // their exit code or a shared results area (SharedArray), never only print.
+//
+// Deadlines: a test that could hang when the code under test is broken (a
+// collector that never finishes, a barrier a failed child never reaches)
+// runs its children with RunProcessesWithin, or holds a Watchdog, so that it
+// fails in seconds instead of at Bazel's timeout.
 
 #ifndef SHMHEAP_TESTS_TEST_UTIL_H_
 #define SHMHEAP_TESTS_TEST_UTIL_H_
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace shmheap::testing {
 
+// What RunProcessesWithin reports for a child still running at its
+// deadline.
+inline constexpr int kTimedOut = 2000;
+inline constexpr std::chrono::milliseconds kNoDeadline =
+    std::chrono::milliseconds::max();
+
 // Forks `n` children running body(i); returns each child's exit status
-// (0..255), or 1000 + signal number if it was killed.
-inline std::vector<int> RunProcesses(int n,
-                                     const std::function<int(int)>& body) {
+// (0..255), 1000 + signal number if it was killed, or kTimedOut if it still
+// ran `deadline` after the forks (it is then killed with SIGKILL).
+inline std::vector<int> RunProcessesWithin(int n,
+                                           const std::function<int(int)>& body,
+                                           std::chrono::milliseconds deadline) {
+  const auto end = deadline == kNoDeadline
+                       ? std::chrono::steady_clock::time_point::max()
+                       : std::chrono::steady_clock::now() + deadline;
   std::vector<pid_t> pids;
   for (int i = 0; i < n; ++i) {
     const pid_t pid = fork();
@@ -39,12 +60,65 @@ inline std::vector<int> RunProcesses(int n,
   std::vector<int> codes;
   for (pid_t pid : pids) {
     int status = 0;
-    waitpid(pid, &status, 0);
-    codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status)
-                                      : 1000 + WTERMSIG(status));
+    bool timed_out = false;
+    if (deadline == kNoDeadline) {
+      waitpid(pid, &status, 0);
+    } else {
+      while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (std::chrono::steady_clock::now() >= end) {
+          kill(pid, SIGKILL);
+          waitpid(pid, &status, 0);
+          timed_out = true;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    codes.push_back(timed_out           ? kTimedOut
+                    : WIFEXITED(status) ? WEXITSTATUS(status)
+                                        : 1000 + WTERMSIG(status));
   }
   return codes;
 }
+
+// RunProcessesWithin with no deadline: waits for every child however long.
+inline std::vector<int> RunProcesses(int n,
+                                     const std::function<int(int)>& body) {
+  return RunProcessesWithin(n, body, kNoDeadline);
+}
+
+// Aborts this process, naming `what`, if the watchdog still exists `limit`
+// after it was made; destroying it first disarms it. For tests whose own
+// process could hang (a collection that never returns).
+class Watchdog {
+ public:
+  Watchdog(std::chrono::seconds limit, std::string what)
+      : what_(std::move(what)), thread_([this, limit] {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (!done_cv_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "watchdog: %s did not finish within %lld s\n",
+                         what_.c_str(), static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    done_cv_.notify_all();
+    thread_.join();
+  }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+ private:
+  std::string what_;
+  std::mutex mu_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: it starts once the members above exist
+};
 
 // Runs body(i) on `n` threads; returns each one's result.
 inline std::vector<int> RunThreads(int n, const std::function<int(int)>& body) {
