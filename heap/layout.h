@@ -73,7 +73,11 @@ struct Header {
   uint32_t owner_uid;
   int32_t owner_pid;
   uint32_t reserved0;
-  uint8_t reserved1[40];
+  // A saved image's XXH3-64 of its whole file, this field read as 0
+  // (tools/image.h); 0 for a live heap. Attaching to a file clears it,
+  // since the file is then live and changes.
+  std::atomic<uint64_t> image_checksum;
+  uint8_t reserved1[32];
 
   // --- Allocation: the global bump pointer (its own cache line, since every
   // chunk allocation of every process CASes it).
@@ -229,6 +233,7 @@ static_assert(offsetof(Header, total_bytes) == 16);
 static_assert(offsetof(Header, seed) == 56);
 static_assert(offsetof(Header, max_sessions) == 88);
 static_assert(offsetof(Header, owner_uid) == 100);
+static_assert(offsetof(Header, image_checksum) == 112);
 static_assert(offsetof(Header, top) == 192);
 static_assert(offsetof(Header, gc_epoch) == 256);
 static_assert(offsetof(Header, collections) == 272);

@@ -304,6 +304,11 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Attach(int fd,
     return ErrnoError(
         err, absl::StrCat(what, ": mmap of ", h.total_bytes, " bytes"));
   }
+  auto* mapped = static_cast<Header*>(base);
+  // Relaxed: a plain mark, read only by `load` on a file nobody maps.
+  if (mapped->image_checksum.load(std::memory_order_relaxed) != 0) {
+    mapped->image_checksum.store(0, std::memory_order_relaxed);
+  }
   return std::unique_ptr<Segment>(
       new Segment(fd, static_cast<std::byte*>(base), h.total_bytes, backing,
                   std::move(name), h.min_available_bytes));

@@ -637,6 +637,14 @@ TEST_F(CliTest, LoadRejectsWhatIsNotAHeapImageAndLeavesNothing) {
   ASSERT_TRUE(planted);
   const std::string bad_table = TempPath("bad-table.img");
   write_file(bad_table, corrupted);
+  // The image's own checksum catches it first...
+  CliFails({"load", bad_table, name}, "checksum");
+  EXPECT_FALSE(ShmExists(name));
+  // ...and without one (an image a process attached to), Verify does.
+  const uint64_t no_checksum = 0;
+  std::memcpy(corrupted.data() + offsetof(internal::Header, image_checksum),
+              &no_checksum, 8);
+  write_file(bad_table, corrupted);
   CliFails({"load", bad_table, name}, "outside the heap");
   EXPECT_FALSE(ShmExists(name));
 

@@ -6,6 +6,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+// XXH3_state_t on the stack.
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
 
 #include <atomic>
 #include <cstddef>
@@ -292,6 +295,27 @@ absl::StatusOr<Stats> VerifyPending(const PendingFile& file,
 
 }  // namespace
 
+// XXH3-64 of the first `bytes` bytes of `fd` with Header::image_checksum
+// read as 0.
+absl::StatusOr<uint64_t> ImageChecksum(int fd, uint64_t bytes,
+                                       std::string_view what) {
+  void* p = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    return ErrnoError(errno, absl::StrCat(Sv(what), ": mmap to checksum"));
+  }
+  const auto* image = static_cast<const unsigned char*>(p);
+  constexpr size_t kAt = offsetof(Header, image_checksum);
+  const uint64_t zero = 0;
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  XXH3_64bits_update(&state, image, kAt);
+  XXH3_64bits_update(&state, &zero, 8);
+  XXH3_64bits_update(&state, image + kAt + 8, bytes - kAt - 8);
+  const uint64_t sum = XXH3_64bits_digest(&state);
+  munmap(p, bytes);
+  return sum != 0 ? sum : 1;  // 0 means "no checksum"
+}
+
 absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
   auto fail = [&](absl::StatusCode code, std::string_view why) {
     return absl::Status(code, absl::StrCat(Sv(what), ": ", Sv(why)));
@@ -403,6 +427,15 @@ absl::StatusOr<SaveReport> SaveImage(Heap& heap, const std::string& path,
         stats.status().message()));
   }
   report.stats = *stats;
+  // Sealed last: Verify attached to the file, which changes its registry.
+  absl::StatusOr<uint64_t> sum =
+      ImageChecksum(out->fd(), report.image_bytes, what);
+  if (!sum.ok()) return sum.status();
+  if (absl::Status s =
+          WriteAt(out->fd(), &*sum, 8, offsetof(Header, image_checksum), what);
+      !s.ok()) {
+    return s;
+  }
   if (fsync(out->fd()) != 0) {
     return ErrnoError(errno, absl::StrCat(what, ": fsync"));
   }
@@ -423,6 +456,24 @@ absl::StatusOr<Heap> LoadImage(const std::string& path, std::string_view name,
   Fd in(*fd);
   absl::StatusOr<ImageInfo> info = ReadImageInfo(in.get(), what);
   if (!info.ok()) return info.status();
+  // An image sealed by save must still hash to its checksum: that covers
+  // the header, registry and table too, which Verify checks only in part.
+  uint64_t sealed = 0;
+  if (absl::Status s =
+          ReadAt(in.get(), &sealed, 8, offsetof(Header, image_checksum), what);
+      !s.ok()) {
+    return s;
+  }
+  if (sealed != 0) {
+    absl::StatusOr<uint64_t> sum = ImageChecksum(in.get(), info->top, what);
+    if (!sum.ok()) return sum.status();
+    if (*sum != sealed) {
+      return absl::DataLossError(absl::StrFormat(
+          "%s: the image's checksum is %#x, its contents hash to %#x: it "
+          "changed or was damaged after it was saved",
+          std::string(what), sealed, *sum));
+    }
+  }
   const std::string heap_what = absl::StrCat("heap ", *n);
   absl::StatusOr<PendingFile> shm =
       PendingFile::Create(internal::ShmPath(*n), heap_what);

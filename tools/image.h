@@ -13,6 +13,13 @@
 // /dev/shm is one clean error, and metadata written later through a mapping
 // can never fault, the same guarantee Segment::Initialize gives a new heap.
 //
+// Sealed: save writes an XXH3-64 of the whole image (Header::image_checksum
+// read as 0) into the header last, and load refuses an image whose bytes no
+// longer hash to it (kDataLoss): a flipped byte anywhere, header, registry,
+// table or heap, Verify's blind spots included. Attaching to an image file
+// (Heap::OpenFile) makes it a live heap and clears the checksum; load then
+// relies on Verify alone.
+//
 // An image has no processes. The registry entries of the processes that
 // were attached are folded into the header (their counters into
 // Header::retired_counters, an open chunk's tail closed with a filler) and
@@ -51,8 +58,9 @@
 //   kFailedPrecondition  the input is not a regular file (a FIFO, a
 //                        directory, a device...); not a shmheap image, or
 //                        another format version
-//   kDataLoss            truncated or inconsistent image; a collector died
-//                        while compacting it; Verify found corruption
+//   kDataLoss            truncated or inconsistent image; its checksum does
+//                        not match; a collection was in progress in it;
+//                        Verify found corruption
 //   kAborted             the heap changed while it was being saved
 //   kCancelled           `cancelled` returned true
 //   kResourceExhausted   no space on the disk or in /dev/shm, RLIMIT_FSIZE
