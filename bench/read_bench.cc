@@ -79,7 +79,8 @@ constexpr uint64_t kPresentKeys = 500'000;
 constexpr uint64_t kAbsentKeys = 500'000;
 constexpr uint64_t kHashSeed = 0x5eed1234abcdULL;
 // Lookups per measurement, all workers together: two passes over the
-// permutation, so each of 2 workers does one whole pass.
+// permutation, so each of 2 workers does one whole pass (the second starting
+// half way).
 constexpr uint64_t kLookups = 2 * kPresentKeys;
 constexpr size_t kManyKeys = 64;
 // The bare table's batched probe works on groups of this many keys, as
@@ -581,15 +582,21 @@ void Measure(benchmark::State& state, const S& s, const ReadSpec& spec) {
   // Per worker process: its share's checksum (computed in prepare, read in
   // work; each forked worker has its own copy).
   uint64_t expected = 0;
+  // Worker w's positions in the sequence (cyclic): kLookups / workers of
+  // them from w / workers of the way in, so that two workers never read the
+  // same keys at the same moment (each would find lines the other fetched).
+  const uint64_t b0 = kPresentKeys / workers;
+  auto begin = [&](int w) { return uint64_t(w) * b0; };
+  auto end = [&](int w) { return begin(w) + kLookups / workers; };
   hooks.prepare = [&](int w) -> uint64_t {
     s.Attach();
-    const auto [b, e] = Share(kLookups, w, workers);
-    if (spec.op == ReadOp::kGetAll) expected = ExpectedSum(spec.floats, b, e);
-    return Lookups(spec.op, s, value_bytes, b, e, expected);
+    if (spec.op == ReadOp::kGetAll) {
+      expected = ExpectedSum(spec.floats, begin(w), end(w));
+    }
+    return Lookups(spec.op, s, value_bytes, begin(w), end(w), expected);
   };
   hooks.work = [&](int w, int) -> uint64_t {
-    const auto [b, e] = Share(kLookups, w, workers);
-    return Lookups(spec.op, s, value_bytes, b, e, expected);
+    return Lookups(spec.op, s, value_bytes, begin(w), end(w), expected);
   };
   const RunResult r = RunWorkers(Mode::kProcesses, workers, 1, hooks);
   if (!r.error.empty() || r.failures != 0) {
