@@ -46,7 +46,7 @@
 // store is built only when /proc/meminfo's MemAvailable leaves 2 GiB spare
 // after it, otherwise its benchmarks fail with an error.
 
-#include <sys/mman.h>
+#include <time.h>
 
 // The callers hash with inlined XXH3, as the library does internally.
 #define XXH_INLINE_ALL
@@ -574,6 +574,12 @@ struct ReadSpec {
   int workers;
 };
 
+int64_t ThreadCpuNs() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return int64_t(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
 template <class S>
 void Measure(benchmark::State& state, const S& s, const ReadSpec& spec) {
   const size_t value_bytes = size_t(spec.floats) * sizeof(float);
@@ -595,8 +601,16 @@ void Measure(benchmark::State& state, const S& s, const ReadSpec& spec) {
     }
     return Lookups(spec.op, s, value_bytes, begin(w), end(w), expected);
   };
+  // Each worker's CPU time in the timed part: on a machine shared with other
+  // work, lookups per CPU-second are steadier than wall time (but show no
+  // scaling).
+  SharedArray<int64_t> cpu_ns(kMaxWorkers);
   hooks.work = [&](int w, int) -> uint64_t {
-    return Lookups(spec.op, s, value_bytes, begin(w), end(w), expected);
+    const int64_t t0 = ThreadCpuNs();
+    const uint64_t bad =
+        Lookups(spec.op, s, value_bytes, begin(w), end(w), expected);
+    cpu_ns[w] = ThreadCpuNs() - t0;
+    return bad;
   };
   const RunResult r = RunWorkers(Mode::kProcesses, workers, 1, hooks);
   if (!r.error.empty() || r.failures != 0) {
@@ -608,6 +622,9 @@ void Measure(benchmark::State& state, const S& s, const ReadSpec& spec) {
   }
   state.SetIterationTime(r.seconds);
   state.counters["ops_per_s"] = double(kLookups) / r.seconds;
+  int64_t cpu_total = 0;
+  for (int w = 0; w < workers; ++w) cpu_total += cpu_ns[w];
+  state.counters["cpu_ops_per_s"] = double(kLookups) * 1e9 / double(cpu_total);
   state.counters["workers"] = workers;
   state.counters["value_bytes"] = double(value_bytes);
 }
