@@ -12,6 +12,9 @@
 //   +4 rmw          + four (what Get<T> did before RawView::As moved its pin)
 //   shmheap Contains / GetRaw / Get<float>, inside a held Pin
 //   shmheap Contains / Get<float> of absent keys
+//   the same through a held ReadScope (Heap::Read, issue 11): Contains,
+//   Get<float> (a StatusOr), Find<float> (an optional), and Find<float> and
+//   Contains of absent keys
 //
 // The gap between the last model step and Contains is the rest of the
 // operation (session lookup, out-of-line probe, Status plumbing); between
@@ -146,44 +149,78 @@ std::optional<Heap>& TheHeap() {
   return *heap;
 }
 
-enum class Call { kContains, kGetRaw, kGet, kContainsAbsent, kGetAbsent };
-
-template <Call kCall>
-void BM_Shmheap(benchmark::State& state) {
-  Heap& heap = *TheHeap();
+// One lookup per iteration. For a present key (kAbsentKey false), `lookup`
+// returns element 0 of its value (the marker, so it is checked; Contains
+// returns the marker when it answers true), or 0 when it was not found; for
+// a key never added (a miss at the end of its probe), nonzero when it was
+// found.
+template <bool kAbsentKey, class Lookup>
+void LookupLoop(benchmark::State& state, Lookup lookup) {
   const Keys& keys = Keys::Get();
-  absl::StatusOr<Pin> pin = heap.Enter();
-  if (!pin.ok()) std::abort();
   Rng rng(1);
   uint64_t bad = 0;
   for (auto _ : state) {
-    if constexpr (kCall == Call::kContainsAbsent || kCall == Call::kGetAbsent) {
-      // A key never added: a miss at the end of its probe.
-      const std::string_view key = keys.str(kFirstAbsent + rng.Below(kAbsent));
-      bool found = false;
-      if constexpr (kCall == Call::kContainsAbsent) {
-        found = heap.Contains(key);
-      } else {
-        found = heap.Get<float>(key).ok();
-      }
-      if (found) ++bad;
-      continue;
-    }
-    const uint64_t id = rng.Below(kPresent);
-    float first = 0;
-    if constexpr (kCall == Call::kContains) {
-      first = heap.Contains(keys.str(id)) ? Marker(id) : 0;
-    } else if constexpr (kCall == Call::kGetRaw) {
-      absl::StatusOr<RawView> v = heap.GetRaw(keys.str(id));
-      if (v.ok()) std::memcpy(&first, v->bytes().data(), sizeof first);
+    if constexpr (kAbsentKey) {
+      const uint64_t id = kFirstAbsent + rng.Below(kAbsent);
+      if (lookup(keys.str(id), id) != 0) ++bad;
     } else {
-      absl::StatusOr<ArrayView<float>> v = heap.Get<float>(keys.str(id));
-      if (v.ok()) first = v->data()[0];
+      const uint64_t id = rng.Below(kPresent);
+      const float first = lookup(keys.str(id), id);
+      if (first != Marker(id)) ++bad;
+      benchmark::DoNotOptimize(first);
     }
-    if (first != Marker(id)) ++bad;
-    benchmark::DoNotOptimize(first);
   }
   if (bad) state.SkipWithError("shmheap lookup failed");
+}
+
+enum class Call { kContains, kGetRaw, kGet, kContainsAbsent, kGetAbsent };
+
+// Heap's own calls, inside a Pin held across the loop.
+template <Call kCall>
+void BM_Shmheap(benchmark::State& state) {
+  Heap& heap = *TheHeap();
+  absl::StatusOr<Pin> pin = heap.Enter();
+  if (!pin.ok()) std::abort();
+  constexpr bool kAbsentKey =
+      kCall == Call::kContainsAbsent || kCall == Call::kGetAbsent;
+  LookupLoop<kAbsentKey>(state, [&](std::string_view key, uint64_t id) {
+    float first = 0;
+    if constexpr (kCall == Call::kContains || kCall == Call::kContainsAbsent) {
+      first = heap.Contains(key) ? Marker(id) : 0;
+    } else if constexpr (kCall == Call::kGetRaw) {
+      absl::StatusOr<RawView> v = heap.GetRaw(key);
+      if (v.ok()) std::memcpy(&first, v->bytes().data(), sizeof first);
+    } else {
+      absl::StatusOr<ArrayView<float>> v = heap.Get<float>(key);
+      if (v.ok()) first = v->data()[0];
+    }
+    return first;
+  });
+}
+
+enum class ScopeCall { kContains, kGet, kFind, kContainsAbsent, kFindAbsent };
+
+// The same lookups through one ReadScope held across the loop (issue 11).
+template <ScopeCall kCall>
+void BM_Scope(benchmark::State& state) {
+  absl::StatusOr<ReadScope> scope = TheHeap()->Read();
+  if (!scope.ok()) std::abort();
+  constexpr bool kAbsentKey =
+      kCall == ScopeCall::kContainsAbsent || kCall == ScopeCall::kFindAbsent;
+  LookupLoop<kAbsentKey>(state, [&](std::string_view key, uint64_t id) {
+    float first = 0;
+    if constexpr (kCall == ScopeCall::kContains ||
+                  kCall == ScopeCall::kContainsAbsent) {
+      first = scope->Contains(key) ? Marker(id) : 0;
+    } else if constexpr (kCall == ScopeCall::kGet) {
+      absl::StatusOr<ArrayRef<float>> a = scope->Get<float>(key);
+      if (a.ok()) first = a->data()[0];
+    } else {
+      std::optional<ArrayRef<float>> a = scope->Find<float>(key);
+      if (a) first = a->data()[0];
+    }
+    return first;
+  });
 }
 
 void RegisterAll() {
@@ -203,6 +240,11 @@ void RegisterAll() {
   // the (escaped) key; Contains does not.
   add("anatomy/shmheap_contains_absent", BM_Shmheap<Call::kContainsAbsent>);
   add("anatomy/shmheap_get_absent", BM_Shmheap<Call::kGetAbsent>);
+  add("anatomy/scope_contains", BM_Scope<ScopeCall::kContains>);
+  add("anatomy/scope_get", BM_Scope<ScopeCall::kGet>);
+  add("anatomy/scope_find", BM_Scope<ScopeCall::kFind>);
+  add("anatomy/scope_contains_absent", BM_Scope<ScopeCall::kContainsAbsent>);
+  add("anatomy/scope_find_absent", BM_Scope<ScopeCall::kFindAbsent>);
 }
 
 }  // namespace

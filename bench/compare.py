@@ -7,8 +7,9 @@ compares figures from the same run on the same machine), takes the median of
 ratios, never single runs), and
 
   * prints Markdown tables: every measurement with shmheap / peer ratios,
-    the large-array and compaction throughputs, and issue 6's targets with
-    PASS or MISS;
+    the large-array and compaction throughputs, issue 11's read workload
+    (2^20 slots) with its ratios to the bare shared table, and issue 6's and
+    issue 11's targets with PASS or MISS;
   * writes into the output directory (named on stderr): compare.md (the
     same tables), summary.md (the same at load 0.75 only), compare.json
     (medians, spreads, targets, the machine), compare.png (a plot), and raw/
@@ -38,6 +39,7 @@ BINARIES = [
     "lmdb_bench",
     "bulk_bench",
     "anatomy_bench",
+    "read_bench",
 ]
 
 OPS = ["add", "get_hit", "get_miss", "mix90_10"]
@@ -69,6 +71,11 @@ TABLE_RE = re.compile(
     r"^(?P<system>[a-z_]+)/(?P<op>[a-z0-9_]+)/floats:(?P<floats>\d+)"
     r"/load:(?P<load>\d+)/workers:(?P<workers>\d+)")
 BULK_RE = re.compile(r"^(?P<system>[a-z_]+)/(?P<op>[a-z_]+)/(?P<param>[a-z]+:\d+)")
+# Issue 11's read workload (read_bench): keys ("read20", system, op, bytes,
+# keys, workers).
+READ_RE = re.compile(
+    r"^read20/(?P<system>[a-z]+)/(?P<op>[a-z0-9_]+)/bytes:(?P<bytes>\d+)"
+    r"/keys:(?P<keys>[a-z]+)/workers:(?P<workers>\d+)")
 
 
 def parse_args():
@@ -184,6 +191,17 @@ def collect(reports):
             elif "bytes_per_second" in b:
                 value, unit = b["bytes_per_second"], "B/s"
             else:
+                continue
+            m = READ_RE.match(run)
+            if m:
+                key = ("read20", m["system"], m["op"], int(m["bytes"]),
+                       m["keys"], int(m["workers"]))
+                entry = results.setdefault(key, {"unit": unit})
+                entry[agg] = value
+                if "cpu_ops_per_s" in b:
+                    # Lookups per CPU-second of the workers: steadier than
+                    # wall time on a shared machine, blind to scaling.
+                    entry[agg + "_cpu"] = b["cpu_ops_per_s"]
                 continue
             m = TABLE_RE.match(run)
             if m:
@@ -306,6 +324,11 @@ ANATOMY_ROWS = [
     ("shmheap_contains_absent", "shmheap `Contains`, absent key"),
     ("shmheap_get_absent", "shmheap `Get<float>`, absent key (`kNotFound` "
      "with a message)"),
+    ("scope_contains", "`ReadScope::Contains` (in a held ReadScope)"),
+    ("scope_get", "`ReadScope::Get<float>` (in a held ReadScope)"),
+    ("scope_find", "`ReadScope::Find<float>` (in a held ReadScope)"),
+    ("scope_contains_absent", "`ReadScope::Contains`, absent key"),
+    ("scope_find_absent", "`ReadScope::Find<float>`, absent key"),
 ]
 
 
@@ -314,8 +337,8 @@ def anatomy_markdown(results):
             for name, title in ANATOMY_ROWS]
     if not any(e for _, _, e in rows):
         return []
-    lines = ["**anatomy of one get** (1 process, 16 floats, load 0.75, in a "
-             "held Pin; ns per get, median)", "",
+    lines = ["**anatomy of one get** (1 process, 16 floats, load 0.75, 2^16 "
+             "slots; ns per get, median)", "",
              "| step | real ns | CPU ns |", "|---|---:|---:|"]
     for name, title, e in rows:
         if e is None:
@@ -380,6 +403,171 @@ def targets_markdown(tgts):
                      f"{verdict} |")
     lines.append("")
     lines.append("PARTIAL: met for some value sizes and loads, not for all.")
+    lines.append("")
+    return lines
+
+
+READ_OPS = [
+    ("contains_hit", "contains hit"),
+    ("contains_miss", "contains miss"),
+    ("get_one", "get hit, read element 0"),
+    ("get_all", "get hit, read every byte"),
+    ("get_miss", "get miss"),
+    ("get_batch64", "batched get of 64 (per key)"),
+]
+READ_KEYS = [("kept", "key kept"), ("hash", "hash only")]
+
+
+def read_median(results, system, op, nbytes, keys, workers, cpu=False):
+    if system == "bare":
+        keys = "none"
+    e = results.get(("read20", system, op, nbytes, keys, workers))
+    return None if e is None else e.get("median_cpu" if cpu else "median")
+
+
+def read_markdown(results):
+    """Issue 11's workload: one row per value size, key mode and op."""
+    sizes = sorted({k[3] for k in results if k[0] == "read20"})
+    if not sizes:
+        return []
+    lines = ["**issue 11 read workload** (2^20 slots, 500,000 keys of 16 bytes, "
+             "random order; Mops/s, median; ÷bare is the ratio to the bare "
+             "shared table with as many processes, by wall time, and for 1 "
+             "process also by lookups per CPU-second; `scope` is a ReadScope, "
+             "`Heap::` the calls that predate it, in a Pin held per 256 "
+             "lookups)", "",
+             "| value | keys | operation | bare 1p | scope 1p | ÷bare |"
+             " ÷bare by CPU time | Heap:: 1p | ÷bare | bare 2p | scope 2p |"
+             " ÷bare | scope 2p ÷ 1p | bare 2p ÷ 1p |",
+             "|---|---|---|" + "---:|" * 11]
+    for nbytes in sizes:
+        for keys, keys_title in READ_KEYS:
+            for op, title in READ_OPS:
+                bare1 = read_median(results, "bare", op, nbytes, keys, 1)
+                bare2 = read_median(results, "bare", op, nbytes, keys, 2)
+                scope1 = read_median(results, "scope", op, nbytes, keys, 1)
+                scope2 = read_median(results, "scope", op, nbytes, keys, 2)
+                heap1 = read_median(results, "heap", op, nbytes, keys, 1)
+                if all(v is None for v in (bare1, scope1, heap1)):
+                    continue
+                value = "64 B" if nbytes == 64 else f"{nbytes // 1024} KiB"
+                by_cpu = ratio(
+                    read_median(results, "scope", op, nbytes, keys, 1, True),
+                    read_median(results, "bare", op, nbytes, keys, 1, True))
+                cells = [value, keys_title, title, mops(bare1), mops(scope1),
+                         fmt_ratio(ratio(scope1, bare1)), fmt_ratio(by_cpu),
+                         mops(heap1),
+                         fmt_ratio(ratio(heap1, bare1)), mops(bare2),
+                         mops(scope2), fmt_ratio(ratio(scope2, bare2)),
+                         fmt_ratio(ratio(scope2, scope1)),
+                         fmt_ratio(ratio(bare2, bare1))]
+                lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def issue11_targets(results):
+    """Issue 11's targets: (name, needed, at_most, [(ratio, where)],
+    [(ratio by CPU time, where)]). Verdicts use the first list (medians of
+    wall-time throughput); the second, where it applies (one process),
+    cross-checks it with lookups per CPU-second, which time-slicing by other
+    work on the machine does not dilute."""
+    out = []
+    sizes = (64, 4096)
+
+    def where(nbytes, keys, op=None):
+        value = "64 B" if nbytes == 64 else "4 KiB"
+        parts = [value, dict(READ_KEYS)[keys]]
+        if op:
+            parts.append(dict(READ_OPS)[op])
+        return ", ".join(parts)
+
+    def pairs(name, needed, num, den, sizes_, keys_, ops=(None,)):
+        """num(op, nbytes, keys, cpu) / den(...) over the cells."""
+        wall, cpu = [], []
+        for nbytes in sizes_:
+            for keys in keys_:
+                for op in ops:
+                    w = where(nbytes, keys, op)
+                    r = ratio(num(op, nbytes, keys, False),
+                              den(op, nbytes, keys, False))
+                    if r is not None:
+                        wall.append((r, w))
+                    r = ratio(num(op, nbytes, keys, True),
+                              den(op, nbytes, keys, True))
+                    if r is not None:
+                        cpu.append((r, w))
+        out.append((name, needed, False, wall, cpu))
+
+    def vs_bare(name, needed, op, sizes_, keys_):
+        pairs(name, needed,
+              lambda _, n, k, c: read_median(results, "scope", op, n, k, 1, c),
+              lambda _, n, k, c: read_median(results, "bare", op, n, k, 1, c),
+              sizes_, keys_)
+
+    vs_bare("contains hit, key checked ≥ 0.8× the bare probe", 0.8,
+            "contains_hit", sizes, ["kept"])
+    vs_bare("contains miss, key checked ≥ 0.9× the bare probe", 0.9,
+            "contains_miss", sizes, ["kept"])
+    vs_bare("get hit of 64 B reading every byte, key checked ≥ 0.5× the "
+            "bare probe", 0.5, "get_all", (64,), ["kept"])
+    vs_bare("get miss ≥ 0.9× the bare probe's miss", 0.9, "get_miss", sizes,
+            ["kept", "hash"])
+    pairs("batched get of 64 keys ≥ 2× the unbatched get per key", 2.0,
+          lambda _, n, k, c: read_median(results, "scope", "get_batch64", n, k,
+                                         1, c),
+          lambda _, n, k, c: read_median(results, "scope", "get_one", n, k, 1,
+                                         c),
+          sizes, [k for k, _ in READ_KEYS])
+    pairs("2 processes ≥ 1.8× one process for every read (ReadScope)", 1.8,
+          lambda op, n, k, c: None if c else read_median(
+              results, "scope", op, n, k, 2),
+          lambda op, n, k, c: read_median(results, "scope", op, n, k, 1),
+          sizes, [k for k, _ in READ_KEYS], [op for op, _ in READ_OPS])
+    # CPU time: both are single-threaded loops in one process, and on a
+    # shared machine CPU time is the steadier measure of the same work.
+    model = results.get(("anatomy", "probe+blob+xxh3"))
+    get = results.get(("anatomy", "scope_get"))
+    wall, cpu = [], []
+    if model and get and model.get("median"):
+        wall.append((get["median"] / model["median"],
+                     f"{get['median']:.1f} ns vs {model['median']:.1f} ns"))
+    if model and get and model.get("median_cpu"):
+        cpu.append((get["median_cpu"] / model["median_cpu"],
+                    f"{get['median_cpu']:.1f} ns vs "
+                    f"{model['median_cpu']:.1f} ns"))
+    out.append(("2^16 tables: `ReadScope::Get<float>` within 1.5× the anatomy "
+                "model (probe + key check + hash)", 1.5, True, wall, cpu))
+    return out
+
+
+def issue11_targets_markdown(tgts):
+    if not any(wall for _, _, _, wall, _ in tgts):
+        return []
+    lines = ["**issue 11 targets** (ratios of medians from this run; 1 process "
+             "unless named; the verdict is on wall-time throughput, the last "
+             "column the same ratio by CPU time, a cross-check that other "
+             "work on the machine does not dilute)", "",
+             "| target | worst | best | result | worst by CPU time |",
+             "|---|---:|---:|---|---:|"]
+    for name, needed, at_most, wall, cpu in tgts:
+        if not wall:
+            lines.append(f"| {name} | — | — | not measured | — |")
+            continue
+        key = (lambda rw: -rw[0]) if at_most else (lambda rw: rw[0])
+        worst = min(wall, key=key)
+        best = max(wall, key=key)
+        met = [(r <= needed) if at_most else (r >= needed) for r, _ in wall]
+        verdict = "PASS" if all(met) else (
+            "PARTIAL" if any(met) else "MISS")
+        if verdict == "PARTIAL":
+            verdict += f" ({sum(met)} of {len(met)})"
+        cpu_cell = "—"
+        if cpu:
+            c = min(cpu, key=key)
+            cpu_cell = f"{c[0]:.2f} ({c[1]})"
+        lines.append(f"| {name} | {worst[0]:.2f} ({worst[1]}) | "
+                     f"{best[0]:.2f} ({best[1]}) | {verdict} | {cpu_cell} |")
     lines.append("")
     return lines
 
@@ -497,7 +685,8 @@ def main():
     results, errors, contexts = collect(reports)
     if args.reuse and contexts:
         # The run being rendered, not this one: its date and load.
-        ctxs = list(contexts.values())
+        # In the order the binaries ran (--binaries may differ from it).
+        ctxs = sorted(contexts.values(), key=lambda c: c.get("date", ""))
         try:
             now = datetime.datetime.fromisoformat(ctxs[0]["date"])
         except (KeyError, ValueError):
@@ -518,6 +707,8 @@ def main():
               f"{info.get('load_after', (0,))[0]:.2f} after")
     md = ["# shmheap benchmarks", "", header, ""]
     md += targets_markdown(targets(results))
+    md += issue11_targets_markdown(issue11_targets(results))
+    md += read_markdown(results)
     md += bulk_markdown(results)
     md += anatomy_markdown(results)
     md += table_markdown(results)
@@ -532,6 +723,8 @@ def main():
     # for a README.
     summary = ["# shmheap benchmarks (summary)", "", header, ""]
     summary += targets_markdown(targets(results))
+    summary += issue11_targets_markdown(issue11_targets(results))
+    summary += read_markdown(results)
     summary += bulk_markdown(results)
     summary += anatomy_markdown(results)
     summary += table_markdown(results, loads={75})
@@ -541,7 +734,10 @@ def main():
     for key, e in sorted(results.items(), key=lambda kv: str(kv[0])):
         row = {"system": key[0], "op": key[1], "unit": e["unit"],
                "median": e.get("median"), "cv": e.get("cv")}
-        if len(key) == 5:
+        if key[0] == "read20":
+            row.update(system=key[1], op=key[2], workload="read20",
+                       value_bytes=key[3], keys=key[4], workers=key[5])
+        elif len(key) == 5:
             row.update(floats=key[2], load=key[3] / 100, workers=key[4])
         elif key[0] == "anatomy":
             row["op"] = key[1]
@@ -559,6 +755,13 @@ def main():
             "targets": [{"target": n, "needed": need,
                          "ratios": [{"ratio": r, "where": w} for r, w in rs]}
                         for n, need, rs in targets(results)],
+            "issue11_targets": [
+                {"target": n, "needed": need,
+                 "at_most" if at_most else "at_least": need,
+                 "ratios": [{"ratio": r, "where": w} for r, w in rs],
+                 "ratios_by_cpu_time": [{"ratio": r, "where": w}
+                                        for r, w in cpu]}
+                for n, need, at_most, rs, cpu in issue11_targets(results)],
             "errors": errors,
         }, f, indent=1)
     png = os.path.join(out, "compare.png")

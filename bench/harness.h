@@ -131,22 +131,12 @@ inline uint64_t SplitMix64(uint64_t x) {
 
 inline constexpr size_t kKeyBytes = 16;
 
-// All kNumKeys keys, as 64-bit numbers (never 0, all distinct) and as 16
-// hex digits of that number.
-class Keys {
+// `n` keys with ids [0, n), as 64-bit numbers (never 0, all distinct) and as
+// 16 hex digits of that number.
+class KeyStrings {
  public:
-  static const Keys& Get() {
-    static const Keys* keys = new Keys();
-    return *keys;
-  }
-  uint64_t raw(uint64_t id) const { return raw_[id]; }
-  std::string_view str(uint64_t id) const {
-    return {text_.data() + id * kKeyBytes, kKeyBytes};
-  }
-
- private:
-  Keys() : raw_(kNumKeys), text_(kNumKeys * kKeyBytes) {
-    for (uint64_t id = 0; id < kNumKeys; ++id) {
+  explicit KeyStrings(uint64_t n) : raw_(n), text_(n * kKeyBytes + 1) {
+    for (uint64_t id = 0; id < n; ++id) {
       // SplitMix64 is a bijection, so the keys are distinct; exactly one
       // input maps to 0, and it is not a small id.
       const uint64_t k = SplitMix64(id);
@@ -156,9 +146,27 @@ class Keys {
                     static_cast<unsigned long long>(k));
     }
   }
+  uint64_t raw(uint64_t id) const { return raw_[id]; }
+  std::string_view str(uint64_t id) const {
+    return {text_.data() + id * kKeyBytes, kKeyBytes};
+  }
+
+ private:
   std::vector<uint64_t> raw_;
   // One extra byte for snprintf's terminator past the last key.
   std::vector<char> text_;
+};
+
+// The kNumKeys keys of the table workloads.
+class Keys : public KeyStrings {
+ public:
+  static const Keys& Get() {
+    static const Keys* keys = new Keys();
+    return *keys;
+  }
+
+ private:
+  Keys() : KeyStrings(kNumKeys) {}
 };
 
 // The marker stored as element 0 (and the last element) of id's value:
