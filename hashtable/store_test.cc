@@ -258,14 +258,8 @@ TEST(Store, RefsPointIntoTheSegmentAndReadDimsInPlace) {
 // epoch re-check keeps it from reporting a stable key absent (without it,
 // this test fails).
 TEST(Store, ContainsOutsideScopeIsExactUnderConcurrentCollection) {
-  SegmentOptions o;
-  o.heap_bytes = 64 << 20;
-  o.table_slots_log2 = 12;
-  o.chunk_bytes = 64 << 10;
-  o.seed = 7;
-  absl::StatusOr<std::unique_ptr<Segment>> seg = Segment::CreateAnonymous(o);
-  ASSERT_TRUE(seg.ok());
-  Store store(*std::move(seg));
+  std::unique_ptr<Store> owned = MakeStore(/*slots_log2=*/12, /*seed=*/7);
+  Store& store = *owned;
   constexpr int kRounds = 24, kClustersPerRound = 8, kStablePerCluster = 6;
   constexpr uint64_t kSpacing = 8;  // cluster homes, so clusters never touch
   std::vector<std::string> stable, scratch;
@@ -328,14 +322,8 @@ TEST(Store, ContainsOutsideScopeIsExactUnderConcurrentCollection) {
 // began before the collection and meets the cascade's hole must notice the
 // changed epoch (without the re-check, this test fails).
 TEST(Store, ContainsNoticesACollectionThatBeginsMidProbe) {
-  SegmentOptions o;
-  o.heap_bytes = 64 << 20;
-  o.table_slots_log2 = 12;
-  o.chunk_bytes = 64 << 10;
-  o.seed = 9;
-  absl::StatusOr<std::unique_ptr<Segment>> seg = Segment::CreateAnonymous(o);
-  ASSERT_TRUE(seg.ok());
-  Store store(*std::move(seg));
+  std::unique_ptr<Store> owned = MakeStore(/*slots_log2=*/12, /*seed=*/9);
+  Store& store = *owned;
   constexpr int kCluster = 3000;
   constexpr uint64_t kHome = 5;
   auto hash_of = [](int k) {
