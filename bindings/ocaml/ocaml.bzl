@@ -112,7 +112,7 @@ rm -f {m}.ml {m}.cmt {m}.cmti
     )
     files = depset([cmi, cmx, cmxa, lib, stubs_a, mli])
     return [
-        DefaultInfo(files = files),
+        DefaultInfo(files = files, runfiles = ctx.runfiles(transitive_files = files)),
         OcamlLibraryInfo(cmxa = cmxa, files = files),
     ]
 
