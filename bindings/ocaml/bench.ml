@@ -185,7 +185,7 @@ let () =
     load;
   let t =
     Shmheap.create
-      ~options:{ (Shmheap.default_options ()) with heap_bytes = 4 lsl 30; table_slots_log2 = 12 }
+      ~options:{ (Shmheap.default_options ()) with heap_bytes = 4 lsl 30; table_slots_log2 = 19 }
       ()
   in
   let dir = Filename.get_temp_dir_name () in
@@ -218,7 +218,8 @@ let () =
         added := [];
         ignore (Shmheap.collect t : Shmheap.gc_report)
       in
-      let add_s = measure ~cap:(max 1 ((1 lsl 30) / (8 * n))) ~after_batch:cleanup add in
+      (* At most 1 GiB or 2^17 keys a batch: the table has 2^19 slots. *)
+      let add_s = measure ~cap:(max 1 (min (1 lsl 17) ((1 lsl 30) / (8 * n)))) ~after_batch:cleanup add in
       cleanup ();
       let cpp_cell, over_cell =
         match Hashtbl.find_opt cpp n with

@@ -18,6 +18,12 @@ Sanitizer builds (--config=asan, tsan) skip these targets (tag no_asan,
 no_tsan): the OCaml runtime is not instrumented.
 """
 
+# Tags for every OCaml target: sanitizer builds skip them (.bazelrc).
+OCAML_TAGS = [
+    "no_asan",
+    "no_tsan",
+]
+
 OcamlLibraryInfo = provider(
     doc = "A compiled OCaml library: its directory's files.",
     fields = {

@@ -411,38 +411,43 @@ CAMLprim value shm_ml_create(value vo) {
   return WrapHeap(rc, heap, "create");
 }
 
-CAMLprim value shm_ml_create_named(value vname, value vo) {
+typedef int (*CreateAt)(const char*, const shmheap_options*, shmheap_heap**);
+typedef int (*OpenAt)(const char*, shmheap_heap**);
+
+static value Create(CreateAt create, value vname, value vo, const char* what) {
   shmheap_options o;
   ToOptions(vo, &o);
   shmheap_heap* heap;
-  int rc = shmheap_create_named(CString(vname, "create_named"), &o, &heap);
-  return WrapHeap(rc, heap, "create_named");
+  int rc = create(CString(vname, what), &o, &heap);
+  return WrapHeap(rc, heap, what);
+}
+
+static value Open(OpenAt open, value vname, const char* what) {
+  shmheap_heap* heap;
+  int rc = open(CString(vname, what), &heap);
+  return WrapHeap(rc, heap, what);
+}
+
+CAMLprim value shm_ml_create_named(value vname, value vo) {
+  return Create(shmheap_create_named, vname, vo, "create_named");
 }
 
 CAMLprim value shm_ml_open_named(value vname) {
-  shmheap_heap* heap;
-  int rc = shmheap_open_named(CString(vname, "open_named"), &heap);
-  return WrapHeap(rc, heap, "open_named");
+  return Open(shmheap_open_named, vname, "open_named");
+}
+
+CAMLprim value shm_ml_create_file(value vpath, value vo) {
+  return Create(shmheap_create_file, vpath, vo, "create_file");
+}
+
+CAMLprim value shm_ml_open_file(value vpath) {
+  return Open(shmheap_open_file, vpath, "open_file");
 }
 
 CAMLprim value shm_ml_unlink_named(value vname) {
   int rc = shmheap_unlink_named(CString(vname, "unlink_named"));
   if (rc != SHMHEAP_OK) RaiseLast(rc, "unlink_named");
   return Val_unit;
-}
-
-CAMLprim value shm_ml_create_file(value vpath, value vo) {
-  shmheap_options o;
-  ToOptions(vo, &o);
-  shmheap_heap* heap;
-  int rc = shmheap_create_file(CString(vpath, "create_file"), &o, &heap);
-  return WrapHeap(rc, heap, "create_file");
-}
-
-CAMLprim value shm_ml_open_file(value vpath) {
-  shmheap_heap* heap;
-  int rc = shmheap_open_file(CString(vpath, "open_file"), &heap);
-  return WrapHeap(rc, heap, "open_file");
 }
 
 CAMLprim value shm_ml_close(value vt) {
