@@ -2,7 +2,9 @@
    64 KiB and 16 MiB from a writer process, and reading every element, by
    three routes:
 
-     shmheap get   Shmheap.get (zero-copy, pinned), sum, Shmheap.release;
+     shmheap get   Shmheap.get (zero-copy, pinned), sum, Shmheap.release
+                   (also: with_read + find per call, and finds in one
+                   with_read around a batch, the hot-loop form);
      Marshal pipe  a forked writer Marshals the array into a pipe without
                    pause; the reader Marshal.from_channel's it and sums;
      map_file      the writer wrote the array to a file once; the reader
@@ -12,10 +14,15 @@
 
    and the writer's side: Shmheap.add of the same sizes. Each figure is the
    median of 15 batches (after a warm-up batch) of calls, a batch sized to
-   ~20 ms; every batch ends with Gc.minor (), timed, so each route pays for
-   freeing what it allocated (the Marshal copy, the map_file mapping, the
-   shmheap arrays' finalisation). With --cpp-get N:NS ... (from
-   bench_cpp_get) it adds the per-call overhead over C++'s Heap::Get.
+   ~20 ms; every OCaml batch ends with Gc.minor (), timed, so each route
+   pays for freeing what it allocated (the Marshal copy, the map_file
+   mapping, the shmheap arrays' finalisation).
+
+   The binding's per-call overhead: the same get through the C ABI from C
+   (bench_stubs.c), its batches interleaved with the OCaml get's so that
+   both see the same load; with --cpp N:CPP_NS:CABI_NS ... (bench_cpp_get,
+   which interleaves C++'s Heap::Get with the C ABI's get the same way) the
+   overhead over C++ is (OCaml − C ABI) + (C ABI − C++).
 
    The sums go through four accumulators so that reading is not bound by
    the latency of one chain of float additions. *)
@@ -58,28 +65,48 @@ let expected n =
   done;
   !s
 
-(* Median seconds per call of [f], batches of ~20 ms (capped at [cap]
-   calls); [after_batch] runs untimed after each. *)
-let measure ?(cap = max_int) ?(after_batch = ignore) f =
-  f ();
+(* A route times a batch: [calls] calls, in seconds. *)
+let ocaml_batch f calls =
   let t0 = Unix.gettimeofday () in
-  f ();
-  let one = Unix.gettimeofday () -. t0 in
-  let calls = max 1 (min cap (int_of_float (0.02 /. (one +. 1e-9)))) in
-  let per_call =
-    Array.init 16 (fun _ ->
-        let t0 = Unix.gettimeofday () in
-        for _ = 1 to calls do
-          f ()
-        done;
-        Gc.minor ();
-        let dt = Unix.gettimeofday () -. t0 in
-        after_batch ();
-        dt /. float_of_int calls)
+  for _ = 1 to calls do
+    f ()
+  done;
+  Gc.minor ();
+  Unix.gettimeofday () -. t0
+
+(* Median seconds per call of each route, batches of ~20 ms (capped at
+   [cap] calls), the routes' batches interleaved; [after_batch] runs
+   untimed after each round. *)
+let measure_routes ?(cap = max_int) ?(after_batch = ignore) routes =
+  let calls =
+    List.map
+      (fun batch ->
+        (* Grow a trial batch to >= 1 ms, then scale it to ~20 ms. *)
+        let rec calibrate n =
+          let dt = batch n in
+          if dt >= 1e-3 || n >= cap then (n, dt) else calibrate (n * 10)
+        in
+        let n, dt = calibrate 1 in
+        max 1 (min cap (int_of_float (float_of_int n *. 0.02 /. (dt +. 1e-9)))))
+      routes
   in
-  let timed = Array.sub per_call 1 15 in
-  Array.sort compare timed;
-  timed.(7)
+  let rounds =
+    Array.init 16 (fun _ ->
+        let r = List.map2 (fun batch n -> batch n /. float_of_int n) routes calls in
+        after_batch ();
+        r)
+  in
+  List.mapi
+    (fun i _ ->
+      let timed = Array.init 15 (fun r -> List.nth rounds.(r + 1) i) in
+      Array.sort compare timed;
+      timed.(7))
+    routes
+
+let measure ?cap ?after_batch f = List.hd (measure_routes ?cap ?after_batch [ ocaml_batch f ])
+
+external c_setup : int -> unit = "bench_c_setup"
+external c_get : int -> int -> float = "bench_c_get"
 
 let sizes = [ ("64 B", 8); ("64 KiB", 8192); ("16 MiB", 2 lsl 20) ]
 
@@ -104,6 +131,23 @@ let find_route t key n =
             if s <> want then failwith "find: wrong sum";
             sink := !sink +. s
         | None -> failwith "find: absent")
+
+(* A hot loop: one with_read scope around a whole batch of finds. *)
+let scoped_find_batch t key n =
+  let want = expected n in
+  fun calls ->
+    let t0 = Unix.gettimeofday () in
+    Shmheap.with_read t (fun r ->
+        for _ = 1 to calls do
+          match Shmheap.find r key float64 c_layout with
+          | Some g ->
+              let s = sum (array1_of_genarray g) in
+              if s <> want then failwith "find: wrong sum";
+              sink := !sink +. s
+          | None -> failwith "find: absent"
+        done);
+    Gc.minor ();
+    Unix.gettimeofday () -. t0
 
 (* Runs [body] against a writer that Marshals [a] into a pipe forever. *)
 let with_marshal_writer (a : f64) body =
@@ -163,10 +207,12 @@ let pretty_ns s =
 let () =
   let cpp = Hashtbl.create 3 in
   let rec args = function
-    | "--cpp-get" :: spec :: rest ->
+    | "--cpp" :: spec :: rest ->
         (match String.split_on_char ':' spec with
-        | [ n; v ] -> Hashtbl.replace cpp (int_of_string n) (float_of_string v *. 1e-9)
-        | _ -> failwith ("--cpp-get N:NS, got " ^ spec));
+        | [ n; cpp_ns; cabi_ns ] ->
+            Hashtbl.replace cpp (int_of_string n)
+              (float_of_string cpp_ns *. 1e-9, float_of_string cabi_ns *. 1e-9)
+        | _ -> failwith ("--cpp N:CPP_NS:CABI_NS, got " ^ spec));
         args rest
     | [] -> ()
     | a :: _ -> failwith ("bench: unknown argument " ^ a)
@@ -190,15 +236,27 @@ let () =
   in
   let dir = Filename.get_temp_dir_name () in
   Printf.printf
-    "| size | shmheap get | with_read + find | Marshal pipe | map_file | Marshal ÷ get | map_file ÷ get | C++ Get | OCaml − C++ | add | add GB/s |\n";
-  Printf.printf "|---|---|---|---|---|---|---|---|---|---|---|\n%!";
+    "| size | shmheap get | with_read + find | find (one scope) | Marshal pipe | map_file | Marshal ÷ get | map_file ÷ get | C ABI get | OCaml − C ABI | OCaml − C++ | add | add GB/s |\n";
+  Printf.printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n%!";
   List.iter
     (fun (label, n) ->
       let a = make n in
       let key = "get:" ^ string_of_int n in
       ignore (Shmheap.add t key (genarray_of_array1 a) : bool);
-      let get = measure (get_route t key n) in
-      let find = measure (find_route t key n) in
+      c_setup n;
+      let get, find, scoped, cabi =
+        match
+          measure_routes ~cap:(1 lsl 17)
+            [
+              ocaml_batch (get_route t key n);
+              ocaml_batch (find_route t key n);
+              scoped_find_batch t key n;
+              c_get n;
+            ]
+        with
+        | [ get; find; scoped; cabi ] -> (get, find, scoped, cabi)
+        | _ -> assert false
+      in
       let marshal = with_marshal_writer a (fun ic -> measure (marshal_route n ic)) in
       let path = Filename.concat dir (Printf.sprintf "shmheap-bench-%d-%d.f64" (Unix.getpid ()) n) in
       write_file path a;
@@ -218,19 +276,19 @@ let () =
         added := [];
         ignore (Shmheap.collect t : Shmheap.gc_report)
       in
-      (* At most 1 GiB or 2^17 keys a batch: the table has 2^19 slots. *)
-      let add_s = measure ~cap:(max 1 (min (1 lsl 17) ((1 lsl 30) / (8 * n)))) ~after_batch:cleanup add in
+      (* At most 1 GiB or 2^14 keys a batch (the table has 2^19 slots). *)
+      let add_s = measure ~cap:(max 1 (min (1 lsl 14) ((1 lsl 30) / (8 * n)))) ~after_batch:cleanup add in
       cleanup ();
-      let cpp_cell, over_cell =
+      let signed d = (if d < 0. then "−" else "+") ^ pretty_ns (Float.abs d) in
+      let over_cpp =
         match Hashtbl.find_opt cpp n with
-        | Some c ->
-            let d = get -. c in
-            (pretty_ns c, (if d < 0. then "−" else "+") ^ pretty_ns (Float.abs d))
-        | None -> ("–", "–")
+        | Some (cpp_s, cabi_s) -> signed (get -. cabi +. (cabi_s -. cpp_s))
+        | None -> "–"
       in
-      Printf.printf "| %s | %s | %s | %s | %s | %.1f× | %.1f× | %s | %s | %s | %.2f |\n%!" label
-        (pretty_ns get) (pretty_ns find) (pretty_ns marshal) (pretty_ns map_file)
-        (marshal /. get) (map_file /. get) cpp_cell over_cell (pretty_ns add_s)
+      Printf.printf "| %s | %s | %s | %s | %s | %s | %.1f× | %.1f× | %s | %s | %s | %s | %.2f |\n%!"
+        label (pretty_ns get) (pretty_ns find) (pretty_ns scoped) (pretty_ns marshal) (pretty_ns map_file)
+        (marshal /. get) (map_file /. get) (pretty_ns cabi) (signed (get -. cabi)) over_cpp
+        (pretty_ns add_s)
         (float_of_int (8 * n) /. add_s /. 1e9))
     sizes;
   Shmheap.close t;

@@ -1,25 +1,30 @@
 // The C++ side of //bindings/ocaml:bench: Heap::Get<double> of a 64 B,
-// 64 KiB and 16 MiB float64 array, reading every element, timed exactly as
-// bench.ml times the OCaml get (batches of calls sized to ~20 ms, the median
-// of 15 batches after a warm-up), so that the OCaml binding's per-call
-// overhead over the C++ API can be read off the two. Prints one line per
-// size: "cpp_get <elements> <median ns per call>".
+// 64 KiB and 16 MiB float64 array, reading every element, and the same get
+// through the C ABI (shmheap_get, shmheap_view_ref, shmheap_view_release),
+// their batches interleaved (~20 ms each, the median of 15 after a
+// warm-up), as bench.ml times its own. bench.ml measures OCaml against the
+// C ABI in its process; this measures the C ABI against C++, so the two
+// differences add up to the OCaml binding's overhead over C++, each taken
+// under one machine load. Prints one line per size:
+// "cpp_get <elements> <C++ ns per call> <C ABI ns per call>".
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "capi/shmheap_c.h"
 #include "shmheap.h"
 
 namespace {
 
-[[noreturn]] void Die(const absl::Status& status) {
-  std::fprintf(stderr, "bench_cpp_get: %s\n", status.ToString().c_str());
+[[noreturn]] void Die(const char* message) {
+  std::fprintf(stderr, "bench_cpp_get: %s\n", message);
   std::exit(1);
 }
 
@@ -43,6 +48,20 @@ double Now() {
       .count();
 }
 
+// Seconds for `calls` calls of `once`.
+double Batch(const std::function<void()>& once, int64_t calls) {
+  const double t0 = Now();
+  for (int64_t i = 0; i < calls; ++i) once();
+  return Now() - t0;
+}
+
+int64_t Calibrate(const std::function<void()>& once) {
+  int64_t n = 1;
+  double dt = Batch(once, n);
+  while (dt < 1e-3) dt = Batch(once, n *= 10);
+  return std::max<int64_t>(1, int64_t(double(n) * 0.02 / dt));
+}
+
 }  // namespace
 
 int main() {
@@ -50,35 +69,51 @@ int main() {
   options.heap_bytes = uint64_t{256} << 20;
   options.table_slots_log2 = 10;
   absl::StatusOr<shmheap::Heap> heap = shmheap::Heap::Create(options);
-  if (!heap.ok()) Die(heap.status());
-  double sink = 0;
+  if (!heap.ok()) Die(heap.status().ToString().c_str());
+  shmheap_heap* cheap = nullptr;
+  if (shmheap_create(nullptr, &cheap) != SHMHEAP_OK) Die(shmheap_last_error());
+  volatile double sink = 0;
   for (int64_t n : {int64_t{8}, int64_t{8192}, int64_t{2} << 20}) {
     std::vector<double> v(n);
     for (int64_t i = 0; i < n; ++i) v[i] = double(i % 1000);
     const std::string key = "get:" + std::to_string(n);
     const int64_t dims[] = {n};
-    absl::StatusOr<bool> added = heap->Add<double>(key, v, dims);
-    if (!added.ok()) Die(added.status());
-    auto once = [&] {
-      absl::StatusOr<shmheap::ArrayView<double>> a = heap->Get<double>(key);
-      if (!a.ok()) Die(a.status());
-      sink += Sum(a->flat());
-    };
-    // Calibrate a batch to ~20 ms, then take the median of 15.
-    once();
-    double t0 = Now();
-    once();
-    const double one = Now() - t0;
-    const int64_t calls = std::max<int64_t>(1, int64_t(0.02 / (one + 1e-9)));
-    std::vector<double> per_call;
-    for (int b = 0; b < 16; ++b) {
-      t0 = Now();
-      for (int64_t i = 0; i < calls; ++i) once();
-      if (b > 0) per_call.push_back((Now() - t0) / double(calls) * 1e9);
+    if (!heap->Add<double>(key, v, dims).ok()) Die("Add");
+    const shmheap_key ckey{key.data(), key.size(), 0, 0};
+    int published;
+    if (shmheap_add(cheap, &ckey, SHMHEAP_FLOAT64, SHMHEAP_C_LAYOUT, 1, dims,
+                    v.data(), v.size() * sizeof(double),
+                    &published) != SHMHEAP_OK) {
+      Die(shmheap_last_error());
     }
-    std::sort(per_call.begin(), per_call.end());
-    std::printf("cpp_get %ld %.1f\n", long(n), per_call[per_call.size() / 2]);
+    const std::function<void()> cpp = [&] {
+      absl::StatusOr<shmheap::ArrayView<double>> a = heap->Get<double>(key);
+      if (!a.ok()) Die("Get");
+      sink = sink + Sum(a->flat());
+    };
+    const std::function<void()> cabi = [&] {
+      shmheap_view* view;
+      if (shmheap_get(cheap, &ckey, &view) != SHMHEAP_OK) Die("shmheap_get");
+      shmheap_ref r;
+      shmheap_view_ref(view, &r);
+      sink = sink + Sum({static_cast<const double*>(r.data),
+                         r.bytes / sizeof(double)});
+      shmheap_view_release(view);
+    };
+    const int64_t cpp_calls = Calibrate(cpp), cabi_calls = Calibrate(cabi);
+    std::vector<double> cpp_ns, cabi_ns;
+    for (int round = 0; round < 16; ++round) {
+      const double a = Batch(cpp, cpp_calls) / double(cpp_calls) * 1e9;
+      const double b = Batch(cabi, cabi_calls) / double(cabi_calls) * 1e9;
+      if (round == 0) continue;  // warm-up
+      cpp_ns.push_back(a);
+      cabi_ns.push_back(b);
+    }
+    std::sort(cpp_ns.begin(), cpp_ns.end());
+    std::sort(cabi_ns.begin(), cabi_ns.end());
+    std::printf("cpp_get %ld %.1f %.1f\n", long(n), cpp_ns[cpp_ns.size() / 2],
+                cabi_ns[cabi_ns.size() / 2]);
   }
-  if (sink == 42) std::printf("\n");  // keeps the sums
+  shmheap_close(cheap);
   return 0;
 }

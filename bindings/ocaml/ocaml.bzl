@@ -49,21 +49,12 @@ def _cc_link_inputs(deps):
                     libs.append(a)
     return libs, flags
 
-def _ocaml_stub_library_impl(ctx):
-    module = ctx.file.mli.basename[:-len(".mli")]
-    if ctx.file.ml.basename != module + ".ml":
-        fail("ml must be %s.ml" % module)
-    cmi, cmx, obj, cmxa, lib, mli = [
-        ctx.actions.declare_file(ctx.label.name + "/" + module + ext)
-        for ext in [".cmi", ".cmx", ".o", ".cmxa", ".a", ".mli"]
-    ]
-    stubs_a = ctx.actions.declare_file(
-        ctx.label.name + "/lib" + ctx.attr.stubs_name + ".a",
-    )
-    stub_objs = []
-    hdrs = depset(transitive = [d[CcInfo].compilation_context.headers for d in ctx.attr.cc_deps])
-    for src in ctx.files.stubs:
-        o = ctx.actions.declare_file(ctx.label.name + "/_stubs/" + src.basename[:-2] + ".o")
+def _compile_c(ctx, srcs, cc_deps):
+    """Compiles C files with OCaml's headers and cc_deps' on the path."""
+    hdrs = depset(transitive = [d[CcInfo].compilation_context.headers for d in cc_deps])
+    objs = []
+    for src in srcs:
+        o = ctx.actions.declare_file("_" + ctx.label.name + "_c/" + src.basename[:-2] + ".o")
         ctx.actions.run_shell(
             outputs = [o],
             inputs = depset([src], transitive = [hdrs]),
@@ -75,8 +66,21 @@ def _ocaml_stub_library_impl(ctx):
             progress_message = "Compiling OCaml stub %s" % src.short_path,
             use_default_shell_env = True,
         )
-        stub_objs.append(o)
+        objs.append(o)
+    return objs
 
+def _ocaml_stub_library_impl(ctx):
+    module = ctx.file.mli.basename[:-len(".mli")]
+    if ctx.file.ml.basename != module + ".ml":
+        fail("ml must be %s.ml" % module)
+    cmi, cmx, obj, cmxa, lib, mli = [
+        ctx.actions.declare_file(ctx.label.name + "/" + module + ext)
+        for ext in [".cmi", ".cmx", ".o", ".cmxa", ".a", ".mli"]
+    ]
+    stubs_a = ctx.actions.declare_file(
+        ctx.label.name + "/lib" + ctx.attr.stubs_name + ".a",
+    )
+    stub_objs = _compile_c(ctx, ctx.files.stubs, ctx.attr.cc_deps)
     libs, flags = _cc_link_inputs(ctx.attr.cc_deps)
 
     # One archive: the stubs and every static library below them (GNU ar's
@@ -137,13 +141,14 @@ ocaml_stub_library = rule(
 def _ocaml_binary_impl(ctx):
     exe = ctx.actions.declare_file(ctx.label.name)
     libs = [d[OcamlLibraryInfo] for d in ctx.attr.deps]
+    c_objs = _compile_c(ctx, ctx.files.c_srcs, ctx.attr.cc_deps)
     includes = []
     for l in libs:
         includes += ["-I", "$ROOT/" + l.cmxa.dirname, "$ROOT/" + l.cmxa.path]
     packages = ",".join(ctx.attr.packages)
     ctx.actions.run_shell(
         outputs = [exe],
-        inputs = depset(ctx.files.srcs, transitive = [l.files for l in libs]),
+        inputs = depset(ctx.files.srcs + c_objs, transitive = [l.files for l in libs]),
         command = """set -e
 ROOT="$PWD"
 out="$ROOT/$1"
@@ -154,8 +159,9 @@ srcs=()
 for s in {srcs}; do cp "$ROOT/$s" "$work/"; srcs+=("$(basename "$s")"); done
 cd "$work"
 ocamlfind ocamlopt -g {unsafe} -w {w} -warn-error +a {pkgs} \
-  {includes} "${{srcs[@]}}" -o "$out"
+  {c_objs} {includes} "${{srcs[@]}}" -o "$out"
 """.format(
+            c_objs = " ".join(['"$ROOT/%s"' % o.path for o in c_objs]),
             srcs = " ".join(['"%s"' % s.path for s in ctx.files.srcs]),
             w = _WARNINGS,
             unsafe = "-unsafe -inline 200" if ctx.attr.unsafe else "",
@@ -182,6 +188,14 @@ ocaml_binary = rule(
         "deps": attr.label_list(providers = [OcamlLibraryInfo]),
         "packages": attr.string_list(doc = "findlib packages, e.g. unix"),
         "unsafe": attr.bool(doc = "-unsafe -inline 200 (benchmarks)"),
+        "c_srcs": attr.label_list(
+            allow_files = [".c"],
+            doc = "C stubs of the executable's own (their symbols must be in deps' archives)",
+        ),
+        "cc_deps": attr.label_list(
+            providers = [CcInfo],
+            doc = "headers for c_srcs (their code comes from deps)",
+        ),
         "data": attr.label_list(allow_files = True),
     },
 )

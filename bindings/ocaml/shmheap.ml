@@ -102,9 +102,6 @@ let mem t key = mem_ t key None
 let move t from to_ = move_ t from None to_ None
 let get t key kind layout = get_ t key None kind layout
 
-(* An array of any type, for the lists of arrays to empty. *)
-type any = Any : ('a, 'b, 'c) Genarray.t -> any
-
 type builder_handle
 
 type ('a, 'b, 'c) builder = {
@@ -156,7 +153,15 @@ let discard b =
 
 type reader_handle
 
-type reader = { scope : reader_handle; mutable found : any list }
+(* The arrays a scope handed out, held weakly: the ones still reachable at
+   its end are emptied there, while the ones dropped during it die young
+   (a minor collection finalises them) instead of being kept, and
+   promoted, until the end. *)
+type reader = {
+  scope : reader_handle;
+  mutable found : Obj.t Weak.t;
+  mutable count : int;
+}
 
 external read_begin : t -> reader_handle = "shm_ml_read_begin"
 
@@ -171,22 +176,38 @@ external find_ :
   'c layout ->
   ('a, 'b, 'c) Genarray.t option = "shm_ml_find"
 
+external release_any : Obj.t -> unit = "shm_ml_release"
+
+let no_arrays = Weak.create 0
+
 let end_scope r =
-  List.iter (fun (Any a) -> release a) r.found;
-  r.found <- [];
+  for i = 0 to r.count - 1 do
+    Option.iter release_any (Weak.get r.found i)
+  done;
+  r.found <- no_arrays;
+  r.count <- 0;
   (* Arrays derived from the ones just emptied still hold the pin; a minor
      collection finalises those already dropped (young ones, the usual
      case), so the pin goes now rather than at some later collection. *)
   if read_end r.scope then Gc.minor ()
 
 let with_read t f =
-  let r = { scope = read_begin t; found = [] } in
+  let r = { scope = read_begin t; found = no_arrays; count = 0 } in
   Fun.protect ~finally:(fun () -> end_scope r) (fun () -> f r)
+
+let remember r a =
+  if r.count = Weak.length r.found then begin
+    let bigger = Weak.create (max 8 (2 * r.count)) in
+    Weak.blit r.found 0 bigger 0 r.count;
+    r.found <- bigger
+  end;
+  Weak.set r.found r.count (Some (Obj.repr a));
+  r.count <- r.count + 1
 
 let find_key r key hash kind layout =
   match find_ r.scope key hash kind layout with
   | Some a as found ->
-      r.found <- Any a :: r.found;
+      remember r a;
       found
   | None -> None
 

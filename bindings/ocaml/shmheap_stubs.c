@@ -272,11 +272,14 @@ static struct custom_operations g_array_ops = {
     custom_fixed_length_default,
 };
 
-/* A Bigarray over `r` that holds one count on `p`, which the caller took. */
+/* A Bigarray over `r` that holds one count on `p`, which the caller took.
+ * Each array counts 1/1000 of the GC's budget for outside resources, so
+ * that about every thousand arrays dropped without release, a collection
+ * finalises them and their pins go. */
 static value WrapArray(Pin* p, const shmheap_ref* r) {
   const int nd = r->ndims;
-  value v = caml_alloc_custom_mem(
-      &g_array_ops, SIZEOF_BA_ARRAY + nd * sizeof(intnat), sizeof(Pin));
+  value v = caml_alloc_custom(&g_array_ops,
+                              SIZEOF_BA_ARRAY + nd * sizeof(intnat), 1, 1000);
   struct caml_ba_array* b = Caml_ba_array_val(v);
   b->data = (void*)r->data;
   b->num_dims = nd;
