@@ -807,28 +807,29 @@ static void EndBlocking(HeapState* hs, int rc, const char* what,
   if (rc != SHMHEAP_OK) Raise(rc, message);
 }
 
-CAMLprim value shm_ml_collect(value vt, value vdeadline_ms) {
-  HeapState* hs = LiveHeap(vt, "collect");
-  const int64_t deadline_ms = Long_val(vdeadline_ms);
+/* collect (overhead < 0) or maybe_collect, without the runtime lock. */
+static value Collect(value vt, const char* what, int64_t deadline_ms,
+                     double overhead) {
+  HeapState* hs = LiveHeap(vt, what);
   shmheap_gc_report g;
   ++hs->refs;
   caml_enter_blocking_section();
-  int rc = shmheap_collect(hs->heap, deadline_ms, &g);
+  int rc = overhead < 0 ? shmheap_collect(hs->heap, deadline_ms, &g)
+                        : shmheap_maybe_collect(hs->heap, overhead, &g);
   caml_leave_blocking_section();
-  EndBlocking(hs, rc, "collect", 1);
+  EndBlocking(hs, rc, what, 1);
   return Report(&g);
 }
 
+CAMLprim value shm_ml_collect(value vt, value vdeadline_ms) {
+  return Collect(vt, "collect", Long_val(vdeadline_ms), -1);
+}
+
 CAMLprim value shm_ml_maybe_collect(value vt, value voverhead) {
-  HeapState* hs = LiveHeap(vt, "maybe_collect");
-  const double overhead = Double_val(voverhead);
-  shmheap_gc_report g;
-  ++hs->refs;
-  caml_enter_blocking_section();
-  int rc = shmheap_maybe_collect(hs->heap, overhead, &g);
-  caml_leave_blocking_section();
-  EndBlocking(hs, rc, "maybe_collect", 1);
-  return Report(&g);
+  if (!(Double_val(voverhead) >= 0)) {
+    Raise(SHMHEAP_EINVALID, "Shmheap.maybe_collect: overhead must be >= 0");
+  }
+  return Collect(vt, "maybe_collect", 0, Double_val(voverhead));
 }
 
 CAMLprim value shm_ml_stats(value vt) {
