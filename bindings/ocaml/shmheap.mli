@@ -273,8 +273,9 @@ val collect : ?deadline_ms:int -> t -> gc_report
     [EDATALOSS]. *)
 
 val maybe_collect : ?overhead:float -> t -> gc_report
-(** Collects when used bytes reach [overhead] (default 2.0) times the live
-    bytes; [ran = false] otherwise. Raises as {!collect}. *)
+(** Collects when used bytes reach [overhead] (default 2.0,
+    shmheap::Heap::kGentle) times the live bytes; [ran = false] otherwise.
+    Raises [EINVALID] (a negative or NaN overhead), and as {!collect}. *)
 
 type stats = {
   table_slots : int;

@@ -612,6 +612,8 @@ let test_named_and_files () =
       Shmheap.create ~options:{ (small_options ()) with table_slots_log2 = 99 } ());
   let m = Shmheap.create ~options:(small_options ()) () in
   check "maybe_collect with nothing to do" (not (Shmheap.maybe_collect m).ran);
+  raises "maybe_collect with a negative overhead" EINVALID (fun () ->
+      Shmheap.maybe_collect ~overhead:(-1.) m);
   Shmheap.close m
 
 let () =
