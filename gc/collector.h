@@ -72,9 +72,9 @@
 //       both records whole.
 //   R3  Sliding records each live blob before it moves (source position,
 //       the slide's destination before it, its destination, header, slot,
-//       tag, bytes copied): the record alone finishes the move. A move that does not
-//       overlap its source is copied again whole; one that overlaps (the
-//       destination d < size bytes below) goes d bytes at a time from the
+//       tag, bytes copied): the record alone finishes the move. A move that
+//       does not overlap its source is copied again whole; one that overlaps
+//       (the destination d < size bytes below) goes d bytes at a time from the
 //       front, each step recorded, and a step overwrites only source bytes
 //       an earlier step copied. At every instant each live blob exists
 //       completely at its threaded source, at its slot's offset, or split
