@@ -141,57 +141,53 @@ absl::Status CheckCollectorAlive(const Segment& segment) {
   Header& h = segment.header();
   // Acquire: pairs with the collector's release stores of gc_lock/phase.
   const uint32_t collector = h.gc_lock.load(std::memory_order_acquire);
-  const uint32_t phase = h.phase.load(std::memory_order_acquire);
-  if (phase == kPhaseDamaged) {
+  if (h.phase.load(std::memory_order_acquire) == kPhaseDamaged) {
     return absl::DataLossError(absl::StrCat(
         segment.Describe(),
         ": a collection found the heap damaged (it does not parse); its "
         "contents cannot be trusted"));
   }
   if (collector == 0) {
-    // No collector, so an odd epoch has nobody to make it even: a collector
-    // holds the lock from before it makes the epoch odd until after it makes
-    // it even again, and so does a reopener below. Only a corrupt file gets
-    // here with an odd epoch; reopen it rather than wait forever. seq_cst:
-    // the epoch's accesses are part of the Dekker handshake.
+    // seq_cst: the epoch's accesses are part of the Dekker handshake.
     if ((h.gc_epoch.load(std::memory_order_seq_cst) & 1) == 0) {
       return absl::OkStatus();
     }
-    if (phase != kPhaseIdle) {
-      // A collection in progress with nobody holding the lock: no collector
-      // leaves that (it holds the lock throughout), so the file is corrupt.
-      return absl::DataLossError(absl::StrCat(
-          segment.Describe(), ": a collection is recorded in progress (phase ",
-          phase, ") but no collector holds the lock"));
-    }
+    // An odd epoch with no lock: a collector has taken the lock since it
+    // was loaded (the CAS below then fails), or nobody will make the epoch
+    // even (only a corrupt file, or a heap whose collector state was
+    // reset by hand, gets here).
   } else if (ProcessAlive(static_cast<pid_t>(collector), 0)) {
     return absl::OkStatus();
   }
-  // The collector died (or there is none and the epoch is odd). The lock is
-  // taken from it first, so that exactly one process reopens or rolls
-  // forward, and no new collection can make the epoch odd in between and
-  // have its stopped world reopened under it.
+  // The collector died (or none holds the lock and the epoch is odd). The
+  // lock is taken first, so that exactly one process acts, and no new
+  // collection can make the epoch odd meanwhile and have its stopped world
+  // reopened under it. What to do is decided only under the lock: the
+  // state loaded above may be older than a collection that has since
+  // begun or ended.
   uint32_t expected = collector;
-  // acq_rel: what follows must come after the claim, and see the dead
-  // collector's last stores.
+  // acq_rel: what follows must come after the claim, and see the last
+  // collector's stores.
   if (!h.gc_lock.compare_exchange_strong(expected,
                                          static_cast<uint32_t>(getpid()),
                                          std::memory_order_acq_rel)) {
-    return absl::OkStatus();  // another process took over; callers retry
+    return absl::OkStatus();  // a collector runs, or another process acts
   }
-  if (phase != kPhaseIdle) {
-    // It died mid-collection, with the world stopped: finish its work.
+  const uint32_t phase = h.phase.load(std::memory_order_acquire);
+  if (phase != kPhaseIdle && phase != kPhaseDamaged) {
+    // A collection was left mid-way, with the world stopped: finish it.
     // Relaxed: installed before any heap was opened.
     const CollectionRecovery recover =
         g_recovery.load(std::memory_order_relaxed);
     if (recover != nullptr) return recover(segment);
     // Release: hand the lock back; the heap stays as it is.
     h.gc_lock.store(collector, std::memory_order_release);
-    return absl::DataLossError(absl::StrCat(
-        segment.Describe(), ": collector pid ", collector,
-        " died mid-collection and this program links no recovery"));
+    return absl::DataLossError(
+        absl::StrCat(segment.Describe(), ": a collection (pid ", collector,
+                     ") was left mid-way and this program links no recovery"));
   }
-  // It died before it changed anything: reopen the world.
+  // Nothing was changed, or the collection has ended: reopen the world if
+  // it is still stopped.
   const uint32_t e = h.gc_epoch.load(std::memory_order_relaxed);
   if (e & 1) {
     // seq_cst: part of the Dekker handshake with sessions.

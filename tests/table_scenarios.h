@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <span>
@@ -448,14 +449,17 @@ inline void ReadScopesRacingWithWritersAndCollector(
       int64_t failures = 0;
       for (int64_t n = 0; n < max_writes_per_writer && readers_running(); ++n) {
         const uint64_t key = (n * 7 + w * 31) % kRaceKeys;
+        absl::Status s;
         if (n % 16 == 15) {
-          const absl::Status s = heap.Remove(KeyName(key));
-          if (!s.ok() && s.code() != absl::StatusCode::kNotFound) ++failures;
+          s = heap.Remove(KeyName(key));
+          if (s.code() == absl::StatusCode::kNotFound) s = absl::OkStatus();
         } else {
           const uint64_t v = 2 * static_cast<uint64_t>(n) + w + 3;
-          if (!ReplaceArray(heap, KeyName(key), VersionedArray(key, v)).ok()) {
-            ++failures;
-          }
+          s = ReplaceArray(heap, KeyName(key), VersionedArray(key, v)).status();
+        }
+        if (!s.ok()) {
+          ++failures;
+          std::fprintf(stderr, "writer %d: %s\n", w, s.ToString().c_str());
         }
         if (pause.count() > 0) std::this_thread::sleep_for(pause);
       }
