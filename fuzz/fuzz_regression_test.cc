@@ -21,6 +21,9 @@
 //     it (SIGBUS).
 //   * ComputeGeometry accepted a blob whose size does not fit the header's
 //     48-bit size field (a key and a payload each just under its limit).
+//   * Recovering a dead collector's collection walked up to the recorded
+//     old top, checked only against heap_limit: a record past the file's
+//     end made OpenFile read there (SIGBUS).
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -250,6 +253,24 @@ TEST(FuzzRegression, BlobTooLargeForTheSizeFieldIsInvalid) {
       Kind::kChar, 0, static_cast<int64_t>(part), true, part);
   EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument)
       << (g.ok() ? g->total_bytes : 0);
+}
+
+TEST(FuzzRegression, RecordedTopPastTheFileIsDataLoss) {
+  // A collector "died" closing chunks, its record naming a top a page past
+  // the file's end (inside heap_limit): attach rolls the collection forward
+  // and must stop at the record instead of walking off the file.
+  const File f = MakeFile("old_top", 2);
+  ASSERT_EQ(f.top % 4096, 0u);
+  Poke<uint64_t>(f.path, offsetof(Header, gc_old_top), f.top + 4096);
+  Poke<uint32_t>(f.path, offsetof(Header, phase), internal::kPhaseClosing);
+  Poke<uint32_t>(f.path, offsetof(Header, gc_epoch), 1);
+  Poke<uint32_t>(f.path, offsetof(Header, gc_lock),
+                 static_cast<uint32_t>(kDeadPid));
+  absl::StatusOr<Heap> heap = Heap::OpenFile(f.path);
+  EXPECT_EQ(heap.status().code(), absl::StatusCode::kDataLoss) << heap.status();
+  EXPECT_NE(heap.status().message().find("backed bytes"), std::string::npos)
+      << heap.status();
+  unlink(f.path.c_str());
 }
 
 }  // namespace

@@ -189,9 +189,18 @@ class Collection {
   absl::Status Run(bool resumed) {
     resumed_ = resumed;
     old_top_ = h_.gc_old_top.load(kStopped);
-    if (old_top_ < h_.heap_start || old_top_ > h_.heap_limit || old_top_ % 8) {
+    // A resumed collection's record comes from a file nobody verified: a top
+    // past the backing object's end would make the walk fault (SIGBUS).
+    absl::StatusOr<uint64_t> backed = segment_.BackedBytes();
+    if (!backed.ok()) {
+      OpenWorld(h_);
+      return backed.status();
+    }
+    if (old_top_ < h_.heap_start || old_top_ > h_.heap_limit ||
+        old_top_ > *backed || old_top_ % 8) {
       return Damaged(segment_, absl::StrCat("recorded top ", old_top_,
-                                            " is outside the heap"));
+                                            " is outside the heap's ", *backed,
+                                            " backed bytes"));
     }
     report_.bytes_before = old_top_ - h_.heap_start;
     for (;;) {

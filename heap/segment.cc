@@ -463,6 +463,15 @@ absl::Status Segment::Release(uint64_t offset, uint64_t length) const {
                                         ", +", length, ")"));
 }
 
+absl::StatusOr<uint64_t> Segment::BackedBytes() const {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) {
+    return absl::InternalError(
+        absl::StrCat(Describe(), ": fstat: ", std::strerror(errno)));
+  }
+  return static_cast<uint64_t>(st.st_size);
+}
+
 std::string ShmPath(std::string_view normalized_name) {
   return absl::StrCat(kShmDir, Sv(normalized_name));
 }

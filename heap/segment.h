@@ -164,6 +164,12 @@ class Segment {
   absl::Status Back(uint64_t offset, uint64_t length) const;
   // Gives [offset, offset + length) back to the OS; reads return zeros.
   absl::Status Release(uint64_t offset, uint64_t length) const;
+  // The backing object's current size. Every offset below it can be read
+  // without SIGBUS, and every offset a process of this heap ever wrote lies
+  // below it: objects only grow (Back extends them, Release punches holes
+  // and keeps the size). What bounds a record read from an unverified
+  // file. Errors: kInternal when fstat fails.
+  absl::StatusOr<uint64_t> BackedBytes() const;
 
   // Whether [offset, offset + length) lies inside the mapping.
   bool Contains(uint64_t offset, uint64_t length) const {
