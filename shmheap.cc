@@ -142,22 +142,14 @@ absl::StatusOr<ReadScope> Heap::Read() const {
   if (!store_) return MovedFrom();
   absl::StatusOr<Pin> pin = store_->Enter();
   if (!pin.ok()) return pin.status();
-  return ReadScope(store_.get(), *std::move(pin));
-}
-
-std::optional<RawRef> ReadScope::FindRaw(Key key) const noexcept {
-  return store_->Find(store_->Resolve(key));
+  return ReadScope(store_.get(), store_->lookup(), *std::move(pin));
 }
 
 absl::StatusOr<RawRef> ReadScope::GetRaw(Key key) const {
-  const ResolvedKey resolved = store_->Resolve(key);
-  std::optional<RawRef> r = store_->Find(resolved);
+  const ResolvedKey resolved = lookup_.Resolve(key);
+  std::optional<RawRef> r = lookup_.Find(resolved);
   if (!r) return store_->NotFound(resolved);
   return *r;
-}
-
-bool ReadScope::Contains(Key key) const noexcept {
-  return store_->ContainsInScope(store_->Resolve(key));
 }
 
 size_t ReadScope::GetMany(std::span<const Key> keys,
@@ -175,7 +167,7 @@ absl::StatusOr<RawRef> Heap::GetPinned(Key key, Pin& pin) const {
   absl::StatusOr<Pin> entered = store_->Enter();
   if (!entered.ok()) return entered.status();
   const ResolvedKey resolved = store_->Resolve(key);
-  std::optional<RawRef> r = store_->Find(resolved);
+  std::optional<RawRef> r = store_->lookup().Find(resolved);
   if (!r) return store_->NotFound(resolved);
   pin = *std::move(entered);
   return *r;

@@ -69,6 +69,7 @@
 #include "absl/status/statusor.h"
 #include "gc/options.h"
 #include "hashtable/key.h"
+#include "hashtable/lookup.h"
 #include "heap/array_ref.h"
 #include "heap/array_view.h"
 #include "heap/kind.h"
@@ -189,14 +190,18 @@ class ReadScope {
   // The value of `key` as a borrowed view, or nullopt when the key is
   // absent (or a different key with the same 64-bit hash holds the slot).
   // No allocation, no formatting.
-  std::optional<RawRef> FindRaw(Key key) const noexcept;
+  // Inline (hashtable/lookup.h): a lookup compiles into its caller.
+  std::optional<RawRef> FindRaw(Key key) const noexcept {
+    return lookup_.Find(lookup_.Resolve(key));
+  }
   // The same, typed: nullopt also when the stored kind is not readable as
   // T (FindRaw, or Get, tells the two apart).
   template <Element T>
   std::optional<ArrayRef<T>> Find(Key key) const noexcept {
-    std::optional<RawRef> r = FindRaw(key);
+    const std::optional<RawRef> r = FindRaw(key);
     if (!r || !r->Is<T>()) return std::nullopt;
-    return *r->As<T>();
+    return ArrayRef<T>(reinterpret_cast<const T*>(r->data()), r->dims().data(),
+                       r->ndims(), r->kind(), r->layout());
   }
   // Like Find, with errors: kNotFound (its message names the heap and key:
   // formatting it costs a few hundred ns, which Find avoids),
@@ -210,7 +215,9 @@ class ReadScope {
   }
   // Whether `key` has a value. Reads the table only (hashtable/store.h
   // gives the probability that a different key is taken for it).
-  bool Contains(Key key) const noexcept;
+  bool Contains(Key key) const noexcept {
+    return lookup_.Contains(lookup_.Resolve(key));
+  }
 
   // Batched lookups (hh_shared's get_batch): out[i] is the result for
   // keys[i]; returns how many were found. Slots and then blobs are
@@ -231,9 +238,12 @@ class ReadScope {
 
  private:
   friend class Heap;
-  ReadScope(const internal::Store* store, Pin pin) noexcept
-      : store_(store), pin_(std::move(pin)) {}
+  ReadScope(const internal::Store* store, const internal::Lookup& lookup,
+            Pin pin) noexcept
+      : store_(store), lookup_(lookup), pin_(std::move(pin)) {}
   const internal::Store* store_;
+  // A copy of the store's read path: lookups read no Store field.
+  internal::Lookup lookup_;
   Pin pin_;
 };
 

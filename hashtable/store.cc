@@ -1,10 +1,5 @@
 #include "hashtable/store.h"
 
-// Hashing is on every lookup's critical path: inline XXH3 instead of calling
-// into libxxhash.
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -18,54 +13,18 @@
 #include "heap/testing_hooks.h"
 
 namespace shmheap::internal {
-namespace {
-
-// The tag of a key from the high half of its XXH3-128: 16 bits, never 0.
-uint16_t TagOf(uint64_t high) {
-  const uint16_t t = static_cast<uint16_t>(high >> 48);
-  return t != 0 ? t : 1;
-}
-
-}  // namespace
-
 Store::Store(std::unique_ptr<Segment> segment)
     : segment_(std::move(segment)),
-      table_(segment_->slots(), segment_->header().table_slots_log2),
-      keep_keys_((segment_->header().flags & kFlagKeepKeys) != 0),
-      checksums_((segment_->header().flags & kFlagChecksums) != 0),
-      seed_(segment_->header().seed) {}
+      lookup_(segment_->slots(), segment_->header().table_slots_log2,
+              segment_->base(), segment_->header().seed,
+              (segment_->header().flags & kFlagKeepKeys) != 0),
+      checksums_((segment_->header().flags & kFlagChecksums) != 0) {}
 
 Store::~Store() {
   LocalSession* s = session_.load(std::memory_order_acquire);
   // A session inherited across fork belongs to the parent: leaving it would
   // free the parent's registry entry, so the child leaks it.
   if (s != nullptr && s->fork_generation() == ForkGeneration()) delete s;
-}
-
-ResolvedKey Store::Resolve(const Key& key) const noexcept {
-  ResolvedKey r;
-  r.bytes = key.bytes();
-  r.has_key = keep_keys_ && (!key.hashed() || !r.bytes.empty());
-  if (!key.hashed() || r.has_key) {
-    const XXH128_hash_t h =
-        XXH3_128bits_withSeed(r.bytes.data(), r.bytes.size(), seed_);
-    r.hash = key.hashed() ? key.hash() : h.low64;
-    if (r.has_key) r.tag = TagOf(h.high64);
-    r.key_hashed = r.has_key && !key.hashed();
-  } else {
-    r.hash = key.hash();
-  }
-  r.hash = Table::Remap(r.hash);
-  return r;
-}
-
-uint16_t Store::KeyTag(std::string_view bytes) const noexcept {
-  return TagOf(XXH3_128bits_withSeed(bytes.data(), bytes.size(), seed_).high64);
-}
-
-uint64_t Store::KeyHash(std::string_view bytes) const noexcept {
-  return Table::Remap(
-      XXH3_128bits_withSeed(bytes.data(), bytes.size(), seed_).low64);
 }
 
 absl::StatusOr<LocalSession*> Store::Session() const {
@@ -104,12 +63,6 @@ std::string Store::Name(const ResolvedKey& key) const {
                         absl::CHexEscape(Sv(key.bytes.substr(0, 200))), "\"");
   }
   return absl::StrFormat("hash %#x", key.hash);
-}
-
-bool Store::Matches(uint64_t offset, const ResolvedKey& key) const noexcept {
-  if (!key.has_key) return true;
-  const BlobRef b(segment_->base() + offset);
-  return !b.header().has_key || b.key() == key.bytes;
 }
 
 absl::Status Store::Collision(const ResolvedKey& key, uint64_t offset) const {
@@ -175,7 +128,7 @@ absl::StatusOr<bool> Store::Publish(LocalSession& session,
                                     const ResolvedKey& key, uint64_t blob,
                                     bool replace) const {
   bool claimed = false;
-  absl::StatusOr<uint64_t> index = table_.FindOrClaim(key.hash, &claimed);
+  absl::StatusOr<uint64_t> index = table().FindOrClaim(key.hash, &claimed);
   if (!index.ok()) {
     return absl::Status(index.status().code(),
                         absl::StrCat(segment_->Describe(), ": ", Name(key),
@@ -193,13 +146,13 @@ absl::StatusOr<bool> Store::Publish(LocalSession& session,
     std::memcpy(segment_->base() + blob + ref.checksum_offset(), &sum, 8);
   }
   const uint64_t word = AddrWord(blob, key.tag);
-  uint64_t expected = replace ? table_.LoadAddr(*index) : 0;
+  uint64_t expected = replace ? table().LoadAddr(*index) : 0;
   for (;;) {
-    if (expected != 0 && !Matches(AddrOffset(expected), key)) {
+    if (expected != 0 && !lookup_.Matches(AddrOffset(expected), key)) {
       return Collision(key, AddrOffset(expected));
     }
     if (expected != 0 && !replace) return false;  // write-once: taken
-    if (table_.CasAddr(*index, expected, word)) break;
+    if (table().CasAddr(*index, expected, word)) break;
     // `expected` now holds the value that won; look at it again.
   }
   RunTestingHook(TestingPoint::kPublished);
@@ -231,9 +184,9 @@ absl::StatusOr<bool> Store::Write(const ResolvedKey& key, Kind kind,
   LocalSession& session = *scope->session;
   if (!replace) {
     // Write-once fast path: an existing value means no blob is built.
-    if (std::optional<uint64_t> i = table_.Find(key.hash)) {
-      if (const uint64_t word = table_.LoadAddr(*i); word != 0) {
-        if (!Matches(AddrOffset(word), key)) {
+    if (std::optional<uint64_t> i = table().Find(key.hash)) {
+      if (const uint64_t word = table().LoadAddr(*i); word != 0) {
+        if (!lookup_.Matches(AddrOffset(word), key)) {
           return Collision(key, AddrOffset(word));
         }
         return false;
@@ -274,13 +227,13 @@ absl::Status Store::Remove(const ResolvedKey& key) const {
   absl::StatusOr<InScope> scope = EnterSession();
   if (!scope.ok()) return scope.status();
   LocalSession& session = *scope->session;
-  std::optional<uint64_t> i = table_.Find(key.hash);
-  uint64_t expected = i ? table_.LoadAddr(*i) : 0;
+  std::optional<uint64_t> i = table().Find(key.hash);
+  uint64_t expected = i ? table().LoadAddr(*i) : 0;
   for (;;) {
-    if (expected == 0 || !Matches(AddrOffset(expected), key)) {
+    if (expected == 0 || !lookup_.Matches(AddrOffset(expected), key)) {
       return NotFound(key);
     }
-    if (table_.CasAddr(*i, expected, 0)) break;
+    if (table().CasAddr(*i, expected, 0)) break;
   }
   session.Count(kBlobsUnlinked, 1);
   session.Count(
@@ -293,9 +246,9 @@ absl::Status Store::Move(const ResolvedKey& from, const ResolvedKey& to) const {
   absl::StatusOr<InScope> scope = EnterSession();
   if (!scope.ok()) return scope.status();
   LocalSession& session = *scope->session;
-  std::optional<uint64_t> i = table_.Find(from.hash);
-  const uint64_t source = i ? table_.LoadAddr(*i) : 0;
-  if (source == 0 || !Matches(AddrOffset(source), from)) {
+  std::optional<uint64_t> i = table().Find(from.hash);
+  const uint64_t source = i ? table().LoadAddr(*i) : 0;
+  if (source == 0 || !lookup_.Matches(AddrOffset(source), from)) {
     return absl::NotFoundError(
         absl::StrCat(segment_->Describe(), ": move: no ", Name(from)));
   }
@@ -316,7 +269,7 @@ absl::Status Store::Move(const ResolvedKey& from, const ResolvedKey& to) const {
         segment_->Describe(), ": move: ", Name(to), " already has a value"));
   }
   uint64_t expected = source;
-  if (!table_.CasAddr(*i, expected, 0)) {
+  if (!table().CasAddr(*i, expected, 0)) {
     return absl::AbortedError(absl::StrCat(
         segment_->Describe(), ": move: ", Name(from),
         " changed during the move; ", Name(to), " holds the moved value"));
@@ -324,29 +277,6 @@ absl::Status Store::Move(const ResolvedKey& from, const ResolvedKey& to) const {
   session.Count(kBlobsUnlinked, 1);
   session.Count(kBytesUnlinked, h.size_bytes());
   return absl::OkStatus();
-}
-
-RawRef Store::Ref(uint64_t offset) const noexcept {
-  const BlobRef b(segment_->base() + offset);
-  const BlobHeader h = b.header();
-  return RawRef(b.payload(), reinterpret_cast<const int64_t*>(b.start() + 16),
-                h.ndims, static_cast<Kind>(h.kind), h.layout);
-}
-
-std::optional<RawRef> Store::Find(const ResolvedKey& key) const noexcept {
-  const std::optional<uint64_t> i = table_.Find(key.hash);
-  if (!i) return std::nullopt;
-  const uint64_t word = table_.LoadAddr(*i);
-  if (word == 0 || !TagMatches(word, key)) return std::nullopt;
-  if (!Matches(AddrOffset(word), key)) return std::nullopt;
-  return Ref(AddrOffset(word));
-}
-
-bool Store::ContainsInScope(const ResolvedKey& key) const noexcept {
-  const std::optional<uint64_t> i = table_.Find(key.hash);
-  if (!i) return false;
-  const uint64_t word = table_.LoadAddr(*i);
-  return word != 0 && TagMatches(word, key);
 }
 
 bool Store::Contains(const ResolvedKey& key) const {
@@ -360,14 +290,14 @@ bool Store::Contains(const ResolvedKey& key) const {
     // release store, made after the epoch turned odd) makes the re-load see
     // the odd epoch or a later one. Otherwise every slot it read is from
     // before the collection: a consistent table.
-    const bool present = ContainsInScope(key);
+    const bool present = lookup_.Contains(key);
     if (h.gc_epoch.load(std::memory_order_relaxed) == epoch) return present;
   }
   // A collection overlapped the probe: ask again inside the scope (which
   // waits for the collection to end).
   absl::StatusOr<Pin> pin = Enter();
   if (!pin.ok()) return false;
-  return ContainsInScope(key);
+  return lookup_.Contains(key);
 }
 
 size_t Store::ResolveGroup(
@@ -375,8 +305,8 @@ size_t Store::ResolveGroup(
     ResolvedKey (&resolved)[kLookupGroup]) const noexcept {
   const size_t n = std::min(kLookupGroup, keys.size() - base);
   for (size_t k = 0; k < n; ++k) {
-    resolved[k] = Resolve(keys[base + k]);
-    table_.Prefetch(resolved[k].hash);
+    resolved[k] = lookup_.Resolve(keys[base + k]);
+    table().Prefetch(resolved[k].hash);
   }
   return n;
 }
@@ -393,18 +323,15 @@ size_t Store::FindMany(std::span<const Key> keys,
   for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
     const size_t n = ResolveGroup(keys, base, resolved);
     for (size_t k = 0; k < n; ++k) {
-      const std::optional<uint64_t> i = table_.Find(resolved[k].hash);
-      words[k] = i ? table_.LoadAddr(*i) : 0;
-      if (words[k] != 0 && TagMatches(words[k], resolved[k])) {
+      words[k] = lookup_.FindWord(resolved[k]);
+      if (words[k] != 0) {
         __builtin_prefetch(segment_->base() + AddrOffset(words[k]), 0, 3);
-      } else {
-        words[k] = 0;
       }
     }
     for (size_t k = 0; k < n; ++k) {
       std::optional<RawRef>& o = out[base + k];
-      if (words[k] != 0 && Matches(AddrOffset(words[k]), resolved[k])) {
-        o = Ref(AddrOffset(words[k]));
+      if (words[k] != 0 && lookup_.Matches(AddrOffset(words[k]), resolved[k])) {
+        o = lookup_.Ref(AddrOffset(words[k]));
         ++found;
       } else {
         o.reset();
@@ -421,7 +348,7 @@ size_t Store::ContainsMany(std::span<const Key> keys,
   for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
     const size_t n = ResolveGroup(keys, base, resolved);
     for (size_t k = 0; k < n; ++k) {
-      out[base + k] = ContainsInScope(resolved[k]);
+      out[base + k] = lookup_.Contains(resolved[k]);
       found += out[base + k];
     }
   }

@@ -6,12 +6,7 @@
 // lookups and read scopes. shmheap.h sits on top of it and only translates
 // options and forwards; the Store never includes it.
 //
-// Keys. A key resolves to
-//   hash  the 64-bit table hash: the low half of XXH3-128 of the bytes with
-//         the heap's seed, or the caller's HashedKey::hash; never 0;
-//   tag   16 bits of the high half of XXH3-128 of the bytes (never 0), or 0
-//         when the key is not stored (keep_keys off, or a HashedKey without
-//         bytes): it travels in the slot's addr word (heap/layout.h).
+// Keys resolve as hashtable/lookup.h says (hash, 16-bit tag, bytes).
 // A blob that stores its key also records it, and writes compare the stored
 // key in full: two keys with the same 64-bit hash are told apart, the second
 // one's Add answers kAlreadyExists, never the other key's data.
@@ -63,6 +58,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "hashtable/key.h"
+#include "hashtable/lookup.h"
 #include "hashtable/table.h"
 #include "heap/array_ref.h"
 #include "heap/kind.h"
@@ -72,17 +68,6 @@
 #include "heap/stats.h"
 
 namespace shmheap::internal {
-
-// A key after hashing.
-struct ResolvedKey {
-  uint64_t hash = 0;  // never 0 (Table::Remap)
-  uint16_t tag = 0;   // 0: none (the key is not stored)
-  std::string_view bytes;
-  bool has_key = false;  // store and compare `bytes`
-  // `hash` is this heap's hash of `bytes` (not a caller's HashedKey::hash),
-  // so Verify can recompute it from the stored key.
-  bool key_hashed = false;
-};
 
 // The largest batch a prefetching lookup works on at once: enough misses in
 // flight to cover a DRAM latency, few enough to stay in registers and L1.
@@ -97,13 +82,13 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   const Segment& segment() const { return *segment_; }
-  const Table& table() const { return table_; }
+  const Table& table() const { return lookup_.table(); }
+  // The inline read path over this store (a ReadScope copies it).
+  const Lookup& lookup() const { return lookup_; }
 
-  ResolvedKey Resolve(const Key& key) const noexcept;
-  // The tag of stored key bytes (never 0).
-  uint16_t KeyTag(std::string_view bytes) const noexcept;
-  // The table hash Resolve gives `bytes` as a key (remapped, never 0).
-  uint64_t KeyHash(std::string_view bytes) const noexcept;
+  ResolvedKey Resolve(const Key& key) const noexcept {
+    return lookup_.Resolve(key);
+  }
 
   // This process's session, joining on first use and again after fork.
   // Errors: those of LocalSession::Join (kResourceExhausted: max_sessions;
@@ -150,17 +135,13 @@ class Store {
   // --- Reads inside a scope. REQUIRES: this process is in scope (holds a
   // Pin of this store) for as long as the returned refs are used.
 
-  // The value of `key`, or nullopt (absent, or a different key with the
-  // same 64-bit hash). Allocates nothing.
-  std::optional<RawRef> Find(const ResolvedKey& key) const noexcept;
-  // Whether `key` has a value: the table only (see the header comment).
-  bool ContainsInScope(const ResolvedKey& key) const noexcept;
-  // out[i] := Find(keys[i]); returns how many were found. Prefetches slots
-  // and then blobs kLookupGroup keys ahead. REQUIRES: out.size() ==
+  // Single lookups are Lookup::Find and Lookup::Contains (lookup()).
+  // out[i] := lookup().Find(keys[i]); returns how many were found. Prefetches
+  // slots and then blobs kLookupGroup keys ahead. REQUIRES: out.size() ==
   // keys.size().
   size_t FindMany(std::span<const Key> keys,
                   std::span<std::optional<RawRef>> out) const noexcept;
-  // out[i] := ContainsInScope(keys[i]); returns how many are present.
+  // out[i] := lookup().Contains(keys[i]); returns how many are present.
   size_t ContainsMany(std::span<const Key> keys,
                       std::span<bool> out) const noexcept;
   // The kNotFound a failed Get reports (formatting happens here only).
@@ -200,15 +181,6 @@ class Store {
                                  int64_t elements, Layout layout) const;
   absl::StatusOr<bool> Publish(LocalSession& session, const ResolvedKey& key,
                                uint64_t blob, bool replace) const;
-  // Whether the blob at `offset` may be `key`'s: the stored key equals it,
-  // or one of the two has no key to compare.
-  bool Matches(uint64_t offset, const ResolvedKey& key) const noexcept;
-  // Whether a slot's addr word may hold `key`'s value, by its tag alone.
-  static bool TagMatches(uint64_t word, const ResolvedKey& key) noexcept {
-    const uint16_t tag = AddrTag(word);
-    return key.tag == 0 || tag == 0 || tag == key.tag;
-  }
-  RawRef Ref(uint64_t offset) const noexcept;
   // Resolves keys[base, base + n) into resolved[0, n) and prefetches their
   // home slots; n is at most kLookupGroup. Returns n.
   size_t ResolveGroup(std::span<const Key> keys, size_t base,
@@ -216,10 +188,8 @@ class Store {
   absl::Status Collision(const ResolvedKey& key, uint64_t offset) const;
 
   std::unique_ptr<Segment> segment_;
-  Table table_;
-  bool keep_keys_;
+  Lookup lookup_;
   bool checksums_;
-  uint64_t seed_;
   mutable std::mutex session_mu_;
   mutable std::atomic<LocalSession*> session_{nullptr};
 };

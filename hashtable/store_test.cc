@@ -82,12 +82,29 @@ TEST(Store, BytesAndHashedKeyResolveAlike) {
   EXPECT_EQ(a.hash, b.hash);
   EXPECT_EQ(a.tag, b.tag);
   EXPECT_NE(a.tag, 0);
-  EXPECT_EQ(a.tag, store->KeyTag("file:a.ml"));
+  EXPECT_EQ(a.tag, store->lookup().KeyTag("file:a.ml"));
   // A hash with no bytes has no tag: it is trusted by hash alone.
   const ResolvedKey c = store->Resolve(Key(HashedKey{a.hash, ""}));
   EXPECT_EQ(c.hash, a.hash);
   EXPECT_EQ(c.tag, 0);
   EXPECT_FALSE(c.has_key);
+}
+
+TEST(Store, KeyHashingIsXxh3_128WithTheSeedAtEveryLength) {
+  // Lookup inlines xxhash's short-input cases itself: for every length
+  // through and past each of xxhash's cases (0, 1-3, 4-8, 9-16, 17-128,
+  // 129-240, long), the hash and tag must be the public function's.
+  std::unique_ptr<Store> store = MakeStore();
+  const uint64_t seed = store->segment().header().seed;
+  std::string bytes;
+  for (size_t len = 0; len <= 300; ++len) {
+    const XXH128_hash_t want =
+        XXH3_128bits_withSeed(bytes.data(), bytes.size(), seed);
+    EXPECT_EQ(store->lookup().KeyHash(bytes), Table::Remap(want.low64)) << len;
+    const uint16_t tag = static_cast<uint16_t>(want.high64 >> 48);
+    EXPECT_EQ(store->lookup().KeyTag(bytes), tag != 0 ? tag : 1) << len;
+    bytes.push_back(static_cast<char>('a' + len * 7 % 26));
+  }
 }
 
 TEST(Store, TagReachesTheSlotAndSurvivesCollection) {
@@ -123,7 +140,8 @@ TEST(Store, TagReachesTheSlotAndSurvivesCollection) {
   absl::StatusOr<Pin> pin = store->Enter();
   ASSERT_TRUE(pin.ok());
   for (int k = 1; k < 200; k += 3) {
-    ExpectFloats(store->Find(store->Resolve(Key(KeyName(k)))), k, 8 + k % 5);
+    ExpectFloats(store->lookup().Find(store->Resolve(Key(KeyName(k)))), k,
+                 8 + k % 5);
   }
 }
 
@@ -131,20 +149,20 @@ TEST(Store, TagReachesTheSlotAndSurvivesCollection) {
 TEST(Store, SameHashDifferentKeysToldApartWithoutTheBlob) {
   std::unique_ptr<Store> store = MakeStore();
   const uint64_t h = 0x1234567890abcdefULL;
-  ASSERT_NE(store->KeyTag("first"), store->KeyTag("second"));
+  ASSERT_NE(store->lookup().KeyTag("first"), store->lookup().KeyTag("second"));
   AddFloats(*store, HashedKey{h, "first"}, 1, 4);
   const ResolvedKey first = store->Resolve(Key(HashedKey{h, "first"}));
   const ResolvedKey second = store->Resolve(Key(HashedKey{h, "second"}));
   absl::StatusOr<Pin> pin = store->Enter();
   ASSERT_TRUE(pin.ok());
-  EXPECT_TRUE(store->ContainsInScope(first));
-  EXPECT_FALSE(store->ContainsInScope(second));
+  EXPECT_TRUE(store->lookup().Contains(first));
+  EXPECT_FALSE(store->lookup().Contains(second));
   EXPECT_TRUE(store->Contains(first));
   EXPECT_FALSE(store->Contains(second));
-  ExpectFloats(store->Find(first), 1, 4);
-  EXPECT_FALSE(store->Find(second).has_value());
+  ExpectFloats(store->lookup().Find(first), 1, 4);
+  EXPECT_FALSE(store->lookup().Find(second).has_value());
   // The hash alone still finds it.
-  EXPECT_TRUE(store->ContainsInScope(store->Resolve(Key(HashedKey{h, ""}))));
+  EXPECT_TRUE(store->lookup().Contains(store->Resolve(Key(HashedKey{h, ""}))));
 
   // Damage the stored key: Find, which compares it, refuses; Contains,
   // which reads only the table, still answers from the tag. That is the
@@ -153,10 +171,10 @@ TEST(Store, SameHashDifferentKeysToldApartWithoutTheBlob) {
   std::byte* blob = store->segment().base() + AddrOffset(word);
   const uint64_t key_at = BlobRef(blob).key_offset() + 8;
   blob[key_at] = std::byte{'F'};
-  EXPECT_FALSE(store->Find(first).has_value());
-  EXPECT_TRUE(store->ContainsInScope(first));
+  EXPECT_FALSE(store->lookup().Find(first).has_value());
+  EXPECT_TRUE(store->lookup().Contains(first));
   blob[key_at] = std::byte{'f'};
-  EXPECT_TRUE(store->Find(first).has_value());
+  EXPECT_TRUE(store->lookup().Find(first).has_value());
 }
 
 TEST(Store, MissesAllocateNothing) {
@@ -171,8 +189,8 @@ TEST(Store, MissesAllocateNothing) {
   const uint64_t before = testing::Allocations();
   int found = 0;
   for (const ResolvedKey& r : misses) {
-    found += store->Find(r).has_value();
-    found += store->ContainsInScope(r);
+    found += store->lookup().Find(r).has_value();
+    found += store->lookup().Contains(r);
     found += store->Contains(r);
   }
   EXPECT_EQ(testing::Allocations(), before);
@@ -202,9 +220,9 @@ TEST(Store, BatchesEqualSingleLookups) {
   size_t want_found = 0;
   for (size_t i = 0; i < keys.size(); ++i) {
     const ResolvedKey r = store->Resolve(keys[i]);
-    const std::optional<RawRef> one = store->Find(r);
+    const std::optional<RawRef> one = store->lookup().Find(r);
     ASSERT_EQ(refs[i].has_value(), one.has_value()) << i;
-    ASSERT_EQ(present[i], store->ContainsInScope(r)) << i;
+    ASSERT_EQ(present[i], store->lookup().Contains(r)) << i;
     if (one) {
       ++want_found;
       ASSERT_EQ(refs[i]->data(), one->data()) << i;
@@ -230,7 +248,8 @@ TEST(Store, RefsPointIntoTheSegmentAndReadDimsInPlace) {
                             std::as_bytes(std::span<const double>(v)), false));
   absl::StatusOr<Pin> pin = store->Enter();
   ASSERT_TRUE(pin.ok());
-  const std::optional<RawRef> r = store->Find(store->Resolve(Key("m")));
+  const std::optional<RawRef> r =
+      store->lookup().Find(store->Resolve(Key("m")));
   ASSERT_TRUE(r.has_value());
   const std::byte* lo = store->segment().base();
   const std::byte* hi = lo + store->segment().header().total_bytes;

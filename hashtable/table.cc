@@ -5,18 +5,6 @@
 
 namespace shmheap::internal {
 
-std::optional<uint64_t> Table::Find(uint64_t hash) const {
-  uint64_t i = hash & mask_;
-  for (uint64_t n = 0; n <= mask_; ++n, i = (i + 1) & mask_) {
-    // Acquire: pairs with the claim CAS (no payload rides on it, but it
-    // keeps the probe's view of the slot monotonic with the claimer's).
-    const uint64_t h = slots_[i].hash.load(std::memory_order_acquire);
-    if (h == hash) return i;
-    if (h == 0) return std::nullopt;
-  }
-  return std::nullopt;
-}
-
 absl::StatusOr<uint64_t> Table::FindOrClaim(uint64_t hash,
                                             bool* claimed) const {
   *claimed = false;

@@ -73,8 +73,19 @@ class Table {
     return hash == 0 ? kZeroHashReplacement : hash;
   }
 
-  // The slot holding `hash`, if any. REQUIRES: hash != 0.
-  std::optional<uint64_t> Find(uint64_t hash) const;
+  // The slot holding `hash`, if any. REQUIRES: hash != 0. Inline: it is
+  // every lookup's probe (hashtable/lookup.h).
+  std::optional<uint64_t> Find(uint64_t hash) const noexcept {
+    uint64_t i = hash & mask_;
+    for (uint64_t n = 0; n <= mask_; ++n, i = (i + 1) & mask_) {
+      // Acquire: pairs with the claim CAS (no payload rides on it, but it
+      // keeps the probe's view of the slot monotonic with the claimer's).
+      const uint64_t h = slots_[i].hash.load(std::memory_order_acquire);
+      if (h == hash) return i;
+      if (h == 0) return std::nullopt;
+    }
+    return std::nullopt;
+  }
 
   // The slot holding `hash`, claiming an empty one if there is none
   // (`*claimed` tells). kResourceExhausted when every slot holds another

@@ -55,13 +55,6 @@ absl::StatusOr<BlobGeometry> ComputeGeometry(Kind kind, int ndims,
   return g;
 }
 
-std::string_view BlobRef::key() const {
-  const BlobHeader h = header();
-  if (!h.has_key) return {};
-  const uint64_t len = Word(2 + h.ndims);
-  return {reinterpret_cast<const char*>(start_ + key_offset() + 8), len};
-}
-
 uint64_t BlobRef::payload_bytes() const {
   uint64_t n = ElementSize(static_cast<Kind>(header().kind));
   for (const int64_t d : dims()) n *= static_cast<uint64_t>(d);
@@ -73,13 +66,6 @@ uint64_t BlobRef::ComputeChecksum() const {
       key_offset() + (header().has_key ? 8 + key().size() : 0);
   return XXH3_64bits_withSeed(payload(), payload_bytes(),
                               XXH3_64bits(start_, prefix_end));
-}
-
-uint64_t BlobRef::payload_offset() const {
-  const BlobHeader h = header();
-  uint64_t prefix = key_offset();
-  if (h.has_key) prefix += 8 + AlignUp(Word(2 + h.ndims), 8);
-  return AlignUp(prefix, h.alignment());
 }
 
 BlobHeader MakeBlobHeader(const BlobGeometry& g, Kind kind, Layout layout,

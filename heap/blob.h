@@ -136,10 +136,21 @@ class BlobRef {
   std::span<const int64_t> dims() const {
     return {reinterpret_cast<const int64_t*>(start_ + 16), header().ndims};
   }
-  // The stored key, or an empty view when the blob keeps none.
-  std::string_view key() const;
+  // The stored key, or an empty view when the blob keeps none. Inline, as
+  // payload_offset(): both are on every lookup's path.
+  std::string_view key() const {
+    const BlobHeader h = header();
+    if (!h.has_key) return {};
+    return {reinterpret_cast<const char*>(start_ + key_offset() + 8),
+            Word(2 + h.ndims)};
+  }
   uint64_t key_offset() const { return 16 + 8 * uint64_t{header().ndims}; }
-  uint64_t payload_offset() const;
+  uint64_t payload_offset() const {
+    const BlobHeader h = header();
+    uint64_t prefix = key_offset();
+    if (h.has_key) prefix += 8 + AlignUp(Word(2 + h.ndims), 8);
+    return AlignUp(prefix, h.alignment());
+  }
   const std::byte* payload() const { return start_ + payload_offset(); }
   // The checksum word's offset: the record's last word. REQUIRES:
   // header().has_checksum.
