@@ -36,6 +36,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string_view>
 
@@ -120,7 +121,7 @@ class Lookup {
   bool Matches(uint64_t offset, const ResolvedKey& key) const noexcept {
     if (!key.has_key) return true;
     const BlobRef b(base_ + offset);
-    return !b.header().has_key || b.key() == key.bytes;
+    return !b.header().has_key || SameBytes(b.key(), key.bytes);
   }
   // The borrowed ref of the blob at `offset`.
   RawRef Ref(uint64_t offset) const noexcept {
@@ -128,6 +129,34 @@ class Lookup {
     const BlobHeader h = b.header();
     return RawRef(b.payload(), b.dims().data(), h.ndims,
                   static_cast<Kind>(h.kind), h.layout);
+  }
+
+  // a == b. Keys of up to 16 bytes compare inline, in two overlapping
+  // 8-byte (or 4-byte) loads from each side: a memcmp call costs more
+  // instructions than the whole probe, which keeps lookups from
+  // overlapping (see the top).
+  [[gnu::always_inline]] static bool SameBytes(std::string_view a,
+                                               std::string_view b) noexcept {
+    const size_t n = a.size();
+    if (n != b.size()) return false;
+    if (n > 16) return std::memcmp(a.data(), b.data(), n) == 0;
+    auto load = [](const char* p, size_t width) {
+      uint64_t w = 0;
+      std::memcpy(&w, p, width);
+      return w;
+    };
+    if (n >= 8) {
+      return (load(a.data(), 8) ^ load(b.data(), 8)) == 0 &&
+             (load(a.data() + n - 8, 8) ^ load(b.data() + n - 8, 8)) == 0;
+    }
+    if (n >= 4) {
+      return load(a.data(), 4) == load(b.data(), 4) &&
+             load(a.data() + n - 4, 4) == load(b.data() + n - 4, 4);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (a[i] != b[i]) return false;
+    }
+    return true;
   }
 
   // The value of `key`, or nullopt (absent, or a different key with the
@@ -159,7 +188,8 @@ class Lookup {
   // lookup kept consecutive lookups' cache misses from overlapping
   // (README, "Issue 11 results"). Same function for every length
   // (store_test checks it against the public one).
-  XXH128_hash_t Hash128(std::string_view bytes) const noexcept {
+  [[gnu::always_inline]] XXH128_hash_t Hash128(
+      std::string_view bytes) const noexcept {
     const auto* p = reinterpret_cast<const xxh_u8*>(bytes.data());
     if (bytes.size() <= 16) {
       return XXH3_len_0to16_128b(p, bytes.size(), XXH3_kSecret, seed_);

@@ -107,6 +107,23 @@ TEST(Store, KeyHashingIsXxh3_128WithTheSeedAtEveryLength) {
   }
 }
 
+TEST(Store, SameBytesComparesEveryByteAtEveryLength) {
+  // Lookup::SameBytes compares short keys in overlapping words: every
+  // byte of every length through and past its cases must count.
+  for (size_t n = 0; n <= 40; ++n) {
+    std::string a(n, 'x');
+    for (size_t i = 0; i < n; ++i) a[i] = static_cast<char>('a' + i * 5 % 26);
+    const std::string same = a;
+    EXPECT_TRUE(Lookup::SameBytes(a, same)) << n;
+    for (size_t i = 0; i < n; ++i) {
+      std::string b = a;
+      b[i] = static_cast<char>(b[i] ^ 0x20);
+      EXPECT_FALSE(Lookup::SameBytes(a, b)) << n << " at " << i;
+    }
+    EXPECT_FALSE(Lookup::SameBytes(a, a + "y")) << n;
+  }
+}
+
 TEST(Store, TagReachesTheSlotAndSurvivesCollection) {
   std::unique_ptr<Store> store = MakeStore();
   for (int k = 0; k < 200; ++k) AddFloats(*store, KeyName(k), k, 8 + k % 5);
