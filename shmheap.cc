@@ -146,7 +146,7 @@ absl::StatusOr<ReadScope> Heap::Read() const {
 }
 
 absl::StatusOr<RawRef> ReadScope::GetRaw(Key key) const {
-  const ResolvedKey resolved = lookup_.Resolve(key);
+  const ResolvedKey resolved = lookup_.ResolveForFind(key);
   std::optional<RawRef> r = lookup_.Find(resolved);
   if (!r) return store_->NotFound(resolved);
   return *r;
@@ -166,7 +166,7 @@ absl::StatusOr<RawRef> Heap::GetPinned(Key key, Pin& pin) const {
   if (!store_) return MovedFrom();
   absl::StatusOr<Pin> entered = store_->Enter();
   if (!entered.ok()) return entered.status();
-  const ResolvedKey resolved = store_->Resolve(key);
+  const ResolvedKey resolved = store_->lookup().ResolveForFind(key);
   std::optional<RawRef> r = store_->lookup().Find(resolved);
   if (!r) return store_->NotFound(resolved);
   pin = *std::move(entered);

@@ -192,7 +192,7 @@ class ReadScope {
   // No allocation, no formatting.
   // Inline (hashtable/lookup.h): a lookup compiles into its caller.
   std::optional<RawRef> FindRaw(Key key) const noexcept {
-    return lookup_.Find(lookup_.Resolve(key));
+    return lookup_.Find(lookup_.ResolveForFind(key));
   }
   // The same, typed: nullopt also when the stored kind is not readable as
   // T (FindRaw, or Get, tells the two apart).

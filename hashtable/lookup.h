@@ -94,6 +94,20 @@ class Lookup {
     r.hash = Table::Remap(r.hash);
     return r;
   }
+  // Resolve for Find (and every get): a HashedKey whose bytes are kept is
+  // not hashed again for its tag (tag 0: every slot's tag admits it), since
+  // Find compares the stored key in full anyway. Contains and the writers
+  // need the tag and use Resolve.
+  ResolvedKey ResolveForFind(const Key& key) const noexcept {
+    if (!key.hashed() || !keep_keys_ || key.bytes().empty()) {
+      return Resolve(key);
+    }
+    ResolvedKey r;
+    r.bytes = key.bytes();
+    r.has_key = true;
+    r.hash = Table::Remap(key.hash());
+    return r;
+  }
   // The tag of stored key bytes (never 0).
   uint16_t KeyTag(std::string_view bytes) const noexcept {
     return TagOf(Hash128(bytes).high64);
@@ -160,7 +174,8 @@ class Lookup {
   }
 
   // The value of `key`, or nullopt (absent, or a different key with the
-  // same 64-bit hash). Allocates nothing.
+  // same 64-bit hash). Allocates nothing. `key` comes from Resolve or
+  // ResolveForFind.
   std::optional<RawRef> Find(const ResolvedKey& key) const noexcept {
     const uint64_t word = FindWord(key);
     if (word == 0) return std::nullopt;

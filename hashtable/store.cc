@@ -301,11 +301,12 @@ bool Store::Contains(const ResolvedKey& key) const {
 }
 
 size_t Store::ResolveGroup(
-    std::span<const Key> keys, size_t base,
+    std::span<const Key> keys, size_t base, bool for_find,
     ResolvedKey (&resolved)[kLookupGroup]) const noexcept {
   const size_t n = std::min(kLookupGroup, keys.size() - base);
   for (size_t k = 0; k < n; ++k) {
-    resolved[k] = lookup_.Resolve(keys[base + k]);
+    resolved[k] = for_find ? lookup_.ResolveForFind(keys[base + k])
+                           : lookup_.Resolve(keys[base + k]);
     table().Prefetch(resolved[k].hash);
   }
   return n;
@@ -321,7 +322,7 @@ size_t Store::FindMany(std::span<const Key> keys,
   ResolvedKey resolved[kLookupGroup];
   uint64_t words[kLookupGroup];
   for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
-    const size_t n = ResolveGroup(keys, base, resolved);
+    const size_t n = ResolveGroup(keys, base, /*for_find=*/true, resolved);
     for (size_t k = 0; k < n; ++k) {
       words[k] = lookup_.FindWord(resolved[k]);
       if (words[k] != 0) {
@@ -346,7 +347,7 @@ size_t Store::ContainsMany(std::span<const Key> keys,
   size_t found = 0;
   ResolvedKey resolved[kLookupGroup];
   for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
-    const size_t n = ResolveGroup(keys, base, resolved);
+    const size_t n = ResolveGroup(keys, base, /*for_find=*/false, resolved);
     for (size_t k = 0; k < n; ++k) {
       out[base + k] = lookup_.Contains(resolved[k]);
       found += out[base + k];

@@ -181,9 +181,10 @@ class Store {
                                  int64_t elements, Layout layout) const;
   absl::StatusOr<bool> Publish(LocalSession& session, const ResolvedKey& key,
                                uint64_t blob, bool replace) const;
-  // Resolves keys[base, base + n) into resolved[0, n) and prefetches their
-  // home slots; n is at most kLookupGroup. Returns n.
-  size_t ResolveGroup(std::span<const Key> keys, size_t base,
+  // Resolves keys[base, base + n) into resolved[0, n) (for Find, or for
+  // Contains) and prefetches their home slots; n is at most kLookupGroup.
+  // Returns n.
+  size_t ResolveGroup(std::span<const Key> keys, size_t base, bool for_find,
                       ResolvedKey (&resolved)[kLookupGroup]) const noexcept;
   absl::Status Collision(const ResolvedKey& key, uint64_t offset) const;
 

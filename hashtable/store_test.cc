@@ -178,6 +178,16 @@ TEST(Store, SameHashDifferentKeysToldApartWithoutTheBlob) {
   EXPECT_FALSE(store->Contains(second));
   ExpectFloats(store->lookup().Find(first), 1, 4);
   EXPECT_FALSE(store->lookup().Find(second).has_value());
+  // Find's own resolution computes no tag for a HashedKey: the stored key's
+  // full comparison alone must tell the two apart.
+  const ResolvedKey second_untagged =
+      store->lookup().ResolveForFind(Key(HashedKey{h, "second"}));
+  EXPECT_EQ(second_untagged.tag, 0);
+  EXPECT_EQ(second_untagged.hash, second.hash);
+  EXPECT_FALSE(store->lookup().Find(second_untagged).has_value());
+  ExpectFloats(store->lookup().Find(
+                   store->lookup().ResolveForFind(Key(HashedKey{h, "first"}))),
+               1, 4);
   // The hash alone still finds it.
   EXPECT_TRUE(store->lookup().Contains(store->Resolve(Key(HashedKey{h, ""}))));
 
