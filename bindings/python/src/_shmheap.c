@@ -536,8 +536,10 @@ static PyObject* OpenWith(PyTypeObject* cls, OpenFn fn, const char* op,
   if (name != NULL && n == NULL) return NULL;
   shmheap_heap* handle = NULL;
   int rc;
-  Py_BEGIN_ALLOW_THREADS rc = fn(name, o, &handle);
-  Py_END_ALLOW_THREADS if (rc != SHMHEAP_OK) {
+  PyThreadState* ts = PyEval_SaveThread();
+  rc = fn(name, o, &handle);
+  PyEval_RestoreThread(ts);
+  if (rc != SHMHEAP_OK) {
     if (n == NULL) return RaiseCode(rc, op);
     RaiseMsg(rc,
              PyUnicode_FromFormat("%s %R: %s", op, n, shmheap_last_error()));
@@ -600,7 +602,7 @@ static PyObject* Heap_unlink_named(PyObject* cls, PyObject* args) {
   if (!PyArg_ParseTuple(args, "s:unlink_named", &name)) return NULL;
   const int rc = shmheap_unlink_named(name);
   if (rc != SHMHEAP_OK) {
-    return RaiseMsg(rc, PyUnicode_FromFormat("Heap.unlink_named %R: %s", name,
+    return RaiseMsg(rc, PyUnicode_FromFormat("Heap.unlink_named '%s': %s", name,
                                              shmheap_last_error()));
   }
   Py_RETURN_NONE;
@@ -650,10 +652,12 @@ static int Write(HeapObject* h, PyObject* key, PyObject* value,
   int result = 0, rc;
   if (bytes >= RELEASE_GIL_BYTES) {
     h->busy++;
-    Py_BEGIN_ALLOW_THREADS rc = (replace ? shmheap_replace : shmheap_add)(
-        h->heap, &k, in.kind, in.layout, in.ndims, in.dims, data, bytes,
-        &result);
-    Py_END_ALLOW_THREADS h->busy--;
+    PyThreadState* ts = PyEval_SaveThread();
+    rc = (replace ? shmheap_replace : shmheap_add)(h->heap, &k, in.kind,
+                                                   in.layout, in.ndims, in.dims,
+                                                   data, bytes, &result);
+    PyEval_RestoreThread(ts);
+    h->busy--;
   } else {
     rc = (replace ? shmheap_replace : shmheap_add)(h->heap, &k, in.kind,
                                                    in.layout, in.ndims, in.dims,
@@ -876,8 +880,8 @@ static PyObject* Heap_publish(HeapObject* h, PyObject* a) {
       PyArray_Check(a) ? (BuilderObject*)PyArray_BASE((PyArrayObject*)a) : NULL;
   if (b == NULL || Py_TYPE(b) != &BuilderType) {
     PyErr_SetString(PyExc_TypeError,
-                    "publish takes an array from Heap.reserve (or a view of "
-                    "one)");
+                    "publish takes the array Heap.reserve returned (not a "
+                    "view of it)");
     return NULL;
   }
   if (b->heap != h) {
@@ -890,18 +894,11 @@ static PyObject* Heap_publish(HeapObject* h, PyObject* a) {
                     PyUnicode_FromString("publish: already published"));
   }
   if (CheckOpen(h) < 0) return NULL;
-  /* Every array over the reserved data has the Builder as its base; only
-   * `a` may, because publish makes `a` read-only and a published value must
-   * never change. */
-  if (Py_REFCNT(b) != 1) {
-    return RaiseMsg(
-        SHMHEAP_EPRECONDITION,
-        PyUnicode_FromFormat("publish: %zd other array(s) (slices or views "
-                             "of the reserved array) are alive and could "
-                             "write to the published value; delete them "
-                             "first",
-                             Py_REFCNT(b) - 1));
-  }
+  /* `a` becomes read-only below. Views taken of it before publish have
+   * `a` as their base (numpy stops collapsing bases at a non-array) and
+   * their own WRITEABLE flag, which no one can reach from here: the
+   * docstring tells callers not to write through them (README, known
+   * gaps). */
   shmheap_read* hold;
   int rc = shmheap_read_begin(h->heap, &hold);
   if (rc != SHMHEAP_OK) return RaiseCode(rc, "publish");
@@ -1124,8 +1121,10 @@ static PyObject* Heap_collect(HeapObject* h, PyObject* args, PyObject* kw) {
   shmheap_gc_report g;
   int rc;
   h->busy++;
-  Py_BEGIN_ALLOW_THREADS rc = shmheap_collect(h->heap, deadline_ms, &g);
-  Py_END_ALLOW_THREADS h->busy--;
+  PyThreadState* ts = PyEval_SaveThread();
+  rc = shmheap_collect(h->heap, deadline_ms, &g);
+  PyEval_RestoreThread(ts);
+  h->busy--;
   MaybeFinishClose(h);
   if (rc != SHMHEAP_OK) return RaiseCollect(h, rc, "collect");
   return Report(&g);
@@ -1144,8 +1143,10 @@ static PyObject* Heap_maybe_collect(HeapObject* h, PyObject* args,
   memset(&g, 0, sizeof g);
   int rc;
   h->busy++;
-  Py_BEGIN_ALLOW_THREADS rc = shmheap_maybe_collect(h->heap, overhead, &g);
-  Py_END_ALLOW_THREADS h->busy--;
+  PyThreadState* ts = PyEval_SaveThread();
+  rc = shmheap_maybe_collect(h->heap, overhead, &g);
+  PyEval_RestoreThread(ts);
+  h->busy--;
   MaybeFinishClose(h);
   if (rc != SHMHEAP_OK) return RaiseCollect(h, rc, "maybe_collect");
   return Report(&g);
@@ -1173,8 +1174,10 @@ static PyObject* Heap_verify(HeapObject* h, PyObject* unused) {
   if (CheckOpen(h) < 0) return NULL;
   int rc;
   h->busy++;
-  Py_BEGIN_ALLOW_THREADS rc = shmheap_verify(h->heap);
-  Py_END_ALLOW_THREADS h->busy--;
+  PyThreadState* ts = PyEval_SaveThread();
+  rc = shmheap_verify(h->heap);
+  PyEval_RestoreThread(ts);
+  h->busy--;
   MaybeFinishClose(h);
   if (rc != SHMHEAP_OK) return RaiseCode(rc, "verify");
   Py_RETURN_NONE;
@@ -1306,7 +1309,8 @@ DOC(hash_doc,
 DOC(reserve_doc,
     "reserve(key, shape, dtype, order='C', *, kind=None) -> numpy.ndarray\n\n"
     "A writable array allocated in the heap: fill it in place, then\n"
-    "heap.publish(array). Dropping it unpublished discards it. It pins the\n"
+    "heap.publish(array) (with the array itself, not a view of it). Dropping "
+    "it unpublished discards it. It pins the\n"
     "heap until it is dropped.\n\n"
     "Raises: TypeError (dtype, key), InvalidArgument (shape, order, kind),\n"
     "ResourceExhausted (heap full), FailedPrecondition (closed).");
@@ -1314,9 +1318,11 @@ DOC(publish_doc,
     "publish(array) -> bool\n\n"
     "Publishes a reserved array under its key (True if this call published,\n"
     "False if the key already had a value) and makes the array read-only;\n"
-    "it stays valid (pinned) while it lives.\n\n"
+    "it stays valid (pinned) while it lives. Views taken of it before\n"
+    "publish stay writable: never write through them afterwards (a\n"
+    "published value must not change).\n\n"
     "Raises: TypeError (not from reserve), FailedPrecondition (published\n"
-    "already; other views of it alive; closed), AlreadyExists (a colliding\n"
+    "already; closed), AlreadyExists (a colliding\n"
     "key), ResourceExhausted, InvalidArgument (another heap's array).");
 DOC(read_doc,
     "read() -> Read\n\n"
