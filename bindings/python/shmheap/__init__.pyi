@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 from types import TracebackType
-from typing import Literal, Optional, Sequence, TypeVar, Union, overload
+from typing import Literal, Optional, Sequence, TypedDict, TypeVar, Union, overload
+
+from typing_extensions import Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +19,18 @@ Kind = Optional[Literal["int", "nativeint", "char"]]
 Order = Optional[Literal["C", "F"]]
 _T = TypeVar("_T")
 _H = TypeVar("_H", bound="Heap")
+
+class HeapOptions(TypedDict, total=False):
+    """Heap.create's keywords (shmheap::Options; README "Options")."""
+
+    heap_bytes: int
+    slots_log2: int
+    max_sessions: int
+    chunk_bytes: int
+    min_available_bytes: int
+    seed: int
+    keep_keys: bool
+    checksums: bool
 
 class ShmheapError(Exception):
     code: int
@@ -86,29 +100,13 @@ class Heap:
     @classmethod
     def create(
         cls: type[_H],
-        *,
-        heap_bytes: int = ...,
-        slots_log2: int = ...,
-        max_sessions: int = ...,
-        chunk_bytes: int = ...,
-        min_available_bytes: int = ...,
-        seed: int = ...,
-        keep_keys: bool = ...,
-        checksums: bool = ...,
+        **options: Unpack[HeapOptions],
     ) -> _H: ...
     @classmethod
     def create_named(
         cls: type[_H],
         name: str,
-        *,
-        heap_bytes: int = ...,
-        slots_log2: int = ...,
-        max_sessions: int = ...,
-        chunk_bytes: int = ...,
-        min_available_bytes: int = ...,
-        seed: int = ...,
-        keep_keys: bool = ...,
-        checksums: bool = ...,
+        **options: Unpack[HeapOptions],
     ) -> _H: ...
     @classmethod
     def open_named(cls: type[_H], name: str) -> _H: ...
@@ -118,15 +116,7 @@ class Heap:
     def create_file(
         cls: type[_H],
         path: str,
-        *,
-        heap_bytes: int = ...,
-        slots_log2: int = ...,
-        max_sessions: int = ...,
-        chunk_bytes: int = ...,
-        min_available_bytes: int = ...,
-        seed: int = ...,
-        keep_keys: bool = ...,
-        checksums: bool = ...,
+        **options: Unpack[HeapOptions],
     ) -> _H: ...
     @classmethod
     def open_file(cls: type[_H], path: Union[str, bytes]) -> _H: ...
