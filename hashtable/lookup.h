@@ -203,8 +203,7 @@ class Lookup {
   // lookup kept consecutive lookups' cache misses from overlapping
   // (README, "Issue 11 results"). Same function for every length
   // (store_test checks it against the public one).
-  [[gnu::always_inline]] XXH128_hash_t Hash128(
-      std::string_view bytes) const noexcept {
+  XXH128_hash_t Hash128(std::string_view bytes) const noexcept {
     const auto* p = reinterpret_cast<const xxh_u8*>(bytes.data());
     if (bytes.size() <= 16) {
       return XXH3_len_0to16_128b(p, bytes.size(), XXH3_kSecret, seed_);
