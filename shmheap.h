@@ -228,6 +228,31 @@ class ReadScope {
   size_t ContainsMany(std::span<const Key> keys,
                       std::span<bool> out) const noexcept;
 
+  // Iteration (hh_shared has none; Pyre and Flow keep side lists of their
+  // keys). Calls fn(entry) for every published value, in table order,
+  // until fn returns false; returns how many entries fn was given. Each
+  // key is given at most once; values published, replaced or removed by
+  // other processes while the scope lives may or may not be seen (a
+  // snapshot is what Collect gives, not a scope). Costs one pass over the
+  // whole slot array (16 bytes per slot). The entry's views are borrowed
+  // from this scope.
+  struct Entry {
+    uint64_t hash;         // the table hash it was published under
+    std::string_view key;  // its stored key; empty unless keys are kept
+    RawRef value;
+  };
+  template <class Fn>
+  size_t ForEach(Fn&& fn) const {
+    size_t given = 0;
+    Entry e;
+    for (uint64_t i = 0; i < lookup_.table().capacity(); ++i) {
+      if (!lookup_.EntryAt(i, &e.hash, &e.key, &e.value)) continue;
+      ++given;
+      if (!fn(static_cast<const Entry&>(e))) break;
+    }
+    return given;
+  }
+
   // An owning view of `ref` that outlives the scope (it shares the scope's
   // pin). REQUIRES: `ref` came from this scope.
   template <Element T>
