@@ -512,8 +512,7 @@ TEST_F(CliTest, KeysEscapesKeysAndListsHashOnlyValuesLast) {
     ASSERT_TRUE(heap.ok()) << heap.status();
     const std::span<const int64_t> scalar;  // no dims: one element
     const double one[] = {1.0};
-    ASSERT_TRUE(
-        *heap->Add<double>(std::string("tab\there\0", 9), one, scalar));
+    ASSERT_TRUE(*heap->Add<double>(std::string("tab\there\0", 9), one, scalar));
     ASSERT_TRUE(*heap->Add<double>(HashedKey{0xabc, ""}, one, scalar));
     ASSERT_TRUE(*heap->Add<double>(HashedKey{0x12, ""}, one, scalar));
     ASSERT_TRUE(*heap->Add<double>("plain", one, scalar));
@@ -718,6 +717,27 @@ TEST_F(CliTest, LsAndRmLeaveOtherFilesInDevShmAlone) {
   EXPECT_TRUE(ShmExists(name));
   CliOk({"rm", name, "--force"});
   EXPECT_FALSE(ShmExists(name));
+}
+
+TEST_F(CliTest, NamesWithControlCharactersAreRefusedAndListedEscaped) {
+  // create refuses a name with a tab or a newline...
+  const std::string tabbed = HeapName("tab") + "\tx";
+  CliFails({"create", tabbed}, "no control characters");
+  EXPECT_FALSE(ShmExists(tabbed));
+  // ...and ls prints such a name (made by another program) as C escapes on
+  // its own row, never raw: a raw newline would start a fake row.
+  const std::string base = HeapName("newline");
+  const std::string odd = base + "\nfake";
+  const int fd = shm_open(("/" + odd).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(ftruncate(fd, 8192), 0);
+  close(fd);
+  const std::string out = CliOk({"ls", "--all"});
+  EXPECT_NE(out.find("/" + base + "\\nfake "), std::string::npos) << out;
+  EXPECT_EQ(out.find("\nfake"), std::string::npos) << out;
+  // Opening and removing still take the name as it is.
+  CliOk({"rm", odd, "--force"});
+  EXPECT_FALSE(ShmExists(odd));
 }
 
 TEST_F(CliTest, HelpEverywhereAndCommandLineErrors) {

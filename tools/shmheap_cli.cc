@@ -392,7 +392,14 @@ struct LsRow {
 // `all` is false.
 std::optional<LsRow> InspectShmEntry(int dir, const char* name, bool all) {
   LsRow row;
-  row.name = absl::StrCat("/", name);
+  // Names are printed as C escapes when they hold anything but printable
+  // ASCII: a newline would make a fake row, a tab or UTF-8 misalign the
+  // columns.
+  const std::string_view raw(name);
+  const bool printable = std::all_of(
+      raw.begin(), raw.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+  row.name = absl::StrCat(
+      "/", printable ? std::string(raw) : absl::CHexEscape(Sv(raw)));
   struct stat st;
   if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
   row.owner = UserName(st.st_uid);
