@@ -12,8 +12,10 @@
 //
 // Invariants the algorithm relies on:
 //   I1  The heap parses from heap_start to top as header-led records; a
-//       header word has bit 0 set. Slot offsets are multiples of 16, so a
-//       word with bit 0 clear can only be a threaded slot offset.
+//       header word has bit 0 set. Threading clears it in each live blob's
+//       word 0 and keeps the rest of the header there (the size above all),
+//       so during the slide a record with bit 0 clear is a live blob, and
+//       every record, live or not, tells its size in its own first word.
 //   I2  Each live blob has exactly one slot whose addr points at it (Add
 //       claims one slot per hash; Replace and Move unlink the old address
 //       in the same CAS or before publishing; Move copies).
@@ -34,20 +36,29 @@
 //      its committed top (dead processes' chunks too), then cover with a
 //      filler each chunk that a process claimed and died before recording
 //      (its claim record, heap/walk.h), so the heap parses end to end (I1);
-//   1  (kPhaseThreading) thread: for each slot with a blob, swap the blob's
-//      header word into the slot and the slot's offset into the blob's word
-//      0; the slot's key tag (heap/layout.h) waits in the blob's word 1, the
-//      key hash, which the slot's hash word restores;
+//   1  (kPhaseThreading) thread: for each slot with a blob, the blob's word
+//      0 keeps its header with bit 0 cleared, and its word 1 (the key hash,
+//      which the slot's hash word restores) takes the slot's index and key
+//      tag (heap/layout.h); the slot is not written. Hack's scheme swaps
+//      the header into the slot instead, so its slide must load every live
+//      blob's header from the table: a random access on the walk's serial
+//      chain (the next position depends on it), which made small blobs
+//      compact at a twentieth of memmove's speed;
 //   2  (kPhaseSliding) slide: walk from heap_start; a record with bit 0 set
-//      is garbage (dead blob or filler) and is skipped by its size; a
-//      threaded word leads to the slot, which gives back the header; the
-//      blob moves down to the next multiple of its alignment (a filler
-//      fills any gap), its header and key hash are restored, and the slot
-//      points at its new offset with its tag;
-//   3  (kPhaseFinishing) top := end of the last moved blob; the pages above
-//      it go back to the OS (FALLOC_FL_PUNCH_HOLE, else MADV_REMOVE) and the
-//      partial page below them is zeroed, so everything above top reads 0
-//      again (which is how an unrecorded claim is recognised); tombstones
+//      is garbage (dead blob or filler) and is skipped by its size; one
+//      with bit 0 clear is a live blob, whose size is in the same word and
+//      whose slot is in word 1 (the walk prefetches the slots of the
+//      records ahead of it, since each move writes its slot); the blob
+//      moves down to the next multiple of its alignment (a filler fills any
+//      gap), its header and key hash are restored, and the slot points at
+//      its new offset with its tag;
+//   3  (kPhaseFinishing) top := end of the last moved blob; the freed pages
+//      up to the recorded keep end (the reuse slack, CollectOptions) are
+//      zeroed by hand and stay backed for the next chunks (reuse_end); the
+//      pages above go back to the OS (FALLOC_FL_PUNCH_HOLE, else
+//      MADV_REMOVE), so everything above top reads 0 again either way
+//      (which is how an unrecorded claim, and a wrong end of one, is
+//      recognised: heap/walk.h); tombstones
 //      are cleared in place by Knuth's Algorithm R (TAOCP vol. 3, 6.4) for
 //      deletion under linear probing, which moves later entries of a
 //      cluster back so that no probe chain breaks; the counters restart
@@ -63,10 +74,11 @@
 // barriers after plain writes) before the writes it makes unrecoverable:
 //   R1  Closing writes fillers and zeroes chunk records: redoing it changes
 //       nothing more.
-//   R2  Threading records the slot index and its addr word (blob offset and
-//       tag) before the slot takes the blob's header; a slot whose addr has
-//       bit 0 set is threaded (headers have it, offsets never do), so the
-//       recorded slot is finished from the record and the rest resume.
+//   R2  Threading records the slot index before it writes the slot's blob;
+//       slots below it are threaded and slots above it are not. The
+//       recorded slot still points at its blob, whose word 0 still holds
+//       the header (bit 0 clear once threaded), so it is threaded again from
+//       what is there, and the rest resume.
 //   R0  Each phase keeps its own record fields, and sets up the next
 //       phase's before it enters it, so a death between the two leaves
 //       both records whole.
@@ -81,7 +93,9 @@
 //       between destination and source exactly as the record says. The
 //       cursor advances and the record is cleared only after the slot
 //       points at the moved blob.
-//   R4  Finishing zeroes and releases above the recorded new top (redoable),
+//   R4  Finishing zeroes the kept pages and releases the rest above the
+//       recorded new top, up to the keep end recorded with it (redoable,
+//       and a process rolling it forward keeps what the dead one chose),
 //       and records each Algorithm R cascade by its hole, written after an
 //       entry is copied into the hole and before its old slot is emptied;
 //       a recovering process empties the recorded hole and rescans after

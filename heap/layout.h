@@ -30,8 +30,11 @@ inline constexpr uint64_t kMagic = 0x5041'4548'4d48'5300;  // "\0SHMHEAP" LE
 // 2: SessionEntry records its pending chunk claim; Header counts unclean
 // exits. 3: a slot's addr word carries a key tag above the offset. 4: the
 // header records a collection's progress, so a dead collector's work is
-// rolled forward (phases 2..6).
-inline constexpr uint64_t kFormatVersion = 4;
+// rolled forward (phases 2..6). 5: a threaded blob keeps its header (bit 0
+// cleared) in word 0 and its slot index and tag in word 1, the slot keeps
+// its address word while threaded, and freed pages below Header::reuse_end
+// stay backed and zeroed for reuse (gc/collector.h).
+inline constexpr uint64_t kFormatVersion = 5;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kCacheLine = 64;
 
@@ -82,6 +85,13 @@ struct Header {
   // --- Allocation: the global bump pointer (its own cache line, since every
   // chunk allocation of every process CASes it).
   alignas(kCacheLine) std::atomic<uint64_t> top;
+  // The end of the pages that the last collection kept for reuse: every
+  // byte in [top, reuse_end) is backed (fallocated) and reads as zero, so a
+  // chunk claimed there needs no fallocate and no memory-floor check, and
+  // its first write faults on no page. Written only by the collector with
+  // the world stopped (so sessions, in scope, read it relaxed); at or below
+  // top it says nothing. 0 in a new heap and in a loaded image.
+  std::atomic<uint64_t> reuse_end;
 
   // --- Collector state (its own cache line: sessions read it on every first
   // pin).
@@ -110,9 +120,14 @@ struct Header {
   // one's record before it enters it, and a death in between leaves both
   // records whole.
   alignas(kCacheLine) std::atomic<uint64_t> gc_old_top;  // top at the start
-  // Threading: the slot index in progress, and its addr word.
+  // Threading: the slot index in progress (its blob may be threaded already:
+  // the blob's own words say so).
   std::atomic<uint64_t> gc_thread_index;
-  std::atomic<uint64_t> gc_thread_word;
+  // Finishing: the end of the freed range kept backed and zeroed for reuse
+  // (the new reuse_end); the pages above it go back to the OS. Recorded
+  // with the new top, before the phase starts, so a resumed finish keeps
+  // exactly what the dead collector chose.
+  std::atomic<uint64_t> gc_keep_end;
   // Sliding: the next record to visit, and where the next live blob goes.
   std::atomic<uint64_t> gc_slide_pos;
   std::atomic<uint64_t> gc_slide_dest;
@@ -235,10 +250,13 @@ static_assert(offsetof(Header, max_sessions) == 88);
 static_assert(offsetof(Header, owner_uid) == 100);
 static_assert(offsetof(Header, image_checksum) == 112);
 static_assert(offsetof(Header, top) == 192);
+static_assert(offsetof(Header, reuse_end) == 200);
 static_assert(offsetof(Header, gc_epoch) == 256);
 static_assert(offsetof(Header, collections) == 272);
 static_assert(offsetof(Header, retired_counters) == 320);
 static_assert(offsetof(Header, gc_old_top) == 384);
+static_assert(offsetof(Header, gc_thread_index) == 392);
+static_assert(offsetof(Header, gc_keep_end) == 400);
 static_assert(offsetof(Header, gc_hole) == 424);
 static_assert(offsetof(Header, gc_move_pos) == 448);
 static_assert(offsetof(Header, gc_move_slot) == 488);

@@ -51,6 +51,10 @@ enum class TestingPoint {
   // pinned entry, a joiner, stats): a test can act in the middle of the
   // collector's poll, after it has read the entries before this one.
   kOwnerCheck,
+  // Collector, finishing: the pages kept for reuse are zeroed and the rest
+  // of the freed range is given back to the OS; Header::reuse_end is not
+  // yet updated, nor are tombstones cleared.
+  kGcReleasedTail,
 };
 
 using TestingHook = void (*)(TestingPoint);
