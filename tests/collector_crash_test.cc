@@ -8,7 +8,8 @@
 // forked child collects and is killed:
 //   - by a testing hook, at the n-th time it reaches one of the collector's
 //     points (chunks closed; a slot threaded; a step of an overlapping move;
-//     a blob moved; a tombstone cascade moving an entry; a cascade done;
+//     a blob moved; the kept pages zeroed and the tail released; a
+//     tombstone cascade moving an entry; a cascade done;
 //     counters recounted), n drawn at random, so kills land all over each
 //     phase, inside the slide and inside single moves;
 //   - or from outside, by the master, after a random delay.
@@ -60,6 +61,8 @@ constexpr Target kTargets[] = {
     {"slot threaded", TestingPoint::kGcThreadedSlot, 300, false},
     {"overlapping move step", TestingPoint::kGcMovedPart, 8, false},
     {"blob moved", TestingPoint::kGcMovedBlob, 200, false},
+    {"kept pages zeroed, tail released", TestingPoint::kGcReleasedTail, 1,
+     false},
     {"cascade moved an entry", TestingPoint::kGcMovedSlot, 10, false},
     {"cascade done", TestingPoint::kGcClearedTombstone, 60, false},
     {"counters recounted", TestingPoint::kGcFinished, 1, false},
