@@ -41,17 +41,10 @@ uint64_t ReadWord(const std::byte* p) {
 }
 void WriteWord(std::byte* p, uint64_t w) { std::memcpy(p, &w, 8); }
 
-// A threaded blob's word 1: its slot's index (the table has at most 2^32
-// slots, heap/segment.h) and the slot's key tag above it; bits 48..63 are 0.
-constexpr uint64_t ThreadLink(uint64_t index, uint16_t tag) {
-  return index | uint64_t{tag} << 32;
-}
-
-// How many slots ahead threading prefetches their blobs, and how many
-// records ahead the slide prefetches their slots: enough misses in flight
-// to cover a memory latency with the few dozen nanoseconds of work each
-// record takes (measured with bench/bulk_bench's compaction rows).
-constexpr uint64_t kThreadAhead = 16;
+// How many records ahead of the slide their home slots are prefetched:
+// enough misses in flight to cover a memory latency with the few dozen
+// nanoseconds of work each record takes (bench/bulk_bench's compaction
+// rows).
 constexpr int kSlideAhead = 16;
 
 // A compiler barrier after a plain write that a later record or slot store
@@ -221,9 +214,6 @@ class Collection {
         case kPhaseClosing:
           s = CloseChunks();
           break;
-        case kPhaseThreading:
-          s = Thread();
-          break;
         case kPhaseSliding:
           s = Slide();
           break;
@@ -263,9 +253,35 @@ class Collection {
     // Chunks claimed by processes that died before recording them (every
     // recorded chunk now starts with a record, so only those start with 0).
     CloseClaimedGaps(segment_, old_top_);
+    // The slide's record: how many live blobs it must find, and how far
+    // from its home it must look for a blob's slot. One sequential pass
+    // over the table; the blobs themselves are not read here.
+    uint64_t live_slots = 0, longest = 0;
+    for (uint64_t i = 0; i <= mask_; ++i) {
+      const uint64_t hash = slots_[i].hash.load(kStopped);
+      if (hash == 0) continue;
+      longest = std::max(longest, (i - hash) & mask_);
+      const uint64_t word = slots_[i].addr.load(kStopped);
+      if (word == 0) continue;
+      const uint64_t addr = AddrOffset(word);
+      if (addr < h_.heap_start || addr >= old_top_ || addr % 8 ||
+          old_top_ - addr < 16) {
+        return Damaged(segment_, absl::StrCat("slot ", i, " points at ", addr,
+                                              ", outside the heap"));
+      }
+      ++live_slots;
+    }
     RunTestingHook(TestingPoint::kGcClosed);
-    h_.gc_thread_index.store(0, kRecord);
-    EnterPhase(kPhaseThreading);
+    h_.gc_live_slots.store(live_slots, kRecord);
+    h_.gc_probe_limit.store(longest + 1, kRecord);
+    h_.gc_slide_found.store(0, kRecord);
+    h_.gc_slide_pos.store(h_.heap_start, kRecord);
+    h_.gc_slide_dest.store(h_.heap_start, kRecord);
+    h_.gc_move_slot.store(0, kRecord);
+    if (options_ != nullptr && options_->testing_mid_compaction_hook) {
+      options_->testing_mid_compaction_hook();
+    }
+    EnterPhase(kPhaseSliding);
     return absl::OkStatus();
   }
 
@@ -276,68 +292,20 @@ class Collection {
            b.size_bytes() <= old_top_ - addr;
   }
 
-  // Threads slot i's blob at `addr`: word 0 keeps the header with bit 0
-  // cleared (what marks it threaded, and what lets the slide read the size
-  // where it walks instead of in the table), word 1 takes the slot index
-  // and its key tag (ThreadLink). The slot itself is not written.
-  void ThreadBlob(uint64_t i, uint64_t addr, uint64_t header, uint16_t tag) {
-    WriteWord(base_ + addr, header & ~kTagBit);
-    WriteWord(base_ + addr + 8, ThreadLink(i, tag));
-  }
-
-  // 1. For each slot with a blob: the blob's word 0 becomes its header with
-  // bit 0 cleared and word 1 the slot's index and tag (its key hash stays
-  // in the slot's hash word, which restores it). Record per slot:
-  // gc_thread_index := i, then the blob's words. Slots below the record are
-  // threaded, slots above it are not, and the recorded slot's blob says
-  // itself which it is (bit 0 of word 0), with its header still in word 0:
-  // threading it again gives the same words.
-  absl::Status Thread() {
-    uint64_t i = h_.gc_thread_index.load(kStopped);
-    if (i > mask_ + 1) {
-      return Damaged(
-          segment_, absl::StrCat("recorded slot ", i, " is outside the table"));
-    }
-    const uint64_t recorded = i;
-    for (; i <= mask_; ++i) {
-      // The blobs of later slots are read now, so that their misses overlap
-      // (each slot's work depends on nothing an earlier one loaded).
-      if (i + kThreadAhead <= mask_) {
-        const uint64_t next = slots_[i + kThreadAhead].addr.load(kStopped);
-        if (next != 0 && AddrOffset(next) < old_top_) {
-          __builtin_prefetch(base_ + AddrOffset(next), 1);
-        }
+  // The slot that points at the blob at `pos`, whose word 1 is `hash` (the
+  // hash it was published under, which its slot holds: heap/blob.h), or
+  // mask_ + 1 when none does (the blob is garbage). Linear probing from the
+  // hash's home, no further than the table's longest displacement.
+  uint64_t FindSlot(uint64_t hash, uint64_t pos, uint64_t limit) const {
+    for (uint64_t j = hash & mask_, n = 0; n < limit;
+         ++n, j = (j + 1) & mask_) {
+      const uint64_t h = slots_[j].hash.load(kStopped);
+      if (h == 0) break;
+      if (h == hash && AddrOffset(slots_[j].addr.load(kStopped)) == pos) {
+        return j;
       }
-      const uint64_t word = slots_[i].addr.load(kStopped);
-      if (word == 0) continue;
-      const uint64_t addr = AddrOffset(word);
-      if (addr < h_.heap_start || addr >= old_top_ || addr % 8 ||
-          (word & kTagBit) != 0) {
-        return Damaged(segment_, absl::StrCat("slot ", i, " points at ", addr,
-                                              ", outside the heap"));
-      }
-      uint64_t header = ReadWord(base_ + addr);
-      // Only the recorded slot of a resumed collection may find its blob
-      // threaded; anywhere else a cleared bit 0 means two slots share a blob.
-      if (resumed_ && i == recorded) header |= kTagBit;
-      if (!IsBlob(addr, header)) {
-        return Damaged(segment_, absl::StrCat("slot ", i, " points at ", addr,
-                                              ", which is not a blob"));
-      }
-      h_.gc_thread_index.store(i, kRecord);
-      KeepOrder();
-      ThreadBlob(i, addr, header, AddrTag(word));
-      ++report_.live_blobs;
-      RunTestingHook(TestingPoint::kGcThreadedSlot);
     }
-    if (options_ != nullptr && options_->testing_mid_compaction_hook) {
-      options_->testing_mid_compaction_hook();
-    }
-    h_.gc_slide_pos.store(h_.heap_start, kRecord);
-    h_.gc_slide_dest.store(h_.heap_start, kRecord);
-    h_.gc_move_slot.store(0, kRecord);
-    EnterPhase(kPhaseSliding);
-    return absl::OkStatus();
+    return mask_ + 1;
   }
 
   // Finishes the move recorded in gc_move_*: the blob from gc_move_pos to
@@ -392,46 +360,54 @@ class Collection {
     slots_[index].addr.store(AddrWord(to, tag), kSlotStore);
     h_.gc_slide_dest.store(to + size, kRecord);
     h_.gc_slide_pos.store(pos + size, kRecord);
+    h_.gc_slide_found.store(h_.gc_move_found.load(kStopped), kRecord);
+    // A death here, with everything done but the record still active, has
+    // the whole move redone: each of its stores writes an absolute value.
+    RunTestingHook(TestingPoint::kGcMovedBlob);
     h_.gc_move_slot.store(0, kRecord);
     live_bytes_ += size;
-    RunTestingHook(TestingPoint::kGcMovedBlob);
     return absl::OkStatus();
   }
 
-  // Prefetches (for writing) the slots of the threaded blobs among the
-  // records that follow `*ahead`, until `*queued` records are ahead of the
-  // walk: the slide writes each slot once its blob has moved, and these
-  // writes, random in the table, then find their lines in the cache. Reads
-  // only records the slide has not reached, which no move has touched yet.
+  // Prefetches (for writing) the home slots of the blobs among the records
+  // that follow `*ahead`, until `*queued` records are ahead of the walk:
+  // the slide looks up each blob's slot, and writes it once the blob has
+  // moved, and these accesses, random in the table, then find their lines
+  // in the cache. Reads only records the slide has not reached, which no
+  // move has touched yet.
   void PrefetchSlots(uint64_t* ahead, int* queued) const {
     while (*queued < kSlideAhead && *ahead < old_top_) {
       const uint64_t word = ReadWord(base_ + *ahead);
-      const uint64_t size = BlobHeader::Decode(word | kTagBit).size_bytes();
-      if (size < 8 || size > old_top_ - *ahead) {
+      const uint64_t size = BlobHeader::Decode(word).size_bytes();
+      if ((word & kTagBit) == 0 || size == 0 || size > old_top_ - *ahead) {
         *ahead = old_top_;  // the walk reports it when it gets there
         return;
       }
-      if ((word & kTagBit) == 0 && size >= 16) {
-        const uint64_t index = ReadWord(base_ + *ahead + 8) & 0xffffffffu;
-        if (index <= mask_) __builtin_prefetch(&slots_[index], 1);
+      if (size >= 16) {
+        const uint64_t hash = ReadWord(base_ + *ahead + 8);
+        __builtin_prefetch(&slots_[hash & mask_], 1);
       }
       *ahead += size;
       ++*queued;
     }
   }
 
-  // 2. Walks from gc_slide_pos to the old top: a record with bit 0 set is
-  // garbage (dead blob or filler) and is skipped; one with bit 0 clear is
-  // a threaded live blob whose word 0 is its header but for that bit and
-  // whose word 1 names its slot: the walk reads sizes sequentially and
-  // loads nothing from the table on its serial chain. The blob is recorded
-  // as a move and moved (FinishMove). Before a move is recorded, nothing of
-  // the blob has changed since threading.
+  // 2. Walks from gc_slide_pos to the old top, record by record, each
+  // header giving the size that leads to the next (a sequential walk: the
+  // table is never on its serial chain). A filler is skipped; a blob is
+  // live if a slot with its key hash points at it (FindSlot), else
+  // garbage and skipped. A live blob is recorded as a move and moved
+  // (FinishMove). Blobs not reached yet, and their slots, are as they were
+  // when the world stopped. At the end the slide must have found every
+  // slot's blob: one it did not (a slot pointing at no record, or at a blob
+  // of another hash) would be left pointing at whatever moved over it.
   absl::Status Slide() {
     if ((h_.gc_move_slot.load(kStopped) & kMoveActive) != 0) {
       if (absl::Status s = FinishMove(); !s.ok()) return s;
     }
     uint64_t pos = h_.gc_slide_pos.load(kStopped);
+    const uint64_t limit =
+        std::min(h_.gc_probe_limit.load(kStopped), mask_ + 1);
     if (pos < h_.heap_start || pos > old_top_ || pos % 8 ||
         h_.gc_slide_dest.load(kStopped) > pos ||
         h_.gc_slide_dest.load(kStopped) < h_.heap_start) {
@@ -444,44 +420,42 @@ class Collection {
       PrefetchSlots(&ahead, &queued);
       if (queued > 0) --queued;
       const uint64_t word = ReadWord(base_ + pos);
-      if ((word & kTagBit) != 0) {
-        const uint64_t size = BlobHeader::Decode(word).size_bytes();
-        if (size == 0 || size > old_top_ - pos) {
-          return Damaged(segment_, absl::StrCat("record at ", pos, " of ", size,
-                                                " bytes does not parse"));
-        }
+      const BlobHeader b = BlobHeader::Decode(word);
+      const uint64_t size = b.size_bytes();
+      if ((word & kTagBit) == 0 || size == 0 || size > old_top_ - pos) {
+        return Damaged(segment_, absl::StrCat("record at ", pos, " of ", size,
+                                              " bytes does not parse"));
+      }
+      const uint64_t index =
+          IsBlob(pos, word) ? FindSlot(ReadWord(base_ + pos + 8), pos, limit)
+                            : mask_ + 1;
+      if (index > mask_) {  // a filler, or garbage
         pos += size;
         h_.gc_slide_pos.store(pos, kRecord);
+        RunTestingHook(TestingPoint::kGcSkippedRecord);
         continue;
       }
-      // A threaded blob: its header, and the slot that points at it.
-      const uint64_t header = word | kTagBit;
-      const uint64_t link =
-          old_top_ - pos >= 16 ? ReadWord(base_ + pos + 8) : 0;
-      const uint64_t index = link & 0xffffffffu;
-      const uint16_t tag = static_cast<uint16_t>(link >> 32);
-      // The slot's load is a check only (a corrupt link must not repoint
-      // another key's slot); its line is the one the move writes, already
-      // prefetched, and nothing on the walk's chain waits for it.
-      if ((link >> 48) != 0 || index > mask_ || !IsBlob(pos, header) ||
-          AddrOffset(slots_[index].addr.load(kStopped)) != pos) {
-        return Damaged(segment_, absl::StrCat("record at ", pos,
-                                              " has neither a header nor a "
-                                              "link to a slot that points at "
-                                              "it"));
-      }
-      const BlobHeader b = BlobHeader::Decode(header);
+      const uint16_t tag = AddrTag(slots_[index].addr.load(kStopped));
       const uint64_t dest = h_.gc_slide_dest.load(kStopped);
       const uint64_t to = AlignUp(dest, b.alignment());
       h_.gc_move_pos.store(pos, kRecord);
       h_.gc_move_dest.store(dest, kRecord);
       h_.gc_move_to.store(to, kRecord);
-      h_.gc_move_header.store(header, kRecord);
+      h_.gc_move_header.store(word, kRecord);
       h_.gc_move_done.store(0, kRecord);
+      h_.gc_move_found.store(h_.gc_slide_found.load(kStopped) + 1, kRecord);
       h_.gc_move_slot.store(kMoveActive | uint64_t{tag} << 32 | index, kRecord);
       if (absl::Status s = FinishMove(); !s.ok()) return s;
       pos = h_.gc_slide_pos.load(kStopped);
     }
+    if (h_.gc_slide_found.load(kStopped) != h_.gc_live_slots.load(kStopped)) {
+      return Damaged(
+          segment_,
+          absl::StrCat("the slide found ", h_.gc_slide_found.load(kStopped),
+                       " live blobs for ", h_.gc_live_slots.load(kStopped),
+                       " slots that point into the heap"));
+    }
+    report_.live_blobs = h_.gc_live_slots.load(kStopped);
     // The new top and the end of the pages kept for reuse, then the
     // finishing phase's record.
     const uint64_t dest = h_.gc_slide_dest.load(kStopped);

@@ -8,23 +8,34 @@
 // technique of Jonkers (H.B.M. Jonkers, "A fast garbage compaction
 // algorithm", Information Processing Letters 9(1), 1979), simplified by an
 // invariant that general-purpose heaps lack: every live blob is referenced by
-// exactly one pointer, its hash-table slot. We follow that scheme.
+// exactly one pointer, its hash-table slot. We follow that scheme, and go one
+// step further (issue 15): a blob also carries the hash its slot holds (word
+// 1), so the slide finds a blob's slot by probing the table from that hash,
+// and needs no threading at all. Hack threads because its blobs do not know
+// their key; threading here swapped each header into its slot, so the slide
+// loaded every live blob's header from the table, a random access on the
+// walk's serial chain (the next position depended on it), and the threading
+// pass itself read every live blob at random: small blobs compacted at a
+// twentieth of memmove's speed.
 //
 // Invariants the algorithm relies on:
 //   I1  The heap parses from heap_start to top as header-led records; a
-//       header word has bit 0 set. Threading clears it in each live blob's
-//       word 0 and keeps the rest of the header there (the size above all),
-//       so during the slide a record with bit 0 clear is a live blob, and
-//       every record, live or not, tells its size in its own first word.
+//       header word has bit 0 set and the record's size, so the walk reads
+//       sizes sequentially and never waits on the table.
 //   I2  Each live blob has exactly one slot whose addr points at it (Add
 //       claims one slot per hash; Replace and Move unlink the old address
-//       in the same CAS or before publishing; Move copies).
+//       in the same CAS or before publishing; Move copies), and that slot's
+//       hash is the blob's word 1 (Verify checks it). So a blob is live iff
+//       the probe from its word 1 finds a slot with that hash pointing at
+//       it; the probe never goes further than the table's longest
+//       displacement (measured when the chunks are closed).
 //   I3  No process is inside a scope (the handshake below), so nobody reads
 //       or writes the heap or the table while it runs.
 //   I4  A blob of alignment A starts at a multiple of A; moving it to a
 //       lower multiple of A keeps its payload aligned.
 //
-// Phases (Collect; gc/collector.cc has one function per phase):
+// Phases (Collect; gc/collector.cc has one function per phase; phase 1 was
+// threading, which format 5 no longer has):
 //   H  handshake: gc_epoch := odd (seq_cst), then wait until every session
 //      of a live process has pinned == 0 (seq_cst loads; see heap/session.h
 //      for the Dekker pairing). Sessions of dead processes (pid + start time)
@@ -36,22 +47,18 @@
 //      its committed top (dead processes' chunks too), then cover with a
 //      filler each chunk that a process claimed and died before recording
 //      (its claim record, heap/walk.h), so the heap parses end to end (I1);
-//   1  (kPhaseThreading) thread: for each slot with a blob, the blob's word
-//      0 keeps its header with bit 0 cleared, and its word 1 (the key hash,
-//      which the slot's hash word restores) takes the slot's index and key
-//      tag (heap/layout.h); the slot is not written. Hack's scheme swaps
-//      the header into the slot instead, so its slide must load every live
-//      blob's header from the table: a random access on the walk's serial
-//      chain (the next position depends on it), which made small blobs
-//      compact at a twentieth of memmove's speed;
-//   2  (kPhaseSliding) slide: walk from heap_start; a record with bit 0 set
-//      is garbage (dead blob or filler) and is skipped by its size; one
-//      with bit 0 clear is a live blob, whose size is in the same word and
-//      whose slot is in word 1 (the walk prefetches the slots of the
-//      records ahead of it, since each move writes its slot); the blob
+//      then one sequential pass over the table counts the slots that hold
+//      a blob (checking that each points into the heap) and measures the
+//      longest displacement;
+//   2  (kPhaseSliding) slide: walk from heap_start; a filler is skipped by
+//      its size; a blob whose slot the probe finds (I2) is live, any other
+//      is garbage and skipped (the walk prefetches the home slots of the
+//      records ahead of it, so these random accesses overlap); a live blob
 //      moves down to the next multiple of its alignment (a filler fills any
-//      gap), its header and key hash are restored, and the slot points at
-//      its new offset with its tag;
+//      gap) and its slot points at its new offset with its tag. The slide
+//      must find as many live blobs as the table has: a slot it did not
+//      match would be left pointing at whatever moved over its blob, so a
+//      mismatch marks the heap damaged;
 //   3  (kPhaseFinishing) top := end of the last moved blob; the freed pages
 //      up to the recorded keep end (the reuse slack, CollectOptions) are
 //      zeroed by hand and stay backed for the next chunks (reuse_end); the
@@ -74,17 +81,17 @@
 // barriers after plain writes) before the writes it makes unrecoverable:
 //   R1  Closing writes fillers and zeroes chunk records: redoing it changes
 //       nothing more.
-//   R2  Threading records the slot index before it writes the slot's blob;
-//       slots below it are threaded and slots above it are not. The
-//       recorded slot still points at its blob, whose word 0 still holds
-//       the header (bit 0 clear once threaded), so it is threaded again from
-//       what is there, and the rest resume.
+//   R2  Nothing before the slide writes a blob or a slot: the blobs the
+//       slide has not reached, and their slots, are as the world stopped
+//       them, so a probe from a record past the slide's position answers as
+//       it did.
 //   R0  Each phase keeps its own record fields, and sets up the next
 //       phase's before it enters it, so a death between the two leaves
 //       both records whole.
 //   R3  Sliding records each live blob before it moves (source position,
 //       the slide's destination before it, its destination, header, slot,
-//       tag, bytes copied): the record alone finishes the move. A move that
+//       tag, bytes copied, the live count once done): the record alone
+//       finishes the move, and redoing it writes the same values. A move that
 //       does not overlap its source is copied again whole; one that overlaps
 //       (the destination d < size bytes below) goes d bytes at a time from the
 //       front, each step recorded, and a step overwrites only source bytes
