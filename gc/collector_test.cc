@@ -434,6 +434,8 @@ TEST(Collector, KeptPagesAreReusedByAnotherProcess) {
 // past them the floor applies as before: kResourceExhausted, never SIGBUS.
 TEST(Collector, KeptPagesNeedNoFloorAndThePagesPastThemKeepIt) {
   const std::string name = absl::StrCat("shmheap-gc-floor-", getpid());
+  // A failed earlier run in the same pid namespace may have left it.
+  Heap::UnlinkNamed(name).IgnoreError();
   Options o = GcOptions(256);
   o.chunk_bytes = 1 << 20;
   absl::StatusOr<Heap> heap = Heap::CreateNamed(name, o);
@@ -573,6 +575,7 @@ TEST(Collector, DeadlineWithAPinnedWorkerThenKilledWorkerDoesNotBlock) {
 // operation report kDataLoss instead of reading moved data.
 TEST(Collector, CollectorKilledMidCompactionIsRolledForward) {
   const std::string name = absl::StrCat("shmheap-gc-kill-", getpid());
+  Heap::UnlinkNamed(name).IgnoreError();
   absl::StatusOr<Heap> heap = Heap::CreateNamed(name, GcOptions());
   ASSERT_TRUE(heap.ok()) << heap.status();
   for (int i = 0; i < 100; ++i) {
