@@ -29,6 +29,9 @@
 //                          of 1,024 floats (4 KiB), every other one removed;
 //                          the wall time of Collect() (milliseconds), all of
 //                          it, with the default reuse slack.
+//   gcwall/collect_4k_keep_all, gcwall/collect_4k_keep_none  the same with
+//                          every freed page kept (as hh_shared does) and
+//                          with none kept: the trade-off of the slack.
 //
 // Throughput is bytes_per_second (Google Benchmark's, from SetBytesProcessed
 // and the manual time).
@@ -283,8 +286,8 @@ void MemmoveCompact(benchmark::State& state, int64_t floats) {
 
 // Issue 15's collection: `values` values of 1,024 floats, every other one
 // removed, collected with the default options; the manual time is Collect's
-// wall time.
-void CollectWall(benchmark::State& state, uint64_t values) {
+// wall time. `slack` is CollectOptions::reuse_slack_bytes.
+void CollectWall(benchmark::State& state, uint64_t values, uint64_t slack) {
   constexpr int64_t kFloats = 1024;
   const int64_t dims[] = {kFloats};
   std::vector<float> value(kFloats, 0.5f);
@@ -300,8 +303,10 @@ void CollectWall(benchmark::State& state, uint64_t values) {
     for (uint64_t i = 1; i < values; i += 2) {
       if (absl::Status s = heap.Remove(CompactKey(i)); !s.ok()) Die(s);
     }
+    CollectOptions options;
+    options.reuse_slack_bytes = slack;
     const auto t0 = std::chrono::steady_clock::now();
-    absl::StatusOr<GcReport> report = heap.Collect();
+    absl::StatusOr<GcReport> report = heap.Collect(options);
     const auto t1 = std::chrono::steady_clock::now();
     if (!report.ok()) Die(report.status());
     for (uint64_t i = 0; i < values; i += 2) {
@@ -345,8 +350,17 @@ void RegisterAll() {
               4);
   }
   configure(benchmark::RegisterBenchmark("gcwall/collect_4k/values:500000",
-                                         CollectWall, 500'000),
+                                         CollectWall, 500'000,
+                                         CollectOptions::kAutoReuseSlack),
             1);
+  configure(
+      benchmark::RegisterBenchmark("gcwall/collect_4k_keep_all/values:500000",
+                                   CollectWall, 500'000, ~uint64_t{0} - 1),
+      1);
+  configure(
+      benchmark::RegisterBenchmark("gcwall/collect_4k_keep_none/values:500000",
+                                   CollectWall, 500'000, uint64_t{0}),
+      1);
 }
 
 }  // namespace

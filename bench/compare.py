@@ -179,7 +179,7 @@ def collect(reports):
                 continue
             if run.startswith("gcwall/"):
                 # Issue 15's collection: wall milliseconds (manual time).
-                name = run.split("/", 1)[1].split("/manual_time")[0]
+                name = "/".join(run.split("/")[1:3])
                 key = ("gcwall", name)
                 entry = results.setdefault(key, {"unit": "ms"})
                 entry[agg] = b["real_time"]
@@ -413,9 +413,15 @@ def issue15_targets(results):
     ]:
         out.append((name, needed, False,
                     ratio(median(results, shm_key), median(results, lim_key))))
-    wall = median(results, ("gcwall", "collect_4k/values:500000"))
-    out.append(("collection of 500,000 × 4 KiB half dead ≤ 0.25 s", 0.25, True,
-                None if wall is None else wall / 1e3))
+    for name, title in [
+        ("collect_4k", "default slack"),
+        ("collect_4k_keep_all", "every freed page kept, as hh_shared"),
+        ("collect_4k_keep_none", "every freed page returned"),
+    ]:
+        wall = median(results, ("gcwall", name + "/values:500000"))
+        out.append((f"collection of 500,000 × 4 KiB half dead ≤ 0.25 s "
+                    f"({title})", 0.25, True,
+                    None if wall is None else wall / 1e3))
     return out
 
 
