@@ -257,19 +257,29 @@ class Collection {
     // from its home it must look for a blob's slot. One sequential pass
     // over the table; the blobs themselves are not read here.
     uint64_t live_slots = 0, longest = 0;
+    bool outside = false;
+    // Branch-free: whether a slot is used or holds a blob is a coin toss in
+    // a table with tombstones, and a branch on it costs a misprediction per
+    // slot; the slot that points outside is looked for only if there is one.
+    auto points_outside = [&](uint64_t word) {
+      const uint64_t addr = AddrOffset(word);
+      return (addr < h_.heap_start) | (addr >= old_top_) | (addr % 8 != 0) |
+             (old_top_ - addr < 16);
+    };
     for (uint64_t i = 0; i <= mask_; ++i) {
       const uint64_t hash = slots_[i].hash.load(kStopped);
-      if (hash == 0) continue;
-      longest = std::max(longest, (i - hash) & mask_);
       const uint64_t word = slots_[i].addr.load(kStopped);
-      if (word == 0) continue;
-      const uint64_t addr = AddrOffset(word);
-      if (addr < h_.heap_start || addr >= old_top_ || addr % 8 ||
-          old_top_ - addr < 16) {
-        return Damaged(segment_, absl::StrCat("slot ", i, " points at ", addr,
-                                              ", outside the heap"));
+      longest = std::max(longest, hash != 0 ? (i - hash) & mask_ : 0);
+      live_slots += word != 0;
+      outside |= (word != 0) & points_outside(word);
+    }
+    for (uint64_t i = 0; outside && i <= mask_; ++i) {
+      const uint64_t word = slots_[i].addr.load(kStopped);
+      if (word != 0 && points_outside(word)) {
+        return Damaged(segment_,
+                       absl::StrCat("slot ", i, " points at ", AddrOffset(word),
+                                    ", outside the heap"));
       }
-      ++live_slots;
     }
     RunTestingHook(TestingPoint::kGcClosed);
     h_.gc_live_slots.store(live_slots, kRecord);
