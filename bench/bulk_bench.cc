@@ -84,38 +84,16 @@ Heap NewHeap(uint64_t heap_bytes, uint32_t slots_log2) {
   return *std::move(heap);
 }
 
-void ShmheapLargeWrite(benchmark::State& state) {
+// The large write, into a new heap's fresh pages, or (`reused`) into the
+// pages a collection kept: an array of the same size is published, removed
+// and collected first (untimed), with the default reuse slack.
+void ShmheapLargeWrite(benchmark::State& state, bool reused) {
   const std::vector<float> source = WarmBuffer(kLargeFloats, 1.0f);
-  const int64_t dims[] = {kLargeFloats};
-  for (auto _ : state) {
-    Heap heap = NewHeap(kLargeBytes + (16 << 20), 4);
-    const auto t0 = std::chrono::steady_clock::now();
-    absl::StatusOr<Builder<float>> builder = heap.Reserve<float>("large", dims);
-    if (!builder.ok()) Die(builder.status());
-    std::memcpy(builder->data().data(), source.data(), kLargeBytes);
-    absl::StatusOr<bool> published = builder->Publish();
-    const auto t1 = std::chrono::steady_clock::now();
-    if (!published.ok()) Die(published.status());
-    absl::StatusOr<ArrayView<float>> view = heap.Get<float>("large");
-    if (!*published || !view.ok() ||
-        std::memcmp(view->data(), source.data(), kLargeBytes) != 0) {
-      state.SkipWithError("the array read back differs");
-      return;
-    }
-    state.SetIterationTime(Seconds(t0, t1));
-  }
-  state.SetBytesProcessed(int64_t(state.iterations()) * kLargeBytes);
-}
-
-void ShmheapLargeWriteReused(benchmark::State& state) {
-  const std::vector<float> source = WarmBuffer(kLargeFloats, 7.0f);
   const int64_t dims[] = {kLargeFloats};
   uint64_t kept = 0;
   for (auto _ : state) {
     Heap heap = NewHeap(kLargeBytes + (16 << 20), 4);
-    {
-      // Untimed: publish, remove and collect an array of the same size, so
-      // that the timed write lands on the pages the collection kept.
+    if (reused) {
       absl::StatusOr<bool> added = heap.Add<float>("old", source, dims);
       if (!added.ok()) Die(added.status());
       if (absl::Status s = heap.Remove("old"); !s.ok()) Die(s);
@@ -138,7 +116,7 @@ void ShmheapLargeWriteReused(benchmark::State& state) {
     }
     state.SetIterationTime(Seconds(t0, t1));
   }
-  state.counters["kept_mib"] = double(kept) / (1 << 20);
+  if (reused) state.counters["kept_mib"] = double(kept) / (1 << 20);
   state.SetBytesProcessed(int64_t(state.iterations()) * kLargeBytes);
 }
 
@@ -206,6 +184,30 @@ std::string CompactKey(uint64_t i) {
   return std::string(buf, 16);
 }
 
+// Adds `count` values of value.size() floats (element 0 = the index) and
+// removes every other one: half the bytes dead.
+void AddThenRemoveHalf(Heap& heap, uint64_t count, std::vector<float>& value) {
+  const int64_t dims[] = {int64_t(value.size())};
+  for (uint64_t i = 0; i < count; ++i) {
+    value[0] = float(i);
+    absl::StatusOr<bool> added = heap.Add<float>(CompactKey(i), value, dims);
+    if (!added.ok()) Die(added.status());
+  }
+  for (uint64_t i = 1; i < count; i += 2) {
+    if (absl::Status s = heap.Remove(CompactKey(i)); !s.ok()) Die(s);
+  }
+}
+
+// Whether every survivor of AddThenRemoveHalf is where the table says,
+// with its contents.
+bool SurvivorsIntact(const Heap& heap, uint64_t count) {
+  for (uint64_t i = 0; i < count; i += 2) {
+    absl::StatusOr<ArrayView<float>> v = heap.Get<float>(CompactKey(i));
+    if (!v.ok() || v->data()[0] != float(i)) return false;
+  }
+  return true;
+}
+
 void ShmheapCompact(benchmark::State& state, int64_t floats) {
   const int64_t dims[] = {floats};
   std::vector<float> value(floats, 0.25f);
@@ -223,25 +225,14 @@ void ShmheapCompact(benchmark::State& state, int64_t floats) {
     uint32_t slots_log2 = 4;
     while ((uint64_t{1} << slots_log2) < 2 * count) ++slots_log2;
     Heap heap = NewHeap(kCompactHeapBytes + (64 << 20), slots_log2);
-    for (uint64_t i = 0; i < count; ++i) {
-      value[0] = float(i);
-      absl::StatusOr<bool> added = heap.Add<float>(CompactKey(i), value, dims);
-      if (!added.ok()) Die(added.status());
-    }
-    for (uint64_t i = 1; i < count; i += 2) {
-      if (absl::Status s = heap.Remove(CompactKey(i)); !s.ok()) Die(s);
-    }
+    AddThenRemoveHalf(heap, count, value);
     const auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<GcReport> report = heap.Collect();
     const auto t1 = std::chrono::steady_clock::now();
     if (!report.ok()) Die(report.status());
-    // Every survivor is where the table says, with its contents.
-    for (uint64_t i = 0; i < count; i += 2) {
-      absl::StatusOr<ArrayView<float>> v = heap.Get<float>(CompactKey(i));
-      if (!v.ok() || v->data()[0] != float(i)) {
-        state.SkipWithError("a value moved by the collector differs");
-        return;
-      }
+    if (!SurvivorsIntact(heap, count)) {
+      state.SkipWithError("a value moved by the collector differs");
+      return;
     }
     moved += report->bytes_moved;
     state.SetIterationTime(Seconds(t0, t1));
@@ -285,36 +276,26 @@ void MemmoveCompact(benchmark::State& state, int64_t floats) {
 }
 
 // Issue 15's collection: `values` values of 1,024 floats, every other one
-// removed, collected with the default options; the manual time is Collect's
-// wall time. `slack` is CollectOptions::reuse_slack_bytes.
+// removed, collected with a reuse slack of `slack` bytes
+// (CollectOptions::reuse_slack_bytes); the manual time is Collect's wall
+// time.
 void CollectWall(benchmark::State& state, uint64_t values, uint64_t slack) {
   constexpr int64_t kFloats = 1024;
-  const int64_t dims[] = {kFloats};
   std::vector<float> value(kFloats, 0.5f);
   for (auto _ : state) {
     uint32_t slots_log2 = 4;
     while ((uint64_t{1} << slots_log2) < 2 * values) ++slots_log2;
     Heap heap = NewHeap(values * (kFloats * 4 + 192) + (64 << 20), slots_log2);
-    for (uint64_t i = 0; i < values; ++i) {
-      value[0] = float(i);
-      absl::StatusOr<bool> added = heap.Add<float>(CompactKey(i), value, dims);
-      if (!added.ok()) Die(added.status());
-    }
-    for (uint64_t i = 1; i < values; i += 2) {
-      if (absl::Status s = heap.Remove(CompactKey(i)); !s.ok()) Die(s);
-    }
+    AddThenRemoveHalf(heap, values, value);
     CollectOptions options;
     options.reuse_slack_bytes = slack;
     const auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<GcReport> report = heap.Collect(options);
     const auto t1 = std::chrono::steady_clock::now();
     if (!report.ok()) Die(report.status());
-    for (uint64_t i = 0; i < values; i += 2) {
-      absl::StatusOr<ArrayView<float>> v = heap.Get<float>(CompactKey(i));
-      if (!v.ok() || v->data()[0] != float(i)) {
-        state.SkipWithError("a value moved by the collector differs");
-        return;
-      }
+    if (!SurvivorsIntact(heap, values)) {
+      state.SkipWithError("a value moved by the collector differs");
+      return;
     }
     state.SetIterationTime(Seconds(t0, t1));
     state.counters["gib_before"] = double(report->bytes_before) / (1 << 30);
@@ -328,10 +309,10 @@ void RegisterAll() {
     b->UseManualTime()->Iterations(iterations)->Unit(benchmark::kMillisecond);
   };
   configure(benchmark::RegisterBenchmark("shmheap/large_write/mib:64",
-                                         ShmheapLargeWrite),
+                                         ShmheapLargeWrite, false),
             4);
   configure(benchmark::RegisterBenchmark("shmheap/large_write_reused/mib:64",
-                                         ShmheapLargeWriteReused),
+                                         ShmheapLargeWrite, true),
             4);
   configure(benchmark::RegisterBenchmark("shmheap/large_read/mib:64",
                                          ShmheapLargeRead),

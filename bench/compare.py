@@ -380,7 +380,7 @@ def targets(results):
                  "mix90_10", "boost", 4, 4)
     table_target("90/10 mix ≥ 3× LMDB (4 processes)", 3.0, "mix90_10", "lmdb",
                  4, 4)
-    for name, needed, shm_key, lim_key in [
+    for name, needed, r in ratio_targets(results, [
         ("large-array write ≥ 0.8× memcpy", 0.8,
          ("shmheap", "large_write", "mib:64"), ("memcpy", "large", "mib:64")),
         ("large-array read ≥ 0.8× memcpy", 0.8,
@@ -391,16 +391,23 @@ def targets(results):
         ("compaction ≥ 0.5× memmove (16-float values)", 0.5,
          ("shmheap", "compact", "floats:16"),
          ("memmove", "compact", "floats:16")),
-    ]:
-        r = ratio(median(results, shm_key), median(results, lim_key))
+    ]):
         out.append((name, needed, [] if r is None else [(r, "")]))
     return out
+
+
+def ratio_targets(results, rows):
+    """(name, needed, shmheap ÷ limit or None) for rows of (name, needed,
+    shmheap key, limit key)."""
+    return [(name, needed,
+             ratio(median(results, shm_key), median(results, lim_key)))
+            for name, needed, shm_key, lim_key in rows]
 
 
 def issue15_targets(results):
     """Issue 15's targets: (name, needed, at_most, value or None)."""
     out = []
-    for name, needed, shm_key, lim_key in [
+    for name, needed, r in ratio_targets(results, [
         ("large-array write into reused pages ≥ 0.8× memcpy", 0.8,
          ("shmheap", "large_write_reused", "mib:64"),
          ("memcpy", "large", "mib:64")),
@@ -410,9 +417,8 @@ def issue15_targets(results):
         ("compaction ≥ 0.4× memmove (16-float values)", 0.4,
          ("shmheap", "compact", "floats:16"),
          ("memmove", "compact", "floats:16")),
-    ]:
-        out.append((name, needed, False,
-                    ratio(median(results, shm_key), median(results, lim_key))))
+    ]):
+        out.append((name, needed, False, r))
     for name, title in [
         ("collect_4k", "default slack"),
         ("collect_4k_keep_all", "every freed page kept, as hh_shared"),

@@ -365,6 +365,20 @@ int FillMb(Heap& heap, int first, int mb) {
   return n;
 }
 
+// Fills `mb` MiB (FillMb), removes every value but the first `keep`, and
+// collects with a reuse slack of `slack_mb` MiB.
+absl::StatusOr<GcReport> FillDropCollect(Heap& heap, int mb, int keep,
+                                         uint64_t slack_mb) {
+  const int n = FillMb(heap, 0, mb);
+  if (n == 0) return absl::InternalError("fill failed");
+  for (int i = keep; i < n; ++i) {
+    if (absl::Status s = heap.Remove(KeyName(i)); !s.ok()) return s;
+  }
+  CollectOptions co;
+  co.reuse_slack_bytes = slack_mb << 20;
+  return heap.Collect(co);
+}
+
 // Page reuse (issue 15): a collection keeps the freed pages up to its slack
 // backed and zeroed, records their end in Header::reuse_end, and returns
 // only the pages above to the OS; another process then writes into the kept
@@ -375,14 +389,11 @@ TEST(Collector, KeptPagesAreReusedByAnotherProcess) {
   o.chunk_bytes = 1 << 20;
   absl::StatusOr<Heap> heap = Heap::Create(o);
   ASSERT_TRUE(heap.ok()) << heap.status();
-  const int n = FillMb(*heap, 0, 96);
-  ASSERT_GT(n, 0);
-  // Keep the first 16 values (1 MiB) live.
-  for (int i = 16; i < n; ++i) ASSERT_TRUE(heap->Remove(KeyName(i)).ok());
+  // The first 16 values (1 MiB) stay live.
+  absl::StatusOr<GcReport> r = FillDropCollect(*heap, 96, 16, 32);
+  ASSERT_TRUE(r.ok()) << r.status();
   CollectOptions co;
   co.reuse_slack_bytes = uint64_t{32} << 20;
-  absl::StatusOr<GcReport> r = heap->Collect(co);
-  ASSERT_TRUE(r.ok()) << r.status();
   const internal::Header& h = heap->segment().header();
   const uint64_t top = h.top.load();
   const uint64_t reuse_end = h.reuse_end.load();
@@ -440,12 +451,7 @@ TEST(Collector, KeptPagesNeedNoFloorAndThePagesPastThemKeepIt) {
   o.chunk_bytes = 1 << 20;
   absl::StatusOr<Heap> heap = Heap::CreateNamed(name, o);
   ASSERT_TRUE(heap.ok()) << heap.status();
-  const int n = FillMb(*heap, 0, 32);
-  ASSERT_GT(n, 0);
-  for (int i = 0; i < n; ++i) ASSERT_TRUE(heap->Remove(KeyName(i)).ok());
-  CollectOptions co;
-  co.reuse_slack_bytes = uint64_t{8} << 20;
-  ASSERT_TRUE(heap->Collect(co).ok());
+  ASSERT_TRUE(FillDropCollect(*heap, 32, 0, 8).ok());
   // A floor above any machine's memory, for processes that attach now.
   heap->segment().header().min_available_bytes = uint64_t{1} << 47;
   std::vector<int> codes = testing::RunProcesses(1, [&](int) {
