@@ -145,7 +145,8 @@ namespace internal {
 // Errors: kFailedPrecondition when `self` holds a pin (it would wait for
 // itself); kDeadlineExceeded when some live session stays in scope past the
 // deadline, or another collection does not finish in it (nothing changed);
-// kDataLoss when the heap does not parse (it is then marked damaged).
+// kDataLoss when the heap does not parse, or a slot points at no blob the
+// slide finds (it is then marked damaged).
 absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
                                  const CollectOptions& options);
 

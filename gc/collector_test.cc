@@ -528,6 +528,31 @@ TEST(Collector, WriterKilledInKeptPagesLeavesAParseableHeap) {
   }
 }
 
+// The slide finds a blob's slot by the hash in the blob's word 1: a blob
+// whose word 1 no longer matches its slot would be taken for garbage and
+// moved over, leaving its slot pointing at whatever came there. The slide
+// counts the blobs it finds against the slots, so this is kDataLoss (the
+// heap marked damaged), not a slot silently left dangling.
+TEST(Collector, ASlotWhoseBlobTheSlideCannotFindIsDataLoss) {
+  absl::StatusOr<Heap> heap = Heap::Create(GcOptions());
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  const std::vector<float> v = ArrayFor(1, 0, 8);
+  const int64_t dims[] = {8};
+  ASSERT_TRUE(*heap->Add<float>(KeyName(1), v, dims));  // at heap_start
+  ASSERT_TRUE(*heap->Add<float>(KeyName(2), v, dims));
+  ASSERT_TRUE(heap->Remove(KeyName(2)).ok());
+  const uint64_t start = heap->segment().header().heap_start;
+  std::byte* word1 = heap->segment().base() + start + 8;
+  uint64_t hash;
+  std::memcpy(&hash, word1, 8);
+  hash ^= 1;
+  std::memcpy(word1, &hash, 8);
+  absl::StatusOr<GcReport> r = heap->Collect();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_EQ(heap->segment().header().phase.load(), internal::kPhaseDamaged);
+}
+
 // A worker that holds a view blocks collection until the deadline, and
 // nothing changes; once it is killed (still pinned), collection proceeds.
 TEST(Collector, DeadlineWithAPinnedWorkerThenKilledWorkerDoesNotBlock) {
