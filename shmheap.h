@@ -419,11 +419,15 @@ class Heap {
   absl::Status Verify() const;
 
   // Compacts the heap in place (gc/collector.h): waits until no process is
-  // in scope, slides live blobs down, returns the freed tail to the OS and
-  // clears tombstones. Any process may call it.
+  // in scope, slides live blobs down, keeps the freed pages up to
+  // options.reuse_slack_bytes backed and zeroed for the next writes, returns
+  // the rest of the freed tail to the OS and clears tombstones. Any process
+  // may call it.
   // kFailedPrecondition if this process holds a view, Pin or ReadScope;
   // kDeadlineExceeded if some process stays in scope past the deadline
-  // (nothing changed); kDataLoss if an earlier collector died mid-way.
+  // (nothing changed); kDataLoss if the heap turns out damaged (it does not
+  // parse, or a slot points at no blob the slide finds: it is then marked
+  // damaged).
   absl::StatusOr<GcReport> Collect(const CollectOptions& options = {});
 
   // Collects when the heap's used bytes reach `overhead` times its live
