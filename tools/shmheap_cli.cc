@@ -333,6 +333,16 @@ int RunCreate(const Invocation& inv) {
   if (const std::string* v = inv.Value("--heap")) {
     absl::StatusOr<uint64_t> bytes = ParseSize("--heap", *v);
     if (!bytes.ok()) return UsageError("create", bytes.status().message());
+    // The library's range (heap/segment.h), reported as --slots' is: a
+    // command-line error naming the flag, in the units the flag takes.
+    if (*bytes < internal::kPageSize || *bytes > internal::kMaxHeapBytes) {
+      return UsageError(
+          "create", absl::StrCat("--heap ", *v, ": must be from ",
+                                 HumanBytes(internal::kPageSize), " to ",
+                                 HumanBytes(internal::kMaxHeapBytes), " (",
+                                 internal::kPageSize, " to ",
+                                 internal::kMaxHeapBytes, " bytes), e.g. 1G"));
+    }
     options.heap_bytes = *bytes;
     // A heap smaller than one allocation chunk could hold nothing (every
     // process takes a whole chunk first), and attach refuses a chunk larger
