@@ -189,6 +189,29 @@ class ValueBuffer {
   std::vector<float> v_;
 };
 
+// kBatch value buffers, for systems that add a batch at once (their values
+// must all be alive together): the same contents and the same per-key
+// rewrite as ValueBuffer.
+class BatchValues {
+ public:
+  explicit BatchValues(int floats) : floats_(floats), v_(kBatch * floats) {
+    for (int b = 0; b < kBatch; ++b) {
+      for (int i = 0; i < floats; ++i) v_[b * floats + i] = 0.5f * float(i);
+    }
+  }
+  // Buffer `slot` (< kBatch), holding id's value.
+  std::span<const float> For(int slot, uint64_t id) {
+    float* v = v_.data() + size_t(slot) * floats_;
+    v[0] = Marker(id);
+    v[floats_ - 1] = Marker(id);
+    return {v, size_t(floats_)};
+  }
+
+ private:
+  int floats_;
+  std::vector<float> v_;
+};
+
 // A per-worker random stream (xorshift64*): a few cycles per draw.
 class Rng {
  public:
@@ -421,9 +444,24 @@ uint64_t RunGets(S& s, const Spec& spec, int w, uint64_t ops, bool hit) {
   return bad;
 }
 
+// Adds [first_id, last_id), kBatch keys per scope. A system with
+//   uint64_t AddBatch(uint64_t first, uint64_t last, BatchValues& values);
+// (returning how many of the keys it failed to publish) adds each batch in
+// one call instead of one Add per key.
 template <class S>
 uint64_t RunAdds(S& s, const Spec& spec, int w, uint64_t first_id,
                  uint64_t last_id) {
+  if constexpr (requires(BatchValues & v) { s.AddBatch(0, 0, v); }) {
+    BatchValues values(spec.floats);
+    uint64_t bad = 0;
+    for (uint64_t id = first_id; id < last_id;) {
+      [[maybe_unused]] auto scope = s.Scope();
+      const uint64_t batch_end = std::min<uint64_t>(last_id, id + kBatch);
+      bad += s.AddBatch(id, batch_end, values);
+      id = batch_end;
+    }
+    return bad;
+  }
   ValueBuffer value(spec.floats);
   uint64_t bad = 0;
   for (uint64_t id = first_id; id < last_id;) {

@@ -451,11 +451,10 @@ void LocalSession::DropPin() noexcept {
   if (pins_.fetch_sub(1, std::memory_order_acq_rel) == 1) LeaveShared();
 }
 
-absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
-                                                uint64_t bytes,
-                                                uint64_t align) {
+absl::StatusOr<uint64_t> LocalSession::AllocateLocked(uint64_t header_word,
+                                                      uint64_t bytes,
+                                                      uint64_t align) {
   Header& h = segment_->header();
-  std::lock_guard<std::mutex> lock(alloc_mu_);
   // Relaxed: only this process writes its chunk fields while it is pinned
   // (the collector writes them with the world stopped, ordered by the epoch).
   uint64_t committed = entry_->committed.load(std::memory_order_relaxed);
@@ -521,7 +520,7 @@ absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
     WriteRecordHeader(base, committed, FillerWord(start - committed));
   }
   WriteRecordHeader(base, start, header_word);
-  Count(kBytesAllocated, start + bytes - committed);
+  CountLocked(kBytesAllocated, start + bytes - committed);
   // Release: anyone who reads committed (a joiner reclaiming this entry
   // after we die, Verify) sees the header words below it.
   entry_->committed.store(start + bytes, std::memory_order_release);

@@ -227,6 +227,131 @@ inline void RaceToAdd(const ScenarioRunner& runner, int racers,
 }
 
 // ---------------------------------------------------------------------------
+// b2. Racing batched and single adds of the same keys.
+
+// Every racer adds the same kKeys keys, its own contents under each (version
+// = racer index + 1): even racers with AddMany, in batches of kBatch whose
+// last item repeats the batch's first key with other contents (so a batch
+// also races with itself: the earlier item must win), odd racers with
+// single Adds. Racer p starts at key p * kKeys / racers and wraps around,
+// so the racers meet on every key from different batch positions. Each
+// racer records, per key, whether one of its calls published it, and
+// checks that its published count equals its true results. Then, after a
+// barrier, every racer reads every key and records whose contents it
+// holds. With threads, the racers share one session: the counters, which
+// AddMany and Add update without a locked instruction (heap/session.h),
+// must still come out exact, which Verify checks.
+inline void RaceToAddMany(const ScenarioRunner& runner, int racers,
+                          uint32_t table_slots_log2) {
+  constexpr int kKeys = 2048;
+  constexpr int kBatch = 64;
+  constexpr size_t kLen = 16;
+  constexpr uint64_t kDuplicateVersion = 1000;
+  Heap heap = CreateHeap(table_slots_log2);
+  SharedBarrier start(racers);
+  SharedBarrier added(racers);
+  SharedArray<uint8_t> won(racers * kKeys);
+  SharedArray<int32_t> seen(racers * kKeys);
+  SharedArray<int64_t> errors(racers);
+
+  // The index of the racer whose contents `got` holds, or -1 (-2 for the
+  // contents of a batch's repeated last item, which must never win).
+  auto writer_of = [racers](const absl::StatusOr<ArrayView<float>>& got,
+                            int key) {
+    for (int p = 0; p < racers; ++p) {
+      if (Mismatches(got, ArrayFor(key, p + 1, kLen)) == 0) return p;
+    }
+    if (Mismatches(got, ArrayFor(key, kDuplicateVersion, kLen)) == 0) {
+      return -2;
+    }
+    return -1;
+  };
+
+  const std::vector<int> codes = runner.run(racers, [&](int p) {
+    const int first = p * kKeys / racers;
+    std::vector<std::string> names(kBatch + 1);
+    std::vector<std::vector<float>> values(kBatch + 1);
+    std::vector<AddItem> items(kBatch + 1);
+    std::vector<absl::StatusOr<bool>> results(kBatch + 1);
+    const int64_t dims[] = {static_cast<int64_t>(kLen)};
+    int64_t bad = 0;
+    start.Wait();
+    for (int done = 0; done < kKeys; done += kBatch) {
+      if (p % 2 == 1) {
+        for (int i = 0; i < kBatch; ++i) {
+          const int k = (first + done + i) % kKeys;
+          const absl::StatusOr<bool> r =
+              AddArray(heap, KeyName(k), ArrayFor(k, p + 1, kLen));
+          if (!r.ok()) ++bad;
+          won[p * kKeys + k] = r.ok() && *r ? 1 : 0;
+        }
+        continue;
+      }
+      for (int i = 0; i <= kBatch; ++i) {
+        const int k = (first + done + (i == kBatch ? 0 : i)) % kKeys;
+        names[i] = KeyName(k);
+        values[i] = ArrayFor(k, i == kBatch ? kDuplicateVersion : p + 1, kLen);
+        items[i] = AddItem::Of<float>(names[i], values[i], dims);
+      }
+      const absl::StatusOr<size_t> n = heap.AddMany(items, results);
+      if (!n.ok()) {
+        ++bad;
+        continue;
+      }
+      size_t trues = 0;
+      for (int i = 0; i < kBatch; ++i) {
+        const int k = (first + done + i) % kKeys;
+        if (!results[i].ok()) ++bad;
+        won[p * kKeys + k] = results[i].ok() && *results[i] ? 1 : 0;
+        trues += won[p * kKeys + k];
+      }
+      // The repeated key was the batch's own first item: present.
+      if (!results[kBatch].ok() || *results[kBatch]) ++bad;
+      if (*n != trues) ++bad;
+    }
+    errors[p] = bad;
+    added.Wait();
+    for (int k = 0; k < kKeys; ++k) {
+      seen[p * kKeys + k] = writer_of(heap.Get<float>(KeyName(k)), k);
+    }
+    return 0;
+  });
+
+  for (int p = 0; p < racers; ++p) {
+    EXPECT_EQ(codes[p], 0) << runner.noun << " " << p;
+    EXPECT_EQ(errors[p], 0) << runner.noun << " " << p;
+  }
+  int batched_wins = 0;
+  for (int k = 0; k < kKeys; ++k) {
+    int winner = -1;
+    int wins = 0;
+    for (int p = 0; p < racers; ++p) {
+      if (won[p * kKeys + k]) {
+        ++wins;
+        winner = p;
+      }
+    }
+    ASSERT_EQ(wins, 1) << "key " << k;
+    batched_wins += winner % 2 == 0;
+    for (int p = 0; p < racers; ++p) {
+      ASSERT_EQ(seen[p * kKeys + k], winner)
+          << runner.noun << " " << p << " read key " << k;
+    }
+    ASSERT_EQ(writer_of(heap.Get<float>(KeyName(k)), k), winner)
+        << runner.checker << " read key " << k;
+  }
+  // Both paths won some keys, so both were raced.
+  EXPECT_GT(batched_wins, 0);
+  EXPECT_LT(batched_wins, kKeys);
+  const Stats s = heap.stats();
+  EXPECT_EQ(s.live_blobs, uint64_t{kKeys});
+  EXPECT_EQ(s.table_used, uint64_t{kKeys});
+  // Verify checks every counter against the table exactly.
+  const absl::Status verified = heap.Verify();
+  EXPECT_TRUE(verified.ok()) << verified;
+}
+
+// ---------------------------------------------------------------------------
 // c. Replace and remove racing with get.
 
 inline constexpr int kRaceKeys = 64;

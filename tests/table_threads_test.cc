@@ -17,6 +17,7 @@ namespace {
 
 using ::shmheap::testing::DistinctKeysAreAllReadable;
 using ::shmheap::testing::RaceToAdd;
+using ::shmheap::testing::RaceToAddMany;
 using ::shmheap::testing::ReadScopesRacingWithWritersAndCollector;
 using ::shmheap::testing::ReplaceAndRemoveRacingWithGet;
 using ::shmheap::testing::RunThreads;
@@ -50,6 +51,16 @@ TEST(TableThreads, RacingAddsHaveExactlyOneWinnerThatEveryoneSees) {
 TEST(TableThreads, RacingPublishesHaveExactlyOneWinnerThatEveryoneSees) {
   RaceToAdd(Threads(), /*racers=*/4, /*table_slots_log2=*/12,
             /*via_reserve=*/true);
+}
+
+// Four threads of one session race to add the same 2,048 keys, two with
+// AddMany (batches that also repeat a key within themselves) and two with
+// single Adds: exactly one call publishes each key, everyone reads the
+// winner's contents, and the counters, which both paths update without a
+// locked instruction under the session's allocation lock, agree with the
+// table exactly (Verify).
+TEST(TableThreads, RacingBatchedAndSingleAddsHaveOneWinnerAndExactCounters) {
+  RaceToAddMany(Threads(), /*racers=*/4, /*table_slots_log2=*/13);
 }
 
 // Two writer threads Replace (and now and then Remove) 64 keys with new
