@@ -536,6 +536,12 @@ S* SharedStore(const Spec& spec, std::string* error) {
 template <class S>
 void RunTableBenchmark(benchmark::State& state, const Spec& spec,
                        const OpCounts& counts) {
+  // Build the key table now, in the parent, untimed: otherwise a workload
+  // that fills no store first (add) builds it (76,000 snprintf calls) in
+  // each forked worker inside the timed part, which charged process-mode
+  // systems several milliseconds per measurement that thread-mode ones
+  // paid once.
+  Keys::Get();
   for (auto _ : state) {
     std::unique_ptr<S> own;
     S* s = nullptr;

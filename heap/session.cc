@@ -3,6 +3,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -240,6 +241,25 @@ void RetireEntry(const Segment& segment, SessionEntry& e) {
 void WriteRecordHeader(std::byte* base, uint64_t offset, uint64_t word) {
   RunTestingHook(TestingPoint::kRecordHeaderUnwritten);
   std::memcpy(base + offset, &word, 8);
+}
+
+// Maps a new chunk's pages into this process in one call, where the kernel
+// can (MADV_POPULATE_WRITE, Linux 5.14): Back() has already allocated them
+// (fallocate), so this takes no more memory, and it saves the page fault
+// that the first write into each 4 KiB page would otherwise take (about a
+// fifth of a fresh heap's small-add time, README "Issue 15"). Memory-backed
+// heaps only: on a file heap a write fault dirties the page cache, which
+// would write back zeros that nobody asked for. Best effort: an older
+// kernel's EINVAL leaves the faults to happen on demand, as before.
+void PopulateChunk(const Segment& segment, uint64_t offset, uint64_t length) {
+#ifdef MADV_POPULATE_WRITE
+  if (segment.backing() == BackingKind::kFile) return;
+  (void)madvise(segment.base() + offset, length, MADV_POPULATE_WRITE);
+#else
+  (void)segment;
+  (void)offset;
+  (void)length;
+#endif
 }
 
 // Whether CloseChunk may run on entry `e`: its open chunk, if any, ends at
@@ -514,6 +534,7 @@ absl::StatusOr<uint64_t> LocalSession::AllocateLocked(uint64_t header_word,
     committed = top;
     end = top + size;
     start = AlignUp(top, align);
+    PopulateChunk(*segment_, top, size);
   }
   std::byte* base = segment_->base();
   if (start > committed) {
