@@ -289,6 +289,19 @@ absl::StatusOr<bool> Store::Write(const ResolvedKey& key, Kind kind,
   return replace ? installed->won : false;
 }
 
+namespace {
+// Whether item `a` (key `ka`) has the blob shape of item `b` (key `kb`),
+// which PrepareWrite accepted: the same kind, layout, dims and data size,
+// and a key stored alike and of the same length.
+bool SameShape(const AddItem& a, const ResolvedKey& ka, const AddItem& b,
+               const ResolvedKey& kb) {
+  return a.kind == b.kind && a.layout == b.layout &&
+         a.data.size() == b.data.size() && ka.has_key == kb.has_key &&
+         ka.key_hashed == kb.key_hashed && ka.bytes.size() == kb.bytes.size() &&
+         std::equal(a.dims.begin(), a.dims.end(), b.dims.begin(), b.dims.end());
+}
+}  // namespace
+
 absl::StatusOr<size_t> Store::AddMany(
     std::span<const AddItem> items,
     std::span<absl::StatusOr<bool>> results) const {
@@ -315,6 +328,10 @@ absl::StatusOr<size_t> Store::AddMany(
   absl::FixedArray<Pending, kLookupGroup> pending(items.size());
   CounterDeltas ahead;
   size_t wanted = 0;
+  // The last item whose shape PrepareWrite checked (-1: none yet): in a
+  // batch of values of one shape, the common case, only the first is
+  // checked and the others take its shape.
+  int64_t shaped = -1;
   // 1. Resolve and check every item, then find or claim its slot, a group
   //    at a time with the group's home slots prefetched (as FindMany), so
   //    the probes' misses overlap.
@@ -327,13 +344,19 @@ absl::StatusOr<size_t> Store::AddMany(
     for (size_t k = base; k < base + n; ++k) {
       Pending& p = pending[k];
       const AddItem& item = items[k];
-      absl::StatusOr<Shape> shape =
-          PrepareWrite(p.key, item.kind, item.dims, item.layout, item.data);
-      if (!shape.ok()) {
-        results[k] = shape.status();
-        continue;
+      if (shaped >= 0 &&
+          SameShape(item, p.key, items[shaped], pending[shaped].key)) {
+        p.shape = pending[shaped].shape;
+      } else {
+        absl::StatusOr<Shape> shape =
+            PrepareWrite(p.key, item.kind, item.dims, item.layout, item.data);
+        if (!shape.ok()) {
+          results[k] = shape.status();
+          continue;
+        }
+        p.shape = *shape;
+        shaped = static_cast<int64_t>(k);
       }
-      p.shape = *shape;
       bool claimed = false;
       absl::StatusOr<uint64_t> index = Claim(p.key, &claimed);
       if (!index.ok()) {

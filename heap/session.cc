@@ -534,7 +534,9 @@ absl::StatusOr<uint64_t> LocalSession::AllocateLocked(uint64_t header_word,
     committed = top;
     end = top + size;
     start = AlignUp(top, align);
-    PopulateChunk(*segment_, top, size);
+    // Regular chunks only: a blob's own chunk may be very large, and its
+    // faults are better taken by its writer outside this lock.
+    if (size == h.chunk_bytes) PopulateChunk(*segment_, top, size);
   }
   std::byte* base = segment_->base();
   if (start > committed) {
