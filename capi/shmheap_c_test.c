@@ -65,13 +65,20 @@ static void TestErrors(void) {
   CHECK(shmheap_element_size(99) == 0);
 }
 
-static void TestForkedWriters(void) {
+/* An anonymous heap of `heap_bytes` with 2^slots_log2 slots, the other
+ * options default; NULL (a failed CHECK) if it cannot be created. */
+static shmheap_heap* NewHeap(uint64_t heap_bytes, uint32_t slots_log2) {
   shmheap_options o;
   shmheap_options_default(&o);
-  o.heap_bytes = 64 << 20;
-  o.table_slots_log2 = 12;
+  o.heap_bytes = heap_bytes;
+  o.table_slots_log2 = slots_log2;
   shmheap_heap* heap = NULL;
   CHECK(shmheap_create(&o, &heap) == SHMHEAP_OK);
+  return heap;
+}
+
+static void TestForkedWriters(void) {
+  shmheap_heap* heap = NewHeap(64 << 20, 12);
   if (heap == NULL) return;
   enum { kWorkers = 8 };
   for (int w = 0; w < kWorkers; ++w) {
@@ -250,12 +257,7 @@ static int Holds(shmheap_heap* heap, const shmheap_key* key,
  * read back element by element, then 4 forked children adding overlapping
  * batches with every value checked by the parent and the counters exact. */
 static void TestAddMany(void) {
-  shmheap_options o;
-  shmheap_options_default(&o);
-  o.heap_bytes = 16 << 20;
-  o.table_slots_log2 = 10;
-  shmheap_heap* heap = NULL;
-  CHECK(shmheap_create(&o, &heap) == SHMHEAP_OK);
+  shmheap_heap* heap = NewHeap(16 << 20, 10);
   if (heap == NULL) return;
   const float va[3] = {1, 2, 3}, vb[3] = {4, 5, 6}, vc[3] = {7, 8, 9};
   const int64_t dims[1] = {3};
