@@ -23,7 +23,8 @@
 // process are not timed), then all meet at a barrier, run their share of the
 // operations, and record start and stop times (CLOCK_MONOTONIC). A round's
 // time is the last stop minus the first start; the throughput is all
-// workers' operations over the sum of the rounds' times. Every result is
+// workers' operations over the sum of the rounds' times (and, as
+// cpu_ops_per_s, over the workers' CPU time in those rounds). Every result is
 // checked (a hit must return its key's marker value, a miss must miss, an
 // add must publish); a failure fails the benchmark, it is not counted.
 //
@@ -43,6 +44,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -283,6 +285,14 @@ class Barrier {
   SharedArray<std::atomic<uint32_t>> words_;
 };
 
+// CPU time of the calling thread (user and system), in ns: what a worker
+// spent running, however often other work on the machine preempted it.
+inline int64_t ThreadCpuNs() {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return int64_t(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
 inline int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -294,6 +304,8 @@ inline constexpr int kMaxWorkers = 16;
 
 struct RunResult {
   double seconds = 0;  // sum over rounds of (last stop - first start)
+  // CPU time of every worker over every round's timed part, summed.
+  double cpu_seconds = 0;
   uint64_t failures = 0;
   std::string error;  // a worker that crashed or exited non-zero
 };
@@ -318,6 +330,7 @@ inline RunResult RunWorkers(Mode mode, int workers, int rounds,
   Barrier barrier(workers);
   SharedArray<int64_t> start(size_t(kMaxWorkers) * kMaxRounds);
   SharedArray<int64_t> stop(size_t(kMaxWorkers) * kMaxRounds);
+  SharedArray<int64_t> cpu(size_t(kMaxWorkers) * kMaxRounds);
   SharedArray<std::atomic<uint64_t>> failures(kMaxWorkers);
   auto body = [&](int w) {
     // Relaxed: read by the parent after the worker has exited or joined.
@@ -327,7 +340,9 @@ inline RunResult RunWorkers(Mode mode, int workers, int rounds,
     for (int r = 0; r < rounds; ++r) {
       barrier.Wait();
       start[w * kMaxRounds + r] = NowNs();
+      const int64_t cpu_start = ThreadCpuNs();
       const uint64_t bad = hooks.work(w, r);
+      cpu[w * kMaxRounds + r] = ThreadCpuNs() - cpu_start;
       stop[w * kMaxRounds + r] = NowNs();
       // Relaxed: read by the parent after the worker has exited or joined.
       failures[w].fetch_add(bad, std::memory_order_relaxed);
@@ -386,6 +401,7 @@ inline RunResult RunWorkers(Mode mode, int workers, int rounds,
     for (int w = 0; w < workers; ++w) {
       first = std::min(first, start[w * kMaxRounds + r]);
       last = std::max(last, stop[w * kMaxRounds + r]);
+      result.cpu_seconds += double(cpu[w * kMaxRounds + r]) * 1e-9;
     }
     result.seconds += double(last - first) * 1e-9;
   }
@@ -625,6 +641,12 @@ void RunTableBenchmark(benchmark::State& state, const Spec& spec,
     }
     state.SetIterationTime(r.seconds);
     state.counters["ops_per_s"] = double(ops) / r.seconds;
+    // Operations per CPU-second of the workers: for one worker, its rate
+    // when running, which preemption by other work on a shared machine
+    // does not dilute (blind to scaling across workers).
+    if (r.cpu_seconds > 0) {
+      state.counters["cpu_ops_per_s"] = double(ops) / r.cpu_seconds;
+    }
     state.counters["workers"] = workers;
     state.counters["load"] = spec.load_percent / 100.0;
     state.counters["floats"] = spec.floats;
