@@ -228,6 +228,10 @@ absl::StatusOr<bool> Store::Write(const ResolvedKey& key, Kind kind,
                                   std::span<const int64_t> dims, Layout layout,
                                   std::span<const std::byte> data,
                                   bool replace) const {
+  // The slot's cache line is usually a miss (the table is large, and a
+  // chunk's zeroing by the kernel evicts it): start it now, so it overlaps
+  // the checks and the scope entry below instead of stalling the probe.
+  table().PrefetchForWrite(key.hash);
   absl::StatusOr<Shape> shape = PrepareWrite(key, kind, dims, layout, data);
   if (!shape.ok()) return shape.status();
   absl::StatusOr<InScope> scope = EnterSession();
@@ -339,7 +343,7 @@ absl::StatusOr<size_t> Store::AddMany(
     const size_t n = std::min(kLookupGroup, items.size() - base);
     for (size_t k = base; k < base + n; ++k) {
       pending[k].key = lookup_.Resolve(items[k].key);
-      table().Prefetch(pending[k].key.hash);
+      table().PrefetchForWrite(pending[k].key.hash);
     }
     for (size_t k = base; k < base + n; ++k) {
       Pending& p = pending[k];

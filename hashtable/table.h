@@ -99,6 +99,12 @@ class Table {
   void Prefetch(uint64_t hash) const noexcept {
     __builtin_prefetch(&slots_[hash & mask_], /*rw=*/0, /*locality=*/3);
   }
+  // The same, for a writer about to claim or publish into it (FindOrClaim,
+  // CasAddr): the line is fetched for ownership, so the CAS does not pay a
+  // second trip to upgrade a shared copy.
+  void PrefetchForWrite(uint64_t hash) const noexcept {
+    __builtin_prefetch(&slots_[hash & mask_], /*rw=*/1, /*locality=*/3);
+  }
 
   // Acquire: a reader that sees a blob offset sees the blob's contents.
   uint64_t LoadAddr(uint64_t index) const {
