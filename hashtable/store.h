@@ -102,7 +102,13 @@ class Store {
 
   // --- Writes. Each enters the scope for its own duration.
 
-  // Add (replace == false: write-once) or Replace. Errors: kInvalidArgument
+  // Add (replace == false: write-once) or Replace. The protocol: check
+  // every argument; enter the scope; find or claim the slot (one probe;
+  // its index stays valid in scope); for an add, return at once if it holds
+  // a value; allocate the blob, counting the claim and the publish ahead
+  // under the allocation lock (heap/session.h, "Counters"); write it;
+  // publish it with the release CAS on addr; take the count back under the
+  // lock only if the CAS lost or met a collision. Errors: kInvalidArgument
   // (dims, kind, layout, data size), kAlreadyExists (another key with the
   // same hash), kResourceExhausted (table, heap, backing store), Enter()'s.
   absl::StatusOr<bool> Write(const ResolvedKey& key, Kind kind,

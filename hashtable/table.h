@@ -23,6 +23,9 @@
 //   |-------------------|--------------------------------------------------|
 //   | add / add         | one wins (returns true); the loser returns false |
 //   |                   | and its blob becomes garbage                     |
+//   | add_many / add,   | per item, as add / add; within one batch, of two |
+//   |  add_many         | items with one key the earlier wins (the later   |
+//   |                   | returns false, its blob is garbage)              |
 //   | add / get         | get sees absent or the complete winner           |
 //   | add / contains    | contains sees absent or present, never a torn or |
 //   |                   | other key's slot (the tag rides in the same word)|
