@@ -28,8 +28,8 @@ struct CollectOptions {
   static constexpr uint64_t kAutoReuseSlack = ~uint64_t{0};
   static constexpr uint64_t kMinAutoReuseSlack = uint64_t{64} << 20;
   uint64_t reuse_slack_bytes = kAutoReuseSlack;
-  // Tests only: called after the threading phase (the world is stopped and
-  // the heap is mid-compaction).
+  // Tests only: called after the closing pass, just before the slide (the
+  // world is stopped and the heap is mid-compaction).
   std::function<void()> testing_mid_compaction_hook;
 };
 
