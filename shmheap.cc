@@ -92,6 +92,12 @@ absl::StatusOr<bool> Heap::AddRaw(Key key, Kind kind,
   return store_->Write(store_->Resolve(key), kind, dims, layout, data, false);
 }
 
+absl::StatusOr<size_t> Heap::AddMany(std::span<const AddItem> items,
+                                     std::span<absl::StatusOr<bool>> results) {
+  if (!store_) return MovedFrom();
+  return store_->AddMany(items, results);
+}
+
 absl::StatusOr<bool> Heap::ReplaceRaw(Key key, Kind kind,
                                       std::span<const int64_t> dims,
                                       Layout layout,

@@ -68,6 +68,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "gc/options.h"
+#include "hashtable/add_item.h"
 #include "hashtable/key.h"
 #include "hashtable/lookup.h"
 #include "heap/array_ref.h"
@@ -324,6 +325,27 @@ class Heap {
   }
   absl::StatusOr<bool> AddRaw(Key key, Kind kind, std::span<const int64_t> dims,
                               Layout layout, std::span<const std::byte> data);
+
+  // Batched write-once publication: the Add of every item, in one scope
+  // entry, one acquisition of this process's allocation lock and one
+  // counter update for the whole batch (one table probe per item, as Add).
+  // results[i] is exactly what AddRaw(items[i]...) would have returned had
+  // the items been added one after another in order:
+  //   true                published by this call;
+  //   false               the key already had a value (perhaps an earlier
+  //                       item's: of two items with one key, the first wins);
+  //   kInvalidArgument    dims, kind, layout or data size of this item;
+  //   kAlreadyExists      another key with the same 64-bit hash holds the
+  //                       slot (an earlier item's included);
+  //   kResourceExhausted  table, heap or backing store full for this item
+  //                       (the others are still attempted).
+  // An item's failure does not stop the batch. Returns how many items this
+  // call published. Errors (then no item was attempted and `results` is
+  // unchanged): kInvalidArgument (results.size() != items.size()),
+  // kResourceExhausted (max_sessions), kDataLoss (a collector died
+  // mid-compaction), kFailedPrecondition (moved-from Heap).
+  absl::StatusOr<size_t> AddMany(std::span<const AddItem> items,
+                                 std::span<absl::StatusOr<bool>> results);
 
   // Publishes the value whether or not the key had one: true when it
   // replaced a value, false when the key was absent. The old value's bytes

@@ -53,6 +53,7 @@ OP_TITLES = {
 TABLE_SYSTEMS = [
     ("shmheap", "shmheap"),
     ("shmheap_unpinned", "shmheap unpinned"),
+    ("shmheap_addmany", "shmheap AddMany"),
     ("bare", "bare array"),
     ("bare_copy", "bare+copy"),
     ("std", "std (threads)"),
@@ -214,6 +215,9 @@ def collect(reports):
             if m:
                 key = (m["system"], m["op"], int(m["floats"]), int(m["load"]),
                        int(m["workers"]))
+                if "cpu_ops_per_s" in b:
+                    entry = results.setdefault(key, {"unit": unit})
+                    entry[agg + "_cpu"] = b["cpu_ops_per_s"]
             else:
                 m = BULK_RE.match(run)
                 if not m:
@@ -447,8 +451,8 @@ def issue15_targets_markdown(tgts):
     return lines
 
 
-def targets_markdown(tgts):
-    lines = ["**issue 6 targets** (ratios of medians from this run)", "",
+def targets_markdown(tgts, title="issue 6 targets", partial_note=True):
+    lines = [f"**{title}** (ratios of medians from this run)", "",
              "| target | worst | best | result |", "|---|---:|---:|---|"]
     for name, needed, ratios in tgts:
         if not ratios:
@@ -462,8 +466,97 @@ def targets_markdown(tgts):
         lines.append(f"| {name} | {worst[0]:.2f}{where} | {best[0]:.2f} | "
                      f"{verdict} |")
     lines.append("")
-    lines.append("PARTIAL: met for some value sizes and loads, not for all.")
+    if partial_note:
+        lines.append("PARTIAL: met for some value sizes and loads, not for "
+                     "all.")
+        lines.append("")
+    return lines
+
+
+def issue15_adds(results):
+    """Issue 15's add figures: {(floats, load): {...}} of medians."""
+    rows = {}
+    for floats in (16, 1024):
+        for load in (50, 75, 90):
+            def m(system, workers, cpu=False):
+                e = results.get((system, "add", floats, load, workers))
+                if e is None:
+                    return None
+                return e.get("median_cpu" if cpu else "median")
+            row = {
+                "bare_copy": m("bare_copy", 1),
+                "add1": m("shmheap", 1), "add2": m("shmheap", 2),
+                "many1": m("shmheap_addmany", 1),
+                "many2": m("shmheap_addmany", 2),
+                "bare_copy_cpu": m("bare_copy", 1, True),
+                "add1_cpu": m("shmheap", 1, True),
+                "many1_cpu": m("shmheap_addmany", 1, True),
+            }
+            if any(v is not None for v in row.values()):
+                rows[(floats, load)] = row
+    return rows
+
+
+def issue15_add_targets(results):
+    """Issue 15's add targets: (name, needed, [(ratio, where)]). The
+    targets are stated for 16-float values; 1,024-float values are shown in
+    the table above them, not judged."""
+    rows = issue15_adds(results)
+    out = []
+
+    def target(name, needed, num, den):
+        ratios = []
+        for (floats, load), row in sorted(rows.items()):
+            if floats != 16:
+                continue
+            r = ratio(row[num], row[den])
+            if r is not None:
+                ratios.append((r, f"load {load / 100:.2f}"))
+        out.append((name, needed, ratios))
+
+    target("add of 16 floats ≥ 0.4× the bare table plus copy (1 process)",
+           0.4, "add1", "bare_copy")
+    target("AddMany ≥ 1.5× single adds (16 floats, 1 process)", 1.5, "many1",
+           "add1")
+    target("2 processes ≥ 1.8× one: single adds (16 floats)", 1.8, "add2",
+           "add1")
+    target("2 processes ≥ 1.8× one: AddMany (16 floats)", 1.8, "many2",
+           "many1")
+    return out
+
+
+def issue15_markdown(results):
+    rows = issue15_adds(results)
+    if not rows:
+        return []
+    lines = ["**issue 15: adds** (add of N distinct keys into an empty table "
+             "of 2^16 slots; Mops/s, median; `AddMany` adds each batch of 256 "
+             "keys in one call; the bare table plus copy is the one-process "
+             "limit from this run; \"by CPU\" ratios divide operations per "
+             "CPU-second of the workers, which preemption by other work on "
+             "the machine does not dilute)", "",
+             "| floats | load | bare+copy 1p | add 1p | ÷bare+copy |"
+             " by CPU | AddMany 1p | ÷bare+copy | by CPU | AddMany ÷ add |"
+             " by CPU | add 2p | 2p ÷ 1p | AddMany 2p | 2p ÷ 1p |",
+             "|---|---|" + "---:|" * 13]
+    for (floats, load), r in sorted(rows.items()):
+        cells = [str(floats), f"{load / 100:.2f}", mops(r["bare_copy"]),
+                 mops(r["add1"]), fmt_ratio(ratio(r["add1"], r["bare_copy"])),
+                 fmt_ratio(ratio(r["add1_cpu"], r["bare_copy_cpu"])),
+                 mops(r["many1"]),
+                 fmt_ratio(ratio(r["many1"], r["bare_copy"])),
+                 fmt_ratio(ratio(r["many1_cpu"], r["bare_copy_cpu"])),
+                 fmt_ratio(ratio(r["many1"], r["add1"])),
+                 fmt_ratio(ratio(r["many1_cpu"], r["add1_cpu"])),
+                 mops(r["add2"]),
+                 fmt_ratio(ratio(r["add2"], r["add1"])), mops(r["many2"]),
+                 fmt_ratio(ratio(r["many2"], r["many1"]))]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    tgts = issue15_add_targets(results)
+    if any(rs for _, _, rs in tgts):
+        lines += targets_markdown(tgts, "issue 15 add targets",
+                                  partial_note=False)
     return lines
 
 
@@ -769,6 +862,7 @@ def main():
     md += targets_markdown(targets(results))
     md += issue11_targets_markdown(issue11_targets(results))
     md += issue15_targets_markdown(issue15_targets(results))
+    md += issue15_markdown(results)
     md += read_markdown(results)
     md += bulk_markdown(results)
     md += anatomy_markdown(results)
@@ -786,6 +880,7 @@ def main():
     summary += targets_markdown(targets(results))
     summary += issue11_targets_markdown(issue11_targets(results))
     summary += issue15_targets_markdown(issue15_targets(results))
+    summary += issue15_markdown(results)
     summary += read_markdown(results)
     summary += bulk_markdown(results)
     summary += anatomy_markdown(results)
@@ -828,6 +923,10 @@ def main():
                 {"target": n, "at_most" if at_most else "at_least": need,
                  "measured": v}
                 for n, need, at_most, v in issue15_targets(results)],
+            "issue15_add_targets": [
+                {"target": n, "needed": need,
+                 "ratios": [{"ratio": r, "where": w} for r, w in rs]}
+                for n, need, rs in issue15_add_targets(results)],
             "errors": errors,
         }, f, indent=1)
     png = os.path.join(out, "compare.png")

@@ -23,7 +23,8 @@
 // process are not timed), then all meet at a barrier, run their share of the
 // operations, and record start and stop times (CLOCK_MONOTONIC). A round's
 // time is the last stop minus the first start; the throughput is all
-// workers' operations over the sum of the rounds' times. Every result is
+// workers' operations over the sum of the rounds' times (and, as
+// cpu_ops_per_s, over the workers' CPU time in those rounds). Every result is
 // checked (a hit must return its key's marker value, a miss must miss, an
 // add must publish); a failure fails the benchmark, it is not counted.
 //
@@ -43,6 +44,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -189,6 +191,29 @@ class ValueBuffer {
   std::vector<float> v_;
 };
 
+// kBatch value buffers, for systems that add a batch at once (their values
+// must all be alive together): the same contents and the same per-key
+// rewrite as ValueBuffer.
+class BatchValues {
+ public:
+  explicit BatchValues(int floats) : floats_(floats), v_(kBatch * floats) {
+    for (int b = 0; b < kBatch; ++b) {
+      for (int i = 0; i < floats; ++i) v_[b * floats + i] = 0.5f * float(i);
+    }
+  }
+  // Buffer `slot` (< kBatch), holding id's value.
+  std::span<const float> For(int slot, uint64_t id) {
+    float* v = v_.data() + size_t(slot) * floats_;
+    v[0] = Marker(id);
+    v[floats_ - 1] = Marker(id);
+    return {v, size_t(floats_)};
+  }
+
+ private:
+  int floats_;
+  std::vector<float> v_;
+};
+
 // A per-worker random stream (xorshift64*): a few cycles per draw.
 class Rng {
  public:
@@ -260,6 +285,14 @@ class Barrier {
   SharedArray<std::atomic<uint32_t>> words_;
 };
 
+// CPU time of the calling thread (user and system), in ns: what a worker
+// spent running, however often other work on the machine preempted it.
+inline int64_t ThreadCpuNs() {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return int64_t(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
 inline int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -271,6 +304,8 @@ inline constexpr int kMaxWorkers = 16;
 
 struct RunResult {
   double seconds = 0;  // sum over rounds of (last stop - first start)
+  // CPU time of every worker over every round's timed part, summed.
+  double cpu_seconds = 0;
   uint64_t failures = 0;
   std::string error;  // a worker that crashed or exited non-zero
 };
@@ -295,6 +330,7 @@ inline RunResult RunWorkers(Mode mode, int workers, int rounds,
   Barrier barrier(workers);
   SharedArray<int64_t> start(size_t(kMaxWorkers) * kMaxRounds);
   SharedArray<int64_t> stop(size_t(kMaxWorkers) * kMaxRounds);
+  SharedArray<int64_t> cpu(size_t(kMaxWorkers) * kMaxRounds);
   SharedArray<std::atomic<uint64_t>> failures(kMaxWorkers);
   auto body = [&](int w) {
     // Relaxed: read by the parent after the worker has exited or joined.
@@ -304,7 +340,9 @@ inline RunResult RunWorkers(Mode mode, int workers, int rounds,
     for (int r = 0; r < rounds; ++r) {
       barrier.Wait();
       start[w * kMaxRounds + r] = NowNs();
+      const int64_t cpu_start = ThreadCpuNs();
       const uint64_t bad = hooks.work(w, r);
+      cpu[w * kMaxRounds + r] = ThreadCpuNs() - cpu_start;
       stop[w * kMaxRounds + r] = NowNs();
       // Relaxed: read by the parent after the worker has exited or joined.
       failures[w].fetch_add(bad, std::memory_order_relaxed);
@@ -363,6 +401,7 @@ inline RunResult RunWorkers(Mode mode, int workers, int rounds,
     for (int w = 0; w < workers; ++w) {
       first = std::min(first, start[w * kMaxRounds + r]);
       last = std::max(last, stop[w * kMaxRounds + r]);
+      result.cpu_seconds += double(cpu[w * kMaxRounds + r]) * 1e-9;
     }
     result.seconds += double(last - first) * 1e-9;
   }
@@ -421,9 +460,24 @@ uint64_t RunGets(S& s, const Spec& spec, int w, uint64_t ops, bool hit) {
   return bad;
 }
 
+// Adds [first_id, last_id), kBatch keys per scope. A system with
+//   uint64_t AddBatch(uint64_t first, uint64_t last, BatchValues& values);
+// (returning how many of the keys it failed to publish) adds each batch in
+// one call instead of one Add per key.
 template <class S>
 uint64_t RunAdds(S& s, const Spec& spec, int w, uint64_t first_id,
                  uint64_t last_id) {
+  if constexpr (requires(BatchValues & v) { s.AddBatch(0, 0, v); }) {
+    BatchValues values(spec.floats);
+    uint64_t bad = 0;
+    for (uint64_t id = first_id; id < last_id;) {
+      [[maybe_unused]] auto scope = s.Scope();
+      const uint64_t batch_end = std::min<uint64_t>(last_id, id + kBatch);
+      bad += s.AddBatch(id, batch_end, values);
+      id = batch_end;
+    }
+    return bad;
+  }
   ValueBuffer value(spec.floats);
   uint64_t bad = 0;
   for (uint64_t id = first_id; id < last_id;) {
@@ -498,6 +552,12 @@ S* SharedStore(const Spec& spec, std::string* error) {
 template <class S>
 void RunTableBenchmark(benchmark::State& state, const Spec& spec,
                        const OpCounts& counts) {
+  // Build the key table now, in the parent, untimed: otherwise a workload
+  // that fills no store first (add) builds it (76,000 snprintf calls) in
+  // each forked worker inside the timed part, which charged process-mode
+  // systems several milliseconds per measurement that thread-mode ones
+  // paid once.
+  Keys::Get();
   for (auto _ : state) {
     std::unique_ptr<S> own;
     S* s = nullptr;
@@ -581,6 +641,12 @@ void RunTableBenchmark(benchmark::State& state, const Spec& spec,
     }
     state.SetIterationTime(r.seconds);
     state.counters["ops_per_s"] = double(ops) / r.seconds;
+    // Operations per CPU-second of the workers: for one worker, its rate
+    // when running, which preemption by other work on a shared machine
+    // does not dilute (blind to scaling across workers).
+    if (r.cpu_seconds > 0) {
+      state.counters["cpu_ops_per_s"] = double(ops) / r.cpu_seconds;
+    }
     state.counters["workers"] = workers;
     state.counters["load"] = spec.load_percent / 100.0;
     state.counters["floats"] = spec.floats;

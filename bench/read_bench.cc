@@ -574,12 +574,6 @@ struct ReadSpec {
   int workers;
 };
 
-int64_t ThreadCpuNs() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return int64_t(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
-}
-
 template <class S>
 void Measure(benchmark::State& state, const S& s, const ReadSpec& spec) {
   const size_t value_bytes = size_t(spec.floats) * sizeof(float);

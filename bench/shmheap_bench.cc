@@ -8,6 +8,9 @@
 //                     the process's scope itself (a process mutex, a seq_cst
 //                     store and two loads of the gc epoch), which is what a
 //                     caller who never heard of Pin gets.
+//   shmheap_addmany   the add workload only, as shmheap, but each batch of
+//                     kBatch keys is one Heap::AddMany call; every item's
+//                     result is checked (each must publish).
 //
 // Workers are forked processes that inherit the heap (an anonymous memfd
 // heap, the Hack/Flow model); each joins as its own session before the
@@ -34,7 +37,7 @@ namespace {
 // No scope object: every operation enters the scope itself.
 struct NoScope {};
 
-template <bool kPinned>
+template <bool kPinned, bool kBatched = false>
 class ShmheapStore {
  public:
   static constexpr Mode kMode = Mode::kProcesses;
@@ -74,6 +77,27 @@ class ShmheapStore {
     return *added;
   }
 
+  // The batched add (harness.h, RunAdds): keys [first, last) in one
+  // AddMany. Returns how many did not publish.
+  uint64_t AddBatch(uint64_t first, uint64_t last,
+                    BatchValues& values) requires kBatched {
+    const int n = static_cast<int>(last - first);
+    for (int i = 0; i < n; ++i) {
+      items_[i] = AddItem::Of<float>(Key(first + i), values.For(i, first + i),
+                                     std::span<const int64_t>(dims_, 1));
+    }
+    absl::StatusOr<size_t> added =
+        heap_->AddMany(std::span<const AddItem>(items_, n),
+                       std::span<absl::StatusOr<bool>>(results_, n));
+    if (!added.ok()) Die(added.status());
+    uint64_t bad = 0;
+    for (int i = 0; i < n; ++i) {
+      if (!results_[i].ok()) Die(results_[i].status());
+      bad += !*results_[i];
+    }
+    return bad + (*added != uint64_t(n) - bad);
+  }
+
   bool Get(uint64_t id, float* first) const {
     absl::StatusOr<ArrayView<float>> view = heap_->Get<float>(Key(id));
     if (!view.ok()) {
@@ -99,6 +123,9 @@ class ShmheapStore {
 
   std::optional<Heap> heap_;
   int64_t dims_[1];
+  // AddBatch's arrays, reused across batches.
+  AddItem items_[kBatch];
+  absl::StatusOr<bool> results_[kBatch];
 };
 
 // Operations per measurement (all workers together).
@@ -107,6 +134,10 @@ constexpr OpCounts kCounts = {.gets = 250'000, .mix = 130'000, .add_rounds = 1};
 void RegisterAll() {
   RegisterTable<ShmheapStore<true>>("shmheap", kCounts,
                                     [](const Spec&) { return true; });
+  // Adds in batches of kBatch through one AddMany each.
+  RegisterTable<ShmheapStore<true, true>>(
+      "shmheap_addmany", kCounts,
+      [](const Spec& s) { return s.op == Op::kAdd; });
   // What a caller who never takes a Pin sees, at 1 and 4 processes.
   RegisterTable<ShmheapStore<false>>(
       "shmheap_unpinned", kCounts,

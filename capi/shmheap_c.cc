@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iterator>
+#include <memory>
 #include <new>
 #include <optional>
 #include <string>
@@ -249,6 +250,74 @@ int shmheap_replace(shmheap_heap* heap, const shmheap_key* key, int kind,
                     const void* data, size_t data_bytes, int* replaced) {
   return Write(heap, key, kind, layout, ndims, dims, data, data_bytes, replaced,
                true);
+}
+
+int shmheap_add_many(shmheap_heap* heap, const shmheap_add_item* items,
+                     size_t n, int* results, size_t* published) {
+  if (n > 0 && (items == nullptr || results == nullptr)) {
+    return Fail(absl::StatusCode::kInvalidArgument,
+                "add_many: items or results is NULL");
+  }
+  std::unique_ptr<shmheap::AddItem[]> batch(new (std::nothrow)
+                                                shmheap::AddItem[n]);
+  std::unique_ptr<absl::StatusOr<bool>[]> outcomes(new (std::nothrow)
+                                                       absl::StatusOr<bool>[n]);
+  if (n > 0 && (batch == nullptr || outcomes == nullptr)) {
+    return Fail(absl::StatusCode::kResourceExhausted,
+                "add_many: out of memory for the batch");
+  }
+  // Items the C ABI itself rejects (its dims pointer and count, NULL data)
+  // are left out of the batch and answered here.
+  std::unique_ptr<bool[]> rejected(new (std::nothrow) bool[n]());
+  if (n > 0 && rejected == nullptr) {
+    return Fail(absl::StatusCode::kResourceExhausted,
+                "add_many: out of memory for the batch");
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const shmheap_add_item& it = items[i];
+    if (!DimsOk(it.ndims, it.dims) ||
+        (it.data == nullptr && it.data_bytes != 0)) {
+      rejected[i] = true;
+      continue;
+    }
+    batch[m++] = shmheap::AddItem{
+        ToKey(&it.key), static_cast<shmheap::Kind>(it.kind),
+        std::span<const int64_t>(it.dims, static_cast<size_t>(it.ndims)),
+        static_cast<shmheap::Layout>(it.layout),
+        std::span<const std::byte>(static_cast<const std::byte*>(it.data),
+                                   it.data_bytes)};
+  }
+  absl::StatusOr<size_t> r =
+      heap->heap.AddMany(std::span<const shmheap::AddItem>(batch.get(), m),
+                         std::span<absl::StatusOr<bool>>(outcomes.get(), m));
+  if (!r.ok()) return Fail(r.status());
+  bool failed = false;
+  for (size_t i = 0, j = 0; i < n; ++i) {
+    if (rejected[i]) {
+      results[i] = -SHMHEAP_EINVALID;
+      if (!failed) {
+        t_last_error = "add_many: item " + std::to_string(i) +
+                       ": ndims must be 0..16 with dims given, and data "
+                       "given when data_bytes > 0";
+        failed = true;
+      }
+      continue;
+    }
+    const absl::StatusOr<bool>& o = outcomes[j++];
+    if (o.ok()) {
+      results[i] = *o ? SHMHEAP_ADD_PUBLISHED : SHMHEAP_ADD_PRESENT;
+      continue;
+    }
+    results[i] = -static_cast<int>(o.status().code());
+    if (!failed) {
+      t_last_error = "add_many: item " + std::to_string(i) + ": " +
+                     std::string(o.status().message());
+      failed = true;
+    }
+  }
+  if (published != nullptr) *published = *r;
+  return SHMHEAP_OK;
 }
 
 int shmheap_reserve(shmheap_heap* heap, const shmheap_key* key, int kind,

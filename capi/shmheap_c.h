@@ -165,6 +165,37 @@ int shmheap_replace(shmheap_heap* heap, const shmheap_key* key, int kind,
                     int layout, int ndims, const int64_t* dims,
                     const void* data, size_t data_bytes, int* replaced);
 
+/* One value of shmheap_add_many: shmheap_add's arguments. */
+typedef struct shmheap_add_item {
+  shmheap_key key;
+  int kind;
+  int layout;
+  int ndims;
+  const int64_t* dims;
+  const void* data;
+  size_t data_bytes;
+} shmheap_add_item;
+
+/* An item's outcome in shmheap_add_many's results, when not an error. */
+enum { SHMHEAP_ADD_PRESENT = 0, SHMHEAP_ADD_PUBLISHED = 1 };
+
+/* Batched add (shmheap::Heap::AddMany): the shmheap_add of each of the `n`
+ * items, in one scope entry, one allocation-lock acquisition and one
+ * counter update. results[i] := SHMHEAP_ADD_PUBLISHED when this call
+ * published items[i], SHMHEAP_ADD_PRESENT when its key already had a value
+ * (perhaps an earlier item's), or the negated code of that item's own
+ * error: -SHMHEAP_EINVALID (dims, kind, layout, size, NULL data),
+ * -SHMHEAP_EEXISTS (another key with the same hash), -SHMHEAP_EEXHAUSTED
+ * (table, heap or backing store full). An item's error does not stop the
+ * others. *published := how many were published (`published` may be NULL).
+ * Returns SHMHEAP_OK when the batch ran, whatever its items' outcomes;
+ * shmheap_last_error() then names the first failed item, if any.
+ * Errors (no item attempted, results unchanged): SHMHEAP_EINVALID (items
+ * or results NULL with n > 0), SHMHEAP_EEXHAUSTED (max_sessions, or memory
+ * for the call's arrays), SHMHEAP_EDATALOSS, SHMHEAP_EPRECONDITION. */
+int shmheap_add_many(shmheap_heap* heap, const shmheap_add_item* items,
+                     size_t n, int* results, size_t* published);
+
 /* Zero-copy construction: *out's data (shmheap_builder_data) is filled by
  * the caller, then shmheap_publish behaves like shmheap_add and frees the
  * builder whatever it returns; shmheap_builder_free drops an unpublished

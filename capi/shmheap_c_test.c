@@ -6,8 +6,10 @@
  * every element written; 8 forked children each publish arrays of all 13
  * kinds and the parent reads every element of every one back; a view pins
  * the heap (collect from the same process is refused while it lives); a
- * builder fills in place; collect, stats, verify, named heaps and files
- * work. A failed check prints its line and exits 1. */
+ * builder fills in place; a batched add reports each item's outcome and
+ * forked children's overlapping batches publish every key once; collect,
+ * stats, verify, named heaps and files work. A failed check prints its line and
+ * exits 1. */
 
 #include "capi/shmheap_c.h"
 
@@ -63,13 +65,20 @@ static void TestErrors(void) {
   CHECK(shmheap_element_size(99) == 0);
 }
 
-static void TestForkedWriters(void) {
+/* An anonymous heap of `heap_bytes` with 2^slots_log2 slots, the other
+ * options default; NULL (a failed CHECK) if it cannot be created. */
+static shmheap_heap* NewHeap(uint64_t heap_bytes, uint32_t slots_log2) {
   shmheap_options o;
   shmheap_options_default(&o);
-  o.heap_bytes = 64 << 20;
-  o.table_slots_log2 = 12;
+  o.heap_bytes = heap_bytes;
+  o.table_slots_log2 = slots_log2;
   shmheap_heap* heap = NULL;
   CHECK(shmheap_create(&o, &heap) == SHMHEAP_OK);
+  return heap;
+}
+
+static void TestForkedWriters(void) {
+  shmheap_heap* heap = NewHeap(64 << 20, 12);
   if (heap == NULL) return;
   enum { kWorkers = 8 };
   for (int w = 0; w < kWorkers; ++w) {
@@ -217,6 +226,129 @@ static void TestWritesAndCollect(void) {
   shmheap_close(heap);
 }
 
+static shmheap_add_item Item(shmheap_key key, const int64_t* dims,
+                             const float* data, size_t bytes) {
+  shmheap_add_item it;
+  it.key = key;
+  it.kind = SHMHEAP_FLOAT32;
+  it.layout = SHMHEAP_C_LAYOUT;
+  it.ndims = 1;
+  it.dims = dims;
+  it.data = data;
+  it.data_bytes = bytes;
+  return it;
+}
+
+/* Whether `key` holds exactly floats[0, n). */
+static int Holds(shmheap_heap* heap, const shmheap_key* key,
+                 const float* floats, size_t n) {
+  shmheap_view* view = NULL;
+  if (shmheap_get(heap, key, &view) != SHMHEAP_OK) return 0;
+  shmheap_ref r;
+  shmheap_view_ref(view, &r);
+  const int same = r.kind == SHMHEAP_FLOAT32 && r.bytes == n * sizeof(float) &&
+                   memcmp(r.data, floats, r.bytes) == 0;
+  shmheap_view_release(view);
+  return same;
+}
+
+/* shmheap_add_many: each item's outcome (published, present, its own
+ * error) in its results slot, the batch going on past failures, the values
+ * read back element by element, then 4 forked children adding overlapping
+ * batches with every value checked by the parent and the counters exact. */
+static void TestAddMany(void) {
+  shmheap_heap* heap = NewHeap(16 << 20, 10);
+  if (heap == NULL) return;
+  const float va[3] = {1, 2, 3}, vb[3] = {4, 5, 6}, vc[3] = {7, 8, 9};
+  const int64_t dims[1] = {3};
+  shmheap_key h1, h2;
+  h1.bytes = "one";
+  h1.len = 3;
+  h1.hash = 0x77;
+  h1.hashed = 1;
+  h2 = h1;
+  h2.bytes = "two"; /* the same hash, another key: a collision */
+  shmheap_add_item items[7];
+  items[0] = Item(Key("a"), dims, va, sizeof va);
+  items[1] = Item(Key("b"), dims, vb, sizeof vb);
+  items[2] = Item(Key("a"), dims, vc, sizeof vc); /* a again: present */
+  items[3] = Item(Key("c"), dims, vc, 5);         /* wrong size */
+  items[4] = Item(Key("d"), NULL, vc, sizeof vc); /* no dims */
+  items[5] = Item(h1, dims, vc, sizeof vc);
+  items[6] = Item(h2, dims, va, sizeof va); /* collides with items[5] */
+  int results[7];
+  size_t published = 99;
+  CHECK(shmheap_add_many(heap, items, 7, results, &published) == SHMHEAP_OK);
+  CHECK(published == 3);
+  CHECK(results[0] == SHMHEAP_ADD_PUBLISHED);
+  CHECK(results[1] == SHMHEAP_ADD_PUBLISHED);
+  CHECK(results[2] == SHMHEAP_ADD_PRESENT);
+  CHECK(results[3] == -SHMHEAP_EINVALID);
+  CHECK(results[4] == -SHMHEAP_EINVALID);
+  CHECK(results[5] == SHMHEAP_ADD_PUBLISHED);
+  CHECK(results[6] == -SHMHEAP_EEXISTS);
+  CHECK(strstr(shmheap_last_error(), "item 3") != NULL);
+  const shmheap_key a = Key("a"), b = Key("b"), c = Key("c");
+  CHECK(Holds(heap, &a, va, 3)); /* the first of the two a's */
+  CHECK(Holds(heap, &b, vb, 3));
+  CHECK(Holds(heap, &h1, vc, 3));
+  CHECK(shmheap_contains(heap, &c) == 0);
+  /* Again: every key is present now; the bad items fail the same way. */
+  CHECK(shmheap_add_many(heap, items, 7, results, NULL) == SHMHEAP_OK);
+  CHECK(results[0] == SHMHEAP_ADD_PRESENT && results[1] == SHMHEAP_ADD_PRESENT);
+  CHECK(results[5] == SHMHEAP_ADD_PRESENT && results[6] == -SHMHEAP_EEXISTS);
+  CHECK(shmheap_add_many(heap, NULL, 2, results, NULL) == SHMHEAP_EINVALID);
+  CHECK(shmheap_add_many(heap, NULL, 0, NULL, &published) == SHMHEAP_OK &&
+        published == 0);
+  CHECK(shmheap_verify(heap) == SHMHEAP_OK);
+
+  /* 4 children, each adding 64 keys of which 32 are shared with the next
+   * child: every key is published exactly once, by whichever child came
+   * first, and its value is the same whoever did. */
+  enum { kChildren = 4, kPerChild = 64, kFloats = 8 };
+  pid_t pids[kChildren];
+  for (int w = 0; w < kChildren; ++w) {
+    pids[w] = fork();
+    if (pids[w] == 0) {
+      char names[kPerChild][16];
+      float values[kPerChild][kFloats];
+      const int64_t d[1] = {kFloats};
+      shmheap_add_item batch[kPerChild];
+      for (int i = 0; i < kPerChild; ++i) {
+        const int id = w * (kPerChild / 2) + i;
+        snprintf(names[i], sizeof names[i], "k%d", id);
+        for (int j = 0; j < kFloats; ++j) values[i][j] = (float)(id * 100 + j);
+        batch[i] = Item(Key(names[i]), d, values[i], sizeof values[i]);
+      }
+      int r[kPerChild];
+      int bad = shmheap_add_many(heap, batch, kPerChild, r, NULL) != SHMHEAP_OK;
+      for (int i = 0; i < kPerChild; ++i) {
+        bad |= r[i] != SHMHEAP_ADD_PUBLISHED && r[i] != SHMHEAP_ADD_PRESENT;
+      }
+      _exit(bad);
+    }
+  }
+  for (int w = 0; w < kChildren; ++w) {
+    int status = 0;
+    CHECK(waitpid(pids[w], &status, 0) == pids[w]);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  const int keys = (kChildren + 1) * (kPerChild / 2);
+  for (int id = 0; id < keys; ++id) {
+    char name[16];
+    snprintf(name, sizeof name, "k%d", id);
+    float expect[kFloats];
+    for (int j = 0; j < kFloats; ++j) expect[j] = (float)(id * 100 + j);
+    const shmheap_key k = Key(name);
+    CHECK(Holds(heap, &k, expect, kFloats));
+  }
+  shmheap_stats st;
+  shmheap_get_stats(heap, &st);
+  CHECK(st.live_blobs == (uint64_t)keys + 3);
+  CHECK(shmheap_verify(heap) == SHMHEAP_OK);
+  shmheap_close(heap);
+}
+
 static void TestNamedAndFile(void) {
   char name[64], path[256];
   snprintf(name, sizeof name, "shmheap-c-test-%d", (int)getpid());
@@ -255,7 +387,8 @@ static void TestNamedAndFile(void) {
 
 int main(void) {
   void (*const tests[])(void) = {TestErrors, TestForkedWriters,
-                                 TestWritesAndCollect, TestNamedAndFile};
+                                 TestWritesAndCollect, TestAddMany,
+                                 TestNamedAndFile};
   const int n = (int)(sizeof tests / sizeof tests[0]);
   int passed = 0;
   for (int i = 0; i < n; ++i) {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/container/fixed_array.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -89,11 +90,10 @@ absl::StatusOr<int64_t> Store::Elements(const ResolvedKey& key,
   return elements;
 }
 
-absl::StatusOr<Store::Draft> Store::Allocate(LocalSession& session,
-                                             const ResolvedKey& key, Kind kind,
-                                             std::span<const int64_t> dims,
-                                             int64_t elements,
-                                             Layout layout) const {
+absl::StatusOr<Store::Shape> Store::Prepare(const ResolvedKey& key, Kind kind,
+                                            std::span<const int64_t> dims,
+                                            int64_t elements,
+                                            Layout layout) const {
   if (!IsValidKind(static_cast<uint8_t>(kind))) {
     return absl::InvalidArgumentError(
         absl::StrCat(Name(key), ": invalid kind ", static_cast<int>(kind)));
@@ -109,68 +109,14 @@ absl::StatusOr<Store::Draft> Store::Allocate(LocalSession& session,
     return absl::InvalidArgumentError(
         absl::StrCat(Name(key), ": ", g.status().message()));
   }
-  const BlobHeader h =
-      MakeBlobHeader(*g, kind, layout, static_cast<int>(dims.size()),
-                     key.has_key, checksums_, key.key_hashed);
-  absl::StatusOr<uint64_t> offset =
-      session.Allocate(h.Encode(), g->total_bytes, g->alignment);
-  if (!offset.ok()) {
-    return absl::Status(
-        offset.status().code(),
-        absl::StrCat(Name(key), ": ", offset.status().message()));
-  }
-  std::byte* payload = WriteBlobPrefix(segment_->base() + *offset, *g, h,
-                                       key.hash, dims, key.bytes);
-  return Draft{*offset, payload, g->payload_bytes};
+  return Shape{*g,
+               MakeBlobHeader(*g, kind, layout, static_cast<int>(dims.size()),
+                              key.has_key, checksums_, key.key_hashed)};
 }
 
-absl::StatusOr<bool> Store::Publish(LocalSession& session,
-                                    const ResolvedKey& key, uint64_t blob,
-                                    bool replace) const {
-  bool claimed = false;
-  absl::StatusOr<uint64_t> index = table().FindOrClaim(key.hash, &claimed);
-  if (!index.ok()) {
-    return absl::Status(index.status().code(),
-                        absl::StrCat(segment_->Describe(), ": ", Name(key),
-                                     ": ", index.status().message()));
-  }
-  RunTestingHook(TestingPoint::kSlotClaimed);
-  if (claimed) session.Count(kSlotsClaimed, 1);
-  const BlobRef ref(segment_->base() + blob);
-  const BlobHeader header = ref.header();
-  const uint64_t bytes = header.size_bytes();
-  if (header.has_checksum) {
-    // The payload is final now (Reserve's caller has filled it): seal it.
-    // The release CAS below publishes the checksum with the payload.
-    const uint64_t sum = ref.ComputeChecksum();
-    std::memcpy(segment_->base() + blob + ref.checksum_offset(), &sum, 8);
-  }
-  const uint64_t word = AddrWord(blob, key.tag);
-  uint64_t expected = replace ? table().LoadAddr(*index) : 0;
-  for (;;) {
-    if (expected != 0 && !lookup_.Matches(AddrOffset(expected), key)) {
-      return Collision(key, AddrOffset(expected));
-    }
-    if (expected != 0 && !replace) return false;  // write-once: taken
-    if (table().CasAddr(*index, expected, word)) break;
-    // `expected` now holds the value that won; look at it again.
-  }
-  RunTestingHook(TestingPoint::kPublished);
-  session.Count(kBlobsPublished, 1);
-  session.Count(kBytesPublished, bytes);
-  if (expected != 0) {
-    session.Count(kBlobsUnlinked, 1);
-    session.Count(
-        kBytesUnlinked,
-        BlobRef(segment_->base() + AddrOffset(expected)).header().size_bytes());
-  }
-  return replace ? expected != 0 : true;
-}
-
-absl::StatusOr<bool> Store::Write(const ResolvedKey& key, Kind kind,
-                                  std::span<const int64_t> dims, Layout layout,
-                                  std::span<const std::byte> data,
-                                  bool replace) const {
+absl::StatusOr<Store::Shape> Store::PrepareWrite(
+    const ResolvedKey& key, Kind kind, std::span<const int64_t> dims,
+    Layout layout, std::span<const std::byte> data) const {
   absl::StatusOr<int64_t> elements = Elements(key, dims);
   if (!elements.ok()) return elements.status();
   if (IsValidKind(static_cast<uint8_t>(kind)) &&
@@ -179,26 +125,323 @@ absl::StatusOr<bool> Store::Write(const ResolvedKey& key, Kind kind,
         absl::StrCat(Name(key), ": ", data.size(), " bytes of data for ",
                      *elements, " elements of ", Sv(KindName(kind))));
   }
+  return Prepare(key, kind, dims, *elements, layout);
+}
+
+Store::Draft Store::Place(uint64_t offset, const Shape& shape,
+                          const ResolvedKey& key,
+                          std::span<const int64_t> dims) const {
+  std::byte* payload =
+      WriteBlobPrefix(segment_->base() + offset, shape.geometry, shape.header,
+                      key.hash, dims, key.bytes);
+  return Draft{offset, payload, shape.geometry.payload_bytes};
+}
+
+namespace {
+// The status of a failed allocation, with the key named.
+absl::Status AllocationError(const absl::Status& s, const std::string& name) {
+  return absl::Status(s.code(), absl::StrCat(name, ": ", s.message()));
+}
+}  // namespace
+
+absl::StatusOr<Store::Draft> Store::Allocate(LocalSession& session,
+                                             const ResolvedKey& key, Kind kind,
+                                             std::span<const int64_t> dims,
+                                             int64_t elements,
+                                             Layout layout) const {
+  absl::StatusOr<Shape> shape = Prepare(key, kind, dims, elements, layout);
+  if (!shape.ok()) return shape.status();
+  absl::StatusOr<uint64_t> offset =
+      session.Allocate(shape->header.Encode(), shape->geometry.total_bytes,
+                       shape->geometry.alignment);
+  if (!offset.ok()) return AllocationError(offset.status(), Name(key));
+  return Place(*offset, *shape, key, dims);
+}
+
+absl::StatusOr<uint64_t> Store::Claim(const ResolvedKey& key,
+                                      bool* claimed) const {
+  absl::StatusOr<uint64_t> index = table().FindOrClaim(key.hash, claimed);
+  if (!index.ok()) {
+    return absl::Status(index.status().code(),
+                        absl::StrCat(segment_->Describe(), ": ", Name(key),
+                                     ": ", index.status().message()));
+  }
+  return index;
+}
+
+absl::StatusOr<Store::Installed> Store::Install(const ResolvedKey& key,
+                                                uint64_t index, uint64_t blob,
+                                                bool replace) const {
+  const BlobRef ref(segment_->base() + blob);
+  if (ref.header().has_checksum) {
+    // The payload is final now (the caller has filled it): seal it. The
+    // release CAS below publishes the checksum with the payload.
+    const uint64_t sum = ref.ComputeChecksum();
+    std::memcpy(segment_->base() + blob + ref.checksum_offset(), &sum, 8);
+  }
+  const uint64_t word = AddrWord(blob, key.tag);
+  uint64_t expected = replace ? table().LoadAddr(index) : 0;
+  for (;;) {
+    if (expected != 0 && !lookup_.Matches(AddrOffset(expected), key)) {
+      return Collision(key, AddrOffset(expected));
+    }
+    if (expected != 0 && !replace) {
+      return Installed{false, expected};  // write-once: taken
+    }
+    if (table().CasAddr(index, expected, word)) break;
+    // `expected` now holds the value that won; look at it again.
+  }
+  RunTestingHook(TestingPoint::kPublished);
+  return Installed{true, expected};
+}
+
+void Store::CountUnlinked(uint64_t old_word, CounterDeltas& deltas) const {
+  deltas.Add(kBlobsUnlinked, 1);
+  deltas.Add(
+      kBytesUnlinked,
+      BlobRef(segment_->base() + AddrOffset(old_word)).header().size_bytes());
+}
+
+absl::StatusOr<bool> Store::Publish(LocalSession& session,
+                                    const ResolvedKey& key, uint64_t blob,
+                                    bool replace) const {
+  bool claimed = false;
+  absl::StatusOr<uint64_t> index = Claim(key, &claimed);
+  if (!index.ok()) return index.status();
+  RunTestingHook(TestingPoint::kSlotClaimed);
+  absl::StatusOr<Installed> installed = Install(key, *index, blob, replace);
+  CounterDeltas deltas;
+  deltas.Add(kSlotsClaimed, claimed ? 1 : 0);
+  if (installed.ok() && installed->won) {
+    deltas.Add(kBlobsPublished, 1);
+    deltas.Add(kBytesPublished,
+               BlobRef(segment_->base() + blob).header().size_bytes());
+    if (installed->old_word != 0) CountUnlinked(installed->old_word, deltas);
+  }
+  session.Count(deltas);
+  if (!installed.ok()) return installed.status();
+  if (!installed->won) return false;
+  return replace ? installed->old_word != 0 : true;
+}
+
+absl::StatusOr<bool> Store::Write(const ResolvedKey& key, Kind kind,
+                                  std::span<const int64_t> dims, Layout layout,
+                                  std::span<const std::byte> data,
+                                  bool replace) const {
+  // The slot's cache line is usually a miss (the table is large, and a
+  // chunk's zeroing by the kernel evicts it): start it now, so it overlaps
+  // the checks and the scope entry below instead of stalling the probe.
+  table().PrefetchForWrite(key.hash);
+  absl::StatusOr<Shape> shape = PrepareWrite(key, kind, dims, layout, data);
+  if (!shape.ok()) return shape.status();
   absl::StatusOr<InScope> scope = EnterSession();
   if (!scope.ok()) return scope.status();
   LocalSession& session = *scope->session;
+  // One probe: the slot is found or claimed before the blob is built. Its
+  // index stays valid while we are in scope (a slot's hash changes only
+  // with the world stopped), and a claimed slot whose addr is still 0 reads
+  // as absent, as between claim and publish before.
+  bool claimed = false;
+  absl::StatusOr<uint64_t> index = Claim(key, &claimed);
+  if (!index.ok()) return index.status();
+  RunTestingHook(TestingPoint::kSlotClaimed);
+  const uint64_t blob_bytes = shape->geometry.total_bytes;
+  CounterDeltas ahead;
+  ahead.Add(kSlotsClaimed, claimed ? 1 : 0);
   if (!replace) {
     // Write-once fast path: an existing value means no blob is built.
-    if (std::optional<uint64_t> i = table().Find(key.hash)) {
-      if (const uint64_t word = table().LoadAddr(*i); word != 0) {
-        if (!lookup_.Matches(AddrOffset(word), key)) {
-          return Collision(key, AddrOffset(word));
-        }
-        return false;
+    if (const uint64_t word = table().LoadAddr(*index); word != 0) {
+      if (claimed) session.Count(ahead);
+      if (!lookup_.Matches(AddrOffset(word), key)) {
+        return Collision(key, AddrOffset(word));
       }
+      return false;
     }
   }
-  absl::StatusOr<Draft> draft =
-      Allocate(session, key, kind, dims, *elements, layout);
-  if (!draft.ok()) return draft.status();
-  if (!data.empty()) std::memcpy(draft->payload, data.data(), data.size());
+  // The publish is counted ahead, in the allocation's critical section
+  // (session.h, "Counters"); a publish that does not happen is taken back
+  // below.
+  ahead.Add(kBlobsPublished, 1);
+  ahead.Add(kBytesPublished, blob_bytes);
+  absl::StatusOr<uint64_t> offset = session.Allocate(
+      shape->header.Encode(), blob_bytes, shape->geometry.alignment, ahead);
+  if (!offset.ok()) {
+    if (claimed) {
+      CounterDeltas claim;
+      claim.Add(kSlotsClaimed, 1);
+      session.Count(claim);
+    }
+    return AllocationError(offset.status(), Name(key));
+  }
+  const Draft draft = Place(*offset, *shape, key, dims);
+  if (!data.empty()) std::memcpy(draft.payload, data.data(), data.size());
   RunTestingHook(TestingPoint::kBlobWritten);
-  return Publish(session, key, draft->offset, replace);
+  absl::StatusOr<Installed> installed =
+      Install(key, *index, draft.offset, replace);
+  if (installed.ok() && installed->won && installed->old_word == 0) {
+    return replace ? false : true;
+  }
+  CounterDeltas after;
+  if (!installed.ok() || !installed->won) {
+    after.Add(kBlobsPublished, -uint64_t{1});
+    after.Add(kBytesPublished, -blob_bytes);
+  } else {
+    CountUnlinked(installed->old_word, after);
+  }
+  session.Count(after);
+  if (!installed.ok()) return installed.status();
+  return replace ? installed->won : false;
+}
+
+namespace {
+// Whether item `a` (key `ka`) has the blob shape of item `b` (key `kb`),
+// which PrepareWrite accepted: the same kind, layout, dims and data size,
+// and a key stored alike and of the same length.
+bool SameShape(const AddItem& a, const ResolvedKey& ka, const AddItem& b,
+               const ResolvedKey& kb) {
+  return a.kind == b.kind && a.layout == b.layout &&
+         a.data.size() == b.data.size() && ka.has_key == kb.has_key &&
+         ka.key_hashed == kb.key_hashed && ka.bytes.size() == kb.bytes.size() &&
+         std::equal(a.dims.begin(), a.dims.end(), b.dims.begin(), b.dims.end());
+}
+}  // namespace
+
+absl::StatusOr<size_t> Store::AddMany(
+    std::span<const AddItem> items,
+    std::span<absl::StatusOr<bool>> results) const {
+  if (results.size() != items.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AddMany: ", items.size(), " items but ", results.size(), " results"));
+  }
+  absl::StatusOr<InScope> scope = EnterSession();
+  if (!scope.ok()) return scope.status();
+  LocalSession& session = *scope->session;
+  // What each item needs between the phases below.
+  enum class State : uint8_t {
+    kAnswered,   // results[k] holds the item's outcome
+    kWantsBlob,  // a slot with no value: allocate, write, publish
+    kAllocated,  // the blob is at `offset`
+  };
+  struct Pending {
+    ResolvedKey key;
+    Shape shape;
+    uint64_t index = 0;
+    uint64_t offset = 0;
+    State state = State::kAnswered;
+  };
+  absl::FixedArray<Pending, kLookupGroup> pending(items.size());
+  CounterDeltas ahead;
+  size_t wanted = 0;
+  // The last item whose shape PrepareWrite checked (-1: none yet): in a
+  // batch of values of one shape, the common case, only the first is
+  // checked and the others take its shape.
+  int64_t shaped = -1;
+  // 1. Resolve and check every item, then find or claim its slot, a group
+  //    at a time with the group's home slots prefetched (as FindMany), so
+  //    the probes' misses overlap.
+  for (size_t base = 0; base < items.size(); base += kLookupGroup) {
+    const size_t n = std::min(kLookupGroup, items.size() - base);
+    for (size_t k = base; k < base + n; ++k) {
+      pending[k].key = lookup_.Resolve(items[k].key);
+      table().PrefetchForWrite(pending[k].key.hash);
+    }
+    for (size_t k = base; k < base + n; ++k) {
+      Pending& p = pending[k];
+      const AddItem& item = items[k];
+      if (shaped >= 0 &&
+          SameShape(item, p.key, items[shaped], pending[shaped].key)) {
+        p.shape = pending[shaped].shape;
+      } else {
+        absl::StatusOr<Shape> shape =
+            PrepareWrite(p.key, item.kind, item.dims, item.layout, item.data);
+        if (!shape.ok()) {
+          results[k] = shape.status();
+          continue;
+        }
+        p.shape = *shape;
+        shaped = static_cast<int64_t>(k);
+      }
+      bool claimed = false;
+      absl::StatusOr<uint64_t> index = Claim(p.key, &claimed);
+      if (!index.ok()) {
+        results[k] = index.status();
+        continue;
+      }
+      RunTestingHook(TestingPoint::kSlotClaimed);
+      ahead.Add(kSlotsClaimed, claimed ? 1 : 0);
+      p.index = *index;
+      if (const uint64_t word = table().LoadAddr(p.index); word != 0) {
+        if (lookup_.Matches(AddrOffset(word), p.key)) {
+          results[k] = false;
+        } else {
+          results[k] = Collision(p.key, AddrOffset(word));
+        }
+        continue;
+      }
+      // An earlier item of this batch with the same key has claimed the
+      // slot too but publishes only in phase 3: this item then loses the
+      // CAS there and answers false, as a sequential add would.
+      p.state = State::kWantsBlob;
+      ++wanted;
+    }
+  }
+  // 2. Allocate every blob, and count the claims and the publishes ahead
+  //    (session.h, "Counters"), under one acquisition of the allocation
+  //    lock. A blob that does not fit fails its item alone (a later,
+  //    smaller one may still fit); its error is named after the lock is
+  //    released.
+  if (wanted > 0 || ahead.v[kSlotsClaimed] != 0) {
+    LocalSession::Locked locked(session);
+    for (size_t k = 0; k < items.size(); ++k) {
+      Pending& p = pending[k];
+      if (p.state != State::kWantsBlob) continue;
+      absl::StatusOr<uint64_t> offset =
+          locked.Allocate(p.shape.header.Encode(), p.shape.geometry.total_bytes,
+                          p.shape.geometry.alignment);
+      if (!offset.ok()) {
+        results[k] = offset.status();
+        continue;
+      }
+      p.offset = *offset;
+      p.state = State::kAllocated;
+      ahead.Add(kBlobsPublished, 1);
+      ahead.Add(kBytesPublished, p.shape.geometry.total_bytes);
+    }
+    locked.Count(ahead);
+  }
+  // 3. Write and publish each blob, in item order (so of two items with
+  //    the same key, the first one wins, as with sequential adds).
+  size_t published = 0;
+  CounterDeltas after;
+  for (size_t k = 0; k < items.size(); ++k) {
+    Pending& p = pending[k];
+    if (p.state == State::kWantsBlob) {  // its allocation failed
+      results[k] = AllocationError(results[k].status(), Name(p.key));
+    }
+    if (p.state != State::kAllocated) continue;
+    const Draft draft = Place(p.offset, p.shape, p.key, items[k].dims);
+    if (!items[k].data.empty()) {
+      std::memcpy(draft.payload, items[k].data.data(), items[k].data.size());
+    }
+    RunTestingHook(TestingPoint::kBlobWritten);
+    absl::StatusOr<Installed> installed =
+        Install(p.key, p.index, draft.offset, /*replace=*/false);
+    if (installed.ok() && installed->won) {
+      results[k] = true;
+      ++published;
+      continue;
+    }
+    // Counted ahead, not published: take it back.
+    after.Add(kBlobsPublished, -uint64_t{1});
+    after.Add(kBytesPublished, -p.shape.geometry.total_bytes);
+    if (installed.ok()) {
+      results[k] = false;
+    } else {
+      results[k] = installed.status();
+    }
+  }
+  session.Count(after);
+  return published;
 }
 
 absl::StatusOr<Store::Reservation> Store::Reserve(const ResolvedKey& key,
@@ -235,10 +478,9 @@ absl::Status Store::Remove(const ResolvedKey& key) const {
     }
     if (table().CasAddr(*i, expected, 0)) break;
   }
-  session.Count(kBlobsUnlinked, 1);
-  session.Count(
-      kBytesUnlinked,
-      BlobRef(segment_->base() + AddrOffset(expected)).header().size_bytes());
+  CounterDeltas deltas;
+  CountUnlinked(expected, deltas);
+  session.Count(deltas);
   return absl::OkStatus();
 }
 
@@ -274,8 +516,9 @@ absl::Status Store::Move(const ResolvedKey& from, const ResolvedKey& to) const {
         segment_->Describe(), ": move: ", Name(from),
         " changed during the move; ", Name(to), " holds the moved value"));
   }
-  session.Count(kBlobsUnlinked, 1);
-  session.Count(kBytesUnlinked, h.size_bytes());
+  CounterDeltas deltas;
+  CountUnlinked(source, deltas);
+  session.Count(deltas);
   return absl::OkStatus();
 }
 

@@ -57,10 +57,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "hashtable/add_item.h"
 #include "hashtable/key.h"
 #include "hashtable/lookup.h"
 #include "hashtable/table.h"
 #include "heap/array_ref.h"
+#include "heap/blob.h"
 #include "heap/kind.h"
 #include "heap/pin.h"
 #include "heap/segment.h"
@@ -100,13 +102,31 @@ class Store {
 
   // --- Writes. Each enters the scope for its own duration.
 
-  // Add (replace == false: write-once) or Replace. Errors: kInvalidArgument
+  // Add (replace == false: write-once) or Replace. The protocol: check
+  // every argument; enter the scope; find or claim the slot (one probe;
+  // its index stays valid in scope); for an add, return at once if it holds
+  // a value; allocate the blob, counting the claim and the publish ahead
+  // under the allocation lock (heap/session.h, "Counters"); write it;
+  // publish it with the release CAS on addr; take the count back under the
+  // lock only if the CAS lost or met a collision. Errors: kInvalidArgument
   // (dims, kind, layout, data size), kAlreadyExists (another key with the
   // same hash), kResourceExhausted (table, heap, backing store), Enter()'s.
   absl::StatusOr<bool> Write(const ResolvedKey& key, Kind kind,
                              std::span<const int64_t> dims, Layout layout,
                              std::span<const std::byte> data,
                              bool replace) const;
+
+  // Write-once publication of many values in one scope entry, one
+  // allocation-lock acquisition and one counter update for the batch:
+  // results[i] := what Write(items[i], replace = false) would have returned
+  // had the items been added one after another in order (true: published;
+  // false: the key had a value, which may be an earlier item's; or
+  // kInvalidArgument, kAlreadyExists, kResourceExhausted for that item
+  // alone). Returns how many items this call published.
+  // Errors (nothing was added): kInvalidArgument (results.size() !=
+  // items.size()), Enter()'s.
+  absl::StatusOr<size_t> AddMany(std::span<const AddItem> items,
+                                 std::span<absl::StatusOr<bool>> results) const;
 
   // A blob allocated and written up to its payload, not yet published. It
   // holds the scope until it is published or dropped.
@@ -169,6 +189,16 @@ class Store {
     std::byte* payload;
     uint64_t payload_bytes;
   };
+  // A blob's checked shape: what allocating it needs.
+  struct Shape {
+    BlobGeometry geometry;
+    BlobHeader header;
+  };
+  // What publishing a written blob into its slot did.
+  struct Installed {
+    bool won;           // the slot now points at the blob
+    uint64_t old_word;  // the addr word it replaced, or that won (0: none)
+  };
   struct InScope {
     LocalSession* session;
     Pin pin;
@@ -176,11 +206,36 @@ class Store {
   absl::StatusOr<InScope> EnterSession() const;
   absl::StatusOr<int64_t> Elements(const ResolvedKey& key,
                                    std::span<const int64_t> dims) const;
+  // Checks kind, layout and geometry: every argument error of a write is
+  // found before the table or the heap is touched.
+  absl::StatusOr<Shape> Prepare(const ResolvedKey& key, Kind kind,
+                                std::span<const int64_t> dims, int64_t elements,
+                                Layout layout) const;
+  // Elements, the data size and Prepare, for a write of `data`.
+  absl::StatusOr<Shape> PrepareWrite(const ResolvedKey& key, Kind kind,
+                                     std::span<const int64_t> dims,
+                                     Layout layout,
+                                     std::span<const std::byte> data) const;
+  // Writes the prefix of a blob of `shape` allocated at `offset`.
+  Draft Place(uint64_t offset, const Shape& shape, const ResolvedKey& key,
+              std::span<const int64_t> dims) const;
+  // Prepare, allocate (no counter beyond the allocation's), Place.
   absl::StatusOr<Draft> Allocate(LocalSession& session, const ResolvedKey& key,
                                  Kind kind, std::span<const int64_t> dims,
                                  int64_t elements, Layout layout) const;
+  // The slot of `key`, claimed if it had none (Table::FindOrClaim), with
+  // the heap and key named in its error.
+  absl::StatusOr<uint64_t> Claim(const ResolvedKey& key, bool* claimed) const;
+  // Points slot `index` (key's) at the written blob: CAS 0 -> blob, or for
+  // a replace old -> blob. Seals the checksum first. Counts nothing.
+  // kAlreadyExists when the slot holds another key's value.
+  absl::StatusOr<Installed> Install(const ResolvedKey& key, uint64_t index,
+                                    uint64_t blob, bool replace) const;
+  // Claim, Install and one counter update: the reserved path.
   absl::StatusOr<bool> Publish(LocalSession& session, const ResolvedKey& key,
                                uint64_t blob, bool replace) const;
+  // Adds what unlinking the value `old_word` pointed at counts.
+  void CountUnlinked(uint64_t old_word, CounterDeltas& deltas) const;
   // Resolves keys[base, base + n) into resolved[0, n) (for Find, or for
   // Contains) and prefetches their home slots; n is at most kLookupGroup.
   // Returns n.

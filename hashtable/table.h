@@ -23,6 +23,9 @@
 //   |-------------------|--------------------------------------------------|
 //   | add / add         | one wins (returns true); the loser returns false |
 //   |                   | and its blob becomes garbage                     |
+//   | add_many / add,   | per item, as add / add; within one batch, of two |
+//   |  add_many         | items with one key the earlier wins (the later   |
+//   |                   | returns false, its blob is garbage)              |
 //   | add / get         | get sees absent or the complete winner           |
 //   | add / contains    | contains sees absent or present, never a torn or |
 //   |                   | other key's slot (the tag rides in the same word)|
@@ -98,6 +101,12 @@ class Table {
   // Starts loading the slot a probe for `hash` reads first.
   void Prefetch(uint64_t hash) const noexcept {
     __builtin_prefetch(&slots_[hash & mask_], /*rw=*/0, /*locality=*/3);
+  }
+  // The same, for a writer about to claim or publish into it (FindOrClaim,
+  // CasAddr): the line is fetched for ownership, so the CAS does not pay a
+  // second trip to upgrade a shared copy.
+  void PrefetchForWrite(uint64_t hash) const noexcept {
+    __builtin_prefetch(&slots_[hash & mask_], /*rw=*/1, /*locality=*/3);
   }
 
   // Acquire: a reader that sees a blob offset sees the blob's contents.

@@ -190,12 +190,17 @@ inline absl::StatusOr<int64_t> CheckedElementCount(
       empty = true;
       continue;
     }
-    if (nonzero_product > kMaxCount / dim) {
+    // product * dim > kMaxCount, tested by multiplication rather than by
+    // dividing kMaxCount: a 64-bit division costs tens of cycles on every
+    // add.
+    int64_t next;
+    if (__builtin_mul_overflow(nonzero_product, dim, &next) ||
+        next > kMaxCount) {
       return absl::InvalidArgumentError(absl::StrCat(
           "dimensions [", absl::StrJoin(dims, ", "),
           "] are too large: element count or byte size overflows int64"));
     }
-    nonzero_product *= dim;
+    nonzero_product = next;
   }
   return empty ? 0 : nonzero_product;
 }

@@ -22,8 +22,11 @@ absl::StatusOr<BlobGeometry> ComputeGeometry(Kind kind, int ndims,
   }
   const uint64_t limit = kMaxBlobWords * 8 / 2;
   const uint64_t elem = ElementSize(kind);
-  if (elements < 0 || static_cast<uint64_t>(elements) > limit / elem ||
-      key_len > limit) {
+  // elements * elem > limit, by multiplication (no division per add).
+  uint64_t bytes;
+  if (elements < 0 ||
+      __builtin_mul_overflow(static_cast<uint64_t>(elements), elem, &bytes) ||
+      bytes > limit || key_len > limit) {
     return absl::InvalidArgumentError(absl::StrCat(
         "array of ", elements, " ", Sv(KindName(kind)), " elements (key of ",
         key_len, " bytes) is too large for a blob"));

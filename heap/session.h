@@ -30,6 +30,27 @@
 // collector recognise (heap/walk.h, ClaimedGapEnd); such an entry is not
 // reused until a collection has resolved the claim.
 //
+// Counters (SessionEntry::counters) are statistics with one writer at a
+// time and no locked instruction: every update is a relaxed load and a
+// relaxed store, made while holding the allocation mutex, which the
+// allocation of each blob takes anyway, so one add costs its counters
+// nothing beyond the lock it already pays for. Why that is enough:
+//   - threads of this process serialize on the mutex (a plain
+//     read-modify-write without it would lose one thread's update);
+//   - no other process writes this entry while its owner lives: a joiner
+//     reclaims it only after the owner died, the collector resets it only
+//     with the world stopped, and the owner updates it only in scope
+//     (REQUIRES pinned()), so the scope handshake's seq_cst accesses order
+//     the owner's updates before or after the collector's stores;
+//   - readers (stats, Verify, the collector's NothingToCollect) load each
+//     word relaxed: an aligned 64-bit atomic never tears, and a sum taken
+//     while writers run may disagree with the table, as before.
+// A write may count its outcome ahead (Store::Write counts the publish in
+// the same critical section as the allocation, and takes the mutex again
+// only to correct it when the publish loses). A process killed in between
+// leaves the counters off by its operations in flight, which the unclean
+// exit count makes Verify ignore and the collector's recount fixes.
+//
 // Thread safety: all methods may be called from any thread of the owning
 // process. A LocalSession does not survive fork: the child joins anew.
 
@@ -70,6 +91,20 @@ void FutexWakeAll(std::atomic<uint32_t>* word);
 // with the value it joined under to notice that it now runs in a child.
 uint64_t ForkGeneration();
 
+// Changes to a session's counters, gathered over one or more operations and
+// applied in one step. A decrease is the two's complement of its size
+// (Add(c, -n) with unsigned wrap-around).
+struct CounterDeltas {
+  uint64_t v[kNumCounters] = {};
+  void Add(Counter c, uint64_t delta) { v[c] += delta; }
+  bool empty() const {
+    for (uint64_t d : v) {
+      if (d != 0) return false;
+    }
+    return true;
+  }
+};
+
 class LocalSession final : public PinTarget {
  public:
   // Joins `segment` as this process: takes a free registry entry, or one
@@ -86,17 +121,49 @@ class LocalSession final : public PinTarget {
   absl::StatusOr<Pin> Enter();
   bool pinned() const { return pins_.load(std::memory_order_acquire) > 0; }
 
-  // Reserves `bytes` (a multiple of 8) at a multiple of `align` (8..64) in
-  // this session's chunk, taking a new chunk when needed, and writes
-  // `header_word` at its start. REQUIRES: pinned(). kResourceExhausted when
-  // the heap or its backing store is full.
-  absl::StatusOr<uint64_t> Allocate(uint64_t header_word, uint64_t bytes,
-                                    uint64_t align);
+  // The allocation mutex, held for the object's lifetime: allocations and
+  // counter updates through it take no further locked instruction, so a
+  // batch of writes (Store::AddMany) pays for one lock.
+  class Locked {
+   public:
+    explicit Locked(LocalSession& session)
+        : session_(session), lock_(session.alloc_mu_) {}
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+    // Reserves `bytes` (a multiple of 8) at a multiple of `align` (8..64)
+    // in this session's chunk, taking a new chunk when needed, and writes
+    // `header_word` at its start. REQUIRES: pinned(). kResourceExhausted
+    // when the heap or its backing store is full.
+    absl::StatusOr<uint64_t> Allocate(uint64_t header_word, uint64_t bytes,
+                                      uint64_t align) {
+      return session_.AllocateLocked(header_word, bytes, align);
+    }
+    // Adds `deltas` to this session's counters. REQUIRES: pinned().
+    void Count(const CounterDeltas& deltas) { session_.CountLocked(deltas); }
 
-  // Adds to one of this session's counters.
-  void Count(Counter c, uint64_t delta) {
-    // Relaxed: counters are statistics; only this process writes them.
-    entry_->counters[c].fetch_add(delta, std::memory_order_relaxed);
+   private:
+    LocalSession& session_;
+    std::lock_guard<std::mutex> lock_;
+  };
+
+  // Allocate under a lock of its own (see Locked::Allocate), adding
+  // `deltas` to the counters in the same critical section on success.
+  absl::StatusOr<uint64_t> Allocate(uint64_t header_word, uint64_t bytes,
+                                    uint64_t align,
+                                    const CounterDeltas& deltas = {}) {
+    Locked locked(*this);
+    absl::StatusOr<uint64_t> offset =
+        locked.Allocate(header_word, bytes, align);
+    if (offset.ok()) locked.Count(deltas);
+    return offset;
+  }
+
+  // Adds `deltas` to this session's counters (takes the allocation mutex).
+  // REQUIRES: pinned().
+  void Count(const CounterDeltas& deltas) {
+    if (deltas.empty()) return;
+    Locked locked(*this);
+    locked.Count(deltas);
   }
 
   const Segment& segment() const { return *segment_; }
@@ -113,6 +180,23 @@ class LocalSession final : public PinTarget {
   // The shared half of the first pin / the last unpin.
   absl::Status EnterShared();
   void LeaveShared();
+  absl::StatusOr<uint64_t> AllocateLocked(uint64_t header_word, uint64_t bytes,
+                                          uint64_t align);
+  // REQUIRES: alloc_mu_ held, pinned().
+  void CountLocked(Counter c, uint64_t delta) {
+    // Relaxed load and store, no locked instruction: alloc_mu_ makes this
+    // thread the entry's only writer (see the top of this file); readers
+    // only sum the words. Unsigned wrap-around makes a negative delta (a
+    // correction) exact.
+    std::atomic<uint64_t>& word = entry_->counters[c];
+    word.store(word.load(std::memory_order_relaxed) + delta,
+               std::memory_order_relaxed);
+  }
+  void CountLocked(const CounterDeltas& deltas) {
+    for (int c = 0; c < kNumCounters; ++c) {
+      if (deltas.v[c] != 0) CountLocked(static_cast<Counter>(c), deltas.v[c]);
+    }
+  }
   // Closes [committed, chunk_end) with a filler and forgets the chunk.
   // REQUIRES: pinned, or the entry's owner is dead and this process owns it.
   void RetireChunk(SessionEntry& e);
@@ -122,8 +206,9 @@ class LocalSession final : public PinTarget {
   int index_;
   uint64_t fork_generation_;
   std::atomic<int64_t> pins_{0};
-  std::mutex pin_mu_;    // serializes the first pin and the last unpin
-  std::mutex alloc_mu_;  // serializes bump allocation in the chunk
+  std::mutex pin_mu_;  // serializes the first pin and the last unpin
+  // Serializes bump allocation in the chunk and every counter update.
+  std::mutex alloc_mu_;
 };
 
 // Closes an entry's open chunk with a filler, adds the bytes to

@@ -23,8 +23,13 @@ namespace shmheap::internal {
 enum class TestingPoint {
   kChunkClaimed,  // Header::top advanced; the chunk is not yet recorded
   kBlobWritten,   // a blob is allocated and filled; not yet published
-  kSlotClaimed,   // the slot holds the hash; its addr is not yet set
-  kPublished,     // the slot points at the blob; counters not yet updated
+  // The slot holds the hash; its addr is not yet set. An Add (or AddMany)
+  // claims the slot before it allocates its blob; Publish after Reserve
+  // claims it after the blob is filled.
+  kSlotClaimed,
+  // The slot points at the blob. An Add has counted the publish ahead; a
+  // Replace's unlink and a Publish's counters are not yet updated.
+  kPublished,
   // Collector (gc/collector.cc), world stopped, inside a collection:
   kGcClosed,         // every chunk and claim closed
   kGcSkippedRecord,  // the slide skipped one more filler or dead blob

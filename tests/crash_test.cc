@@ -14,8 +14,10 @@
 //   - kRecordHeaderUnwritten: a blob's place taken in the chunk, its
 //                    header not yet written (committed must not cover it);
 //   - kBlobWritten:  a blob allocated and filled, not yet published;
-//   - kSlotClaimed:  the slot holds the hash, not yet the blob;
-//   - kPublished:    the slot points at the blob, counters not yet updated;
+//   - kSlotClaimed:  the slot holds the hash, not yet the blob (an Add
+//                    claims it before it allocates the blob);
+//   - kPublished:    the slot points at the blob (an Add counted it ahead;
+//                    a Publish has not counted it yet);
 //   - between Reserve and Publish (a builder half filled);
 //   - while pinned, holding views (so a collection must not wait for it).
 // A worker about to kill itself writes a marker naming the window first, so
@@ -29,6 +31,9 @@
 //   3. Collect runs (no dead worker blocks it), the heap top shrinks to
 //      exactly the live bytes, the dead workers' sessions are freed, and
 //      Verify passes again with the counters checked exactly.
+// In every other pass through the modes, the workers that add publish with
+// AddMany in batches of 8 (acknowledging each item that returned true), so
+// the windows are also hit inside batches.
 // Three in four of each round's keys are then removed, so every collection
 // has garbage to reclaim and the table and heap stay bounded.
 //
@@ -110,6 +115,8 @@ bool KeepsKey(uint64_t seq) { return seq % 4 == 1; }
 // A worker publishes at most this many keys per round, then waits for its
 // kill: it bounds a round's keys on a fast machine.
 constexpr uint64_t kMaxKeysPerRound = 4000;
+// Keys per AddMany call, for the workers that batch.
+constexpr int kAddManyBatch = 8;
 
 std::vector<int64_t> ValueOf(int round, int worker, uint64_t seq) {
   std::vector<int64_t> v(LengthOf(worker, seq));
@@ -213,10 +220,36 @@ enum Mode {
   }
   internal::SetTestingHook(&Hook);
   const bool use_reserve = mode == kModeReserve || mode == kModeReserveHookSlot;
+  // Every other pass through the modes, the Add modes publish with AddMany
+  // in batches of kAddManyBatch, so each hook window is also hit inside a
+  // batch (whose claims and publishes are counted ahead).
+  const bool use_add_many =
+      !use_reserve && mode != kModePinned && (round / kNumModes) % 2 == 1;
   const uint64_t die_at = 1 + rng() % 150;  // kModeReserve, kModePinned
   for (uint64_t seq = 0;; ++seq) {
-    if (seq == kMaxKeysPerRound) {
+    if (seq >= kMaxKeysPerRound) {
       for (;;) pause();
+    }
+    if (use_add_many) {
+      std::string keys[kAddManyBatch];
+      std::vector<int64_t> values[kAddManyBatch];
+      int64_t dims[kAddManyBatch][1];
+      AddItem items[kAddManyBatch];
+      for (int i = 0; i < kAddManyBatch; ++i) {
+        keys[i] = KeyOf(round, worker, seq + i);
+        values[i] = ValueOf(round, worker, seq + i);
+        dims[i][0] = static_cast<int64_t>(values[i].size());
+        items[i] = AddItem::Of<int64_t>(keys[i], values[i], dims[i]);
+      }
+      absl::StatusOr<bool> results[kAddManyBatch];
+      const absl::StatusOr<size_t> n = heap.AddMany(items, results);
+      if (!n.ok() || *n != kAddManyBatch) _exit(5);  // fresh keys
+      for (int i = 0; i < kAddManyBatch; ++i) {
+        if (!results[i].ok() || !*results[i]) _exit(5);
+        WriteRecord(kAcked, seq + i);
+      }
+      seq += kAddManyBatch - 1;
+      continue;
     }
     const std::string key = KeyOf(round, worker, seq);
     const std::vector<int64_t> value = ValueOf(round, worker, seq);

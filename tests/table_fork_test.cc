@@ -32,12 +32,14 @@ using ::shmheap::testing::DistinctKeysAreAllReadable;
 using ::shmheap::testing::KeyName;
 using ::shmheap::testing::Mismatches;
 using ::shmheap::testing::RaceToAdd;
+using ::shmheap::testing::RaceToAddMany;
 using ::shmheap::testing::ReadScopesRacingWithWritersAndCollector;
 using ::shmheap::testing::ReplaceAndRemoveRacingWithGet;
 using ::shmheap::testing::ReplaceArray;
 using ::shmheap::testing::RunProcesses;
 using ::shmheap::testing::ScenarioRunner;
 using ::shmheap::testing::SharedArray;
+using ::shmheap::testing::TableTestOptions;
 
 // The shared scenarios (tests/table_scenarios.h) run over forked processes.
 ScenarioRunner Processes() { return {RunProcesses, "process", "the parent"}; }
@@ -75,6 +77,16 @@ TEST(TableFork, RacingAddsHaveExactlyOneWinnerThatEveryoneSees) {
 TEST(TableFork, RacingPublishesHaveExactlyOneWinnerThatEveryoneSees) {
   RaceToAdd(Processes(), /*racers=*/8, /*table_slots_log2=*/14,
             /*via_reserve=*/true);
+}
+
+// Eight processes race to add the same 2,048 keys, four with AddMany
+// (batches of 64 that also repeat a key within themselves) and four with
+// single Adds: exactly one call in all publishes each key, each batch's
+// published count equals its true results, everyone (and the parent)
+// reads exactly the winner's contents element by element, and Verify finds
+// the counters exact.
+TEST(TableFork, RacingBatchedAndSingleAddsHaveExactlyOneWinner) {
+  RaceToAddMany(Processes(), /*racers=*/8, /*table_slots_log2=*/13);
 }
 
 // ---------------------------------------------------------------------------
@@ -523,6 +535,191 @@ TEST(TableOps, AddRawWithTheWrongByteSizeIsInvalidArgument) {
                                        std::span(bytes).first(16));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(*r);
+}
+
+// AddMany, per item: a new key publishes (true), a present key or a key an
+// earlier item of the batch published answers false and keeps the first
+// value, bad dims, kind, layout or data size fail their item alone with
+// kInvalidArgument and claim no slot; the other items go on. The count is
+// the number of true results, every value reads back element by element,
+// and the counters are exact (Verify).
+TEST(TableOps, AddManyIsWriteOncePerItemAndReportsEachOutcome) {
+  Heap heap = CreateHeap(10);
+  ASSERT_TRUE(AddArray(heap, "present", ArrayFor(1, 1, 4)).ok());
+  const int64_t dims[] = {4};
+  const int64_t negative[] = {-1};
+  const std::vector<float> a = ArrayFor(2, 1, 4), a2 = ArrayFor(2, 2, 4);
+  const std::vector<float> b = ArrayFor(3, 1, 4), other = ArrayFor(1, 9, 4);
+  const std::vector<float> three = ArrayFor(4, 1, 3);
+  const std::vector<AddItem> items = {
+      AddItem::Of<float>("a", a, dims),
+      AddItem::Of<float>("present", other, dims),
+      AddItem::Of<float>("a", a2, dims),  // the batch's own "a": present
+      AddItem::Of<float>("short", three, dims),
+      AddItem::Of<float>("negative", a, negative),
+      {"kind", static_cast<Kind>(99), dims, Layout::kC,
+       std::as_bytes(std::span(a))},
+      {"layout", Kind::kFloat32, dims, static_cast<Layout>(7),
+       std::as_bytes(std::span(a))},
+      AddItem::Of<float>("b", b, dims),
+  };
+  std::vector<absl::StatusOr<bool>> results(items.size());
+  absl::StatusOr<size_t> n = heap.AddMany(items, results);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 2u);
+  ASSERT_TRUE(results[0].ok() && *results[0]) << results[0].status();
+  ASSERT_TRUE(results[1].ok() && !*results[1]) << results[1].status();
+  ASSERT_TRUE(results[2].ok() && !*results[2]) << results[2].status();
+  for (size_t i : {3, 4, 5, 6}) {
+    EXPECT_EQ(results[i].status().code(), absl::StatusCode::kInvalidArgument)
+        << "item " << i;
+  }
+  EXPECT_NE(results[3].status().message().find("short"), std::string::npos)
+      << results[3].status();
+  ASSERT_TRUE(results[7].ok() && *results[7]) << results[7].status();
+  EXPECT_EQ(Mismatches(heap.Get<float>("a"), a), 0);
+  EXPECT_EQ(Mismatches(heap.Get<float>("b"), b), 0);
+  EXPECT_EQ(Mismatches(heap.Get<float>("present"), ArrayFor(1, 1, 4)), 0);
+  for (const char* k : {"short", "negative", "kind", "layout"}) {
+    EXPECT_FALSE(heap.Contains(k)) << k;
+  }
+  Stats s = heap.stats();
+  EXPECT_EQ(s.live_blobs, 3u);
+  EXPECT_EQ(s.table_used, 3u);  // invalid items claimed nothing
+  absl::Status v = heap.Verify();
+  EXPECT_TRUE(v.ok()) << v;
+
+  // The same batch again: nothing new; the same items fail the same way.
+  n = heap.AddMany(items, results);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 0u);
+  EXPECT_TRUE(results[0].ok() && !*results[0]);
+  EXPECT_TRUE(results[7].ok() && !*results[7]);
+  EXPECT_EQ(results[3].status().code(), absl::StatusCode::kInvalidArgument);
+
+  // A results span of the wrong size is refused before anything is added.
+  std::vector<absl::StatusOr<bool>> short_results(1,
+                                                  absl::StatusOr<bool>(true));
+  const AddItem fresh[] = {AddItem::Of<float>("fresh", a, dims),
+                           AddItem::Of<float>("fresher", a, dims)};
+  n = heap.AddMany(fresh, short_results);
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(short_results[0].ok() && *short_results[0]);
+  EXPECT_FALSE(heap.Contains("fresh"));
+  // An empty batch publishes nothing.
+  n = heap.AddMany({}, {});
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0u);
+  EXPECT_EQ(heap.stats().live_blobs, 3u);
+}
+
+// AddMany with keys kept: an item whose 64-bit hash is held by another key,
+// stored before the batch or by an earlier item of it, fails alone with
+// kAlreadyExists naming both keys; the stored values survive.
+TEST(TableOps, AddManyReportsHashCollisionsPerItem) {
+  Heap heap = CreateHeap(10);
+  const HashedKey alpha{kCollidingHash, "alpha"};
+  const HashedKey beta{kCollidingHash, "beta"};
+  const HashedKey gamma{kCollidingHash + 1, "gamma"};
+  const HashedKey delta{kCollidingHash + 1, "delta"};
+  const int64_t dims[] = {8};
+  const std::vector<float> va = ArrayFor(1, 1, 8), vb = ArrayFor(2, 1, 8);
+  const std::vector<float> vg = ArrayFor(3, 1, 8), vd = ArrayFor(4, 1, 8);
+  ASSERT_TRUE(heap.Add<float>(alpha, va, dims).ok());
+  const AddItem items[] = {
+      AddItem::Of<float>(beta, vb, dims),   // collides with the stored alpha
+      AddItem::Of<float>(gamma, vg, dims),  // new
+      AddItem::Of<float>(delta, vd, dims),  // collides with item 1
+  };
+  absl::StatusOr<bool> results[3];
+  absl::StatusOr<size_t> n = heap.AddMany(items, results);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(results[0].status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(results[0].status().message().find("alpha"), std::string::npos)
+      << results[0].status();
+  ASSERT_TRUE(results[1].ok() && *results[1]) << results[1].status();
+  EXPECT_EQ(results[2].status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(results[2].status().message().find("gamma"), std::string::npos)
+      << results[2].status();
+  EXPECT_EQ(Mismatches(heap.Get<float>(alpha), va), 0);
+  EXPECT_EQ(Mismatches(heap.Get<float>(gamma), vg), 0);
+  EXPECT_EQ(heap.Get<float>(beta).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(heap.Get<float>(delta).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(heap.stats().live_blobs, 2u);
+  // delta's blob was built and lost at the slot: its bytes are dead, and
+  // the counters still agree with the table.
+  absl::Status v = heap.Verify();
+  EXPECT_TRUE(v.ok()) << v;
+}
+
+// Partial failure: a batch that outgrows the table fails exactly the items
+// that find no slot, and one that outgrows the heap fails exactly the items
+// that do not fit (a later, smaller item still does); every other item is
+// published and reads back, and the counters agree (Verify).
+TEST(TableOps, AddManyFailsOnlyTheItemsThatDoNotFit) {
+  Options o = TableTestOptions(4);  // 16 slots
+  o.heap_bytes = uint64_t{4} << 20;
+  o.chunk_bytes = uint64_t{64} << 10;
+  absl::StatusOr<Heap> created = Heap::Create(o);
+  ASSERT_TRUE(created.ok()) << created.status();
+  Heap& heap = *created;
+  const int64_t dims[] = {4};
+  std::vector<std::string> names;
+  std::vector<std::vector<float>> values;
+  for (int i = 0; i < 20; ++i) {
+    names.push_back(KeyName(i));
+    values.push_back(ArrayFor(i, 1, 4));
+  }
+  std::vector<AddItem> items;
+  for (int i = 0; i < 20; ++i) {
+    items.push_back(AddItem::Of<float>(names[i], values[i], dims));
+  }
+  std::vector<absl::StatusOr<bool>> results(items.size());
+  absl::StatusOr<size_t> n = heap.AddMany(items, results);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 16u);
+  for (int i = 0; i < 20; ++i) {
+    if (i < 16) {
+      ASSERT_TRUE(results[i].ok() && *results[i]) << i << results[i].status();
+      EXPECT_EQ(Mismatches(heap.Get<float>(names[i]), values[i]), 0) << i;
+    } else {
+      EXPECT_EQ(results[i].status().code(),
+                absl::StatusCode::kResourceExhausted)
+          << i;
+    }
+  }
+  absl::Status v = heap.Verify();
+  EXPECT_TRUE(v.ok()) << v;
+
+  // The heap: 5 MiB cannot fit in a 4 MiB heap; the small items around it
+  // are published.
+  Options small = TableTestOptions(10);
+  small.heap_bytes = uint64_t{4} << 20;
+  small.chunk_bytes = uint64_t{64} << 10;
+  absl::StatusOr<Heap> created2 = Heap::Create(small);
+  ASSERT_TRUE(created2.ok()) << created2.status();
+  Heap& heap2 = *created2;
+  const std::vector<float> big((uint64_t{5} << 20) / sizeof(float), 1.0f);
+  const int64_t big_dims[] = {static_cast<int64_t>(big.size())};
+  const AddItem mixed[] = {AddItem::Of<float>("before", values[0], dims),
+                           AddItem::Of<float>("big", big, big_dims),
+                           AddItem::Of<float>("after", values[1], dims)};
+  absl::StatusOr<bool> r[3];
+  n = heap2.AddMany(mixed, r);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 2u);
+  ASSERT_TRUE(r[0].ok() && *r[0]) << r[0].status();
+  EXPECT_EQ(r[1].status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(r[1].status().message().find("big"), std::string::npos)
+      << r[1].status();
+  ASSERT_TRUE(r[2].ok() && *r[2]) << r[2].status();
+  EXPECT_EQ(Mismatches(heap2.Get<float>("before"), values[0]), 0);
+  EXPECT_EQ(Mismatches(heap2.Get<float>("after"), values[1]), 0);
+  EXPECT_FALSE(heap2.Contains("big"));
+  v = heap2.Verify();
+  EXPECT_TRUE(v.ok()) << v;
 }
 
 // stats() follows each operation: live blobs and bytes rise with adds, a

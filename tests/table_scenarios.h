@@ -157,6 +157,103 @@ inline void DistinctKeysAreAllReadable(const ScenarioRunner& runner,
 // ---------------------------------------------------------------------------
 // b. Racing adds of the same keys.
 
+// The shared state of a race to add `keys` keys of `len` floats: the heap,
+// the barriers, and what each racer won and read. Racer p's contents under
+// key k are ArrayFor(k, p + 1, len).
+struct AddRace {
+  AddRace(int racers_in, int keys_in, size_t len_in, uint32_t slots_log2)
+      : racers(racers_in),
+        keys(keys_in),
+        len(len_in),
+        heap(CreateHeap(slots_log2)),
+        start(racers_in),
+        added(racers_in),
+        won(racers_in * keys_in),
+        seen(racers_in * keys_in),
+        errors(racers_in) {}
+
+  // The racer whose contents `got` holds; -2 for ArrayFor(key,
+  // extra_version, len) when extra_version != 0 (contents that must never
+  // win); -1 for anything else.
+  int WriterOf(const absl::StatusOr<ArrayView<float>>& got, int key) const {
+    for (int p = 0; p < racers; ++p) {
+      if (Mismatches(got, ArrayFor(key, p + 1, len)) == 0) return p;
+    }
+    if (extra_version != 0 &&
+        Mismatches(got, ArrayFor(key, extra_version, len)) == 0) {
+      return -2;
+    }
+    return -1;
+  }
+
+  // Runs the race: racer p runs add(p) between the barriers (it records
+  // what it won in `won` and returns its error count), then reads every key
+  // back; then the checks below, and that the table holds `keys` values.
+  // (*winners)[k] := the winner of key k.
+  void Run(const ScenarioRunner& runner, const std::function<int64_t(int)>& add,
+           std::vector<int>* winners) {
+    const std::vector<int> codes = runner.run(racers, [&](int p) {
+      start.Wait();
+      errors[p] = add(p);
+      added.Wait();
+      RecordWhatEachSees(p);
+      return 0;
+    });
+    CheckOneWinnerPerKey(runner, codes, winners);
+    if (::testing::Test::HasFatalFailure()) return;
+    const Stats s = heap.stats();
+    EXPECT_EQ(s.live_blobs, static_cast<uint64_t>(keys));
+    EXPECT_EQ(s.table_used, static_cast<uint64_t>(keys));
+  }
+
+  // The read-back half, in racer p after `added`: what it reads per key.
+  void RecordWhatEachSees(int p) {
+    for (int k = 0; k < keys; ++k) {
+      seen[p * keys + k] = WriterOf(heap.Get<float>(KeyName(k)), k);
+    }
+  }
+
+  // The checks afterwards: every racer exited 0 with no errors, exactly one
+  // racer won each key, and every racer and the checker read that winner's
+  // contents. (*winners)[k] := the winner of key k.
+  void CheckOneWinnerPerKey(const ScenarioRunner& runner,
+                            const std::vector<int>& codes,
+                            std::vector<int>* winners) {
+    for (int p = 0; p < racers; ++p) {
+      EXPECT_EQ(codes[p], 0) << runner.noun << " " << p;
+      EXPECT_EQ(errors[p], 0) << runner.noun << " " << p;
+    }
+    winners->assign(keys, -1);
+    for (int k = 0; k < keys; ++k) {
+      int wins = 0;
+      for (int p = 0; p < racers; ++p) {
+        if (won[p * keys + k]) {
+          ++wins;
+          (*winners)[k] = p;
+        }
+      }
+      ASSERT_EQ(wins, 1) << "key " << k;
+      for (int p = 0; p < racers; ++p) {
+        ASSERT_EQ(seen[p * keys + k], (*winners)[k])
+            << runner.noun << " " << p << " read key " << k;
+      }
+      ASSERT_EQ(WriterOf(heap.Get<float>(KeyName(k)), k), (*winners)[k])
+          << runner.checker << " read key " << k;
+    }
+  }
+
+  const int racers;
+  const int keys;
+  const size_t len;
+  uint64_t extra_version = 0;
+  Heap heap;
+  SharedBarrier start;
+  SharedBarrier added;
+  SharedArray<uint8_t> won;
+  SharedArray<int32_t> seen;
+  SharedArray<int64_t> errors;
+};
+
 // Every racer adds the same 1,000 keys, its own contents under each (version
 // = racer index + 1), with Add or with Reserve + Publish; then, after a
 // barrier, reads them all back.
@@ -164,66 +261,107 @@ inline void RaceToAdd(const ScenarioRunner& runner, int racers,
                       uint32_t table_slots_log2, bool via_reserve) {
   constexpr int kKeys = 1000;
   constexpr size_t kLen = 16;
-  Heap heap = CreateHeap(table_slots_log2);
-  SharedBarrier start(racers);
-  SharedBarrier added(racers);
-  SharedArray<uint8_t> won(racers * kKeys);
-  SharedArray<int32_t> seen(racers * kKeys);
-  SharedArray<int64_t> errors(racers);
+  AddRace race(racers, kKeys, kLen, table_slots_log2);
+  Heap& heap = race.heap;
 
-  // The index of the racer whose contents `got` holds, or -1.
-  auto writer_of = [racers](const absl::StatusOr<ArrayView<float>>& got,
-                            int key) {
-    for (int p = 0; p < racers; ++p) {
-      if (Mismatches(got, ArrayFor(key, p + 1, kLen)) == 0) return p;
-    }
-    return -1;
-  };
+  std::vector<int> winners;
+  race.Run(
+      runner,
+      [&](int p) {
+        int64_t bad = 0;
+        for (int k = 0; k < kKeys; ++k) {
+          const absl::StatusOr<bool> r = AddOrPublish(
+              heap, KeyName(k), ArrayFor(k, p + 1, kLen), via_reserve);
+          if (!r.ok()) ++bad;
+          race.won[p * kKeys + k] = r.ok() && *r ? 1 : 0;
+        }
+        return bad;
+      },
+      &winners);
+}
 
-  const std::vector<int> codes = runner.run(racers, [&](int p) {
-    start.Wait();
+// ---------------------------------------------------------------------------
+// b2. Racing batched and single adds of the same keys.
+
+// Every racer adds the same kKeys keys, its own contents under each (version
+// = racer index + 1): even racers with AddMany, in batches of kBatch whose
+// last item repeats the batch's first key with other contents (so a batch
+// also races with itself: the earlier item must win), odd racers with
+// single Adds. Racer p starts at key p * kKeys / racers and wraps around,
+// so the racers meet on every key from different batch positions. Each
+// racer records, per key, whether one of its calls published it, and
+// checks that its published count equals its true results. Then, after a
+// barrier, every racer reads every key and records whose contents it
+// holds. With threads, the racers share one session: the counters, which
+// AddMany and Add update without a locked instruction (heap/session.h),
+// must still come out exact, which Verify checks.
+inline void RaceToAddMany(const ScenarioRunner& runner, int racers,
+                          uint32_t table_slots_log2) {
+  constexpr int kKeys = 2048;
+  constexpr int kBatch = 64;
+  constexpr size_t kLen = 16;
+  // The contents of a batch's repeated last item, which must never win.
+  constexpr uint64_t kDuplicateVersion = 1000;
+  AddRace race(racers, kKeys, kLen, table_slots_log2);
+  race.extra_version = kDuplicateVersion;
+  Heap& heap = race.heap;
+  SharedArray<uint8_t>& won = race.won;
+
+  auto add = [&](int p) -> int64_t {
+    const int first = p * kKeys / racers;
+    std::vector<std::string> names(kBatch + 1);
+    std::vector<std::vector<float>> values(kBatch + 1);
+    std::vector<AddItem> items(kBatch + 1);
+    std::vector<absl::StatusOr<bool>> results(kBatch + 1);
+    const int64_t dims[] = {static_cast<int64_t>(kLen)};
     int64_t bad = 0;
-    for (int k = 0; k < kKeys; ++k) {
-      const absl::StatusOr<bool> r =
-          AddOrPublish(heap, KeyName(k), ArrayFor(k, p + 1, kLen), via_reserve);
-      if (!r.ok()) ++bad;
-      won[p * kKeys + k] = r.ok() && *r ? 1 : 0;
-    }
-    errors[p] = bad;
-    added.Wait();
-    for (int k = 0; k < kKeys; ++k) {
-      seen[p * kKeys + k] = writer_of(heap.Get<float>(KeyName(k)), k);
-    }
-    return 0;
-  });
-
-  for (int p = 0; p < racers; ++p) {
-    EXPECT_EQ(codes[p], 0) << runner.noun << " " << p;
-    EXPECT_EQ(errors[p], 0) << runner.noun << " " << p;
-  }
-  int total_wins = 0;
-  for (int k = 0; k < kKeys; ++k) {
-    int winner = -1;
-    int wins = 0;
-    for (int p = 0; p < racers; ++p) {
-      if (won[p * kKeys + k]) {
-        ++wins;
-        winner = p;
+    for (int done = 0; done < kKeys; done += kBatch) {
+      if (p % 2 == 1) {
+        for (int i = 0; i < kBatch; ++i) {
+          const int k = (first + done + i) % kKeys;
+          const absl::StatusOr<bool> r =
+              AddArray(heap, KeyName(k), ArrayFor(k, p + 1, kLen));
+          if (!r.ok()) ++bad;
+          won[p * kKeys + k] = r.ok() && *r ? 1 : 0;
+        }
+        continue;
       }
+      for (int i = 0; i <= kBatch; ++i) {
+        const int k = (first + done + (i == kBatch ? 0 : i)) % kKeys;
+        names[i] = KeyName(k);
+        values[i] = ArrayFor(k, i == kBatch ? kDuplicateVersion : p + 1, kLen);
+        items[i] = AddItem::Of<float>(names[i], values[i], dims);
+      }
+      const absl::StatusOr<size_t> n = heap.AddMany(items, results);
+      if (!n.ok()) {
+        ++bad;
+        continue;
+      }
+      size_t trues = 0;
+      for (int i = 0; i < kBatch; ++i) {
+        const int k = (first + done + i) % kKeys;
+        if (!results[i].ok()) ++bad;
+        won[p * kKeys + k] = results[i].ok() && *results[i] ? 1 : 0;
+        trues += won[p * kKeys + k];
+      }
+      // The repeated key was the batch's own first item: present.
+      if (!results[kBatch].ok() || *results[kBatch]) ++bad;
+      if (*n != trues) ++bad;
     }
-    total_wins += wins;
-    ASSERT_EQ(wins, 1) << "key " << k;
-    for (int p = 0; p < racers; ++p) {
-      ASSERT_EQ(seen[p * kKeys + k], winner)
-          << runner.noun << " " << p << " read key " << k;
-    }
-    ASSERT_EQ(writer_of(heap.Get<float>(KeyName(k)), k), winner)
-        << runner.checker << " read key " << k;
-  }
-  EXPECT_EQ(total_wins, kKeys);
-  const Stats s = heap.stats();
-  EXPECT_EQ(s.live_blobs, uint64_t{kKeys});
-  EXPECT_EQ(s.table_used, uint64_t{kKeys});
+    return bad;
+  };
+  std::vector<int> winners;
+  race.Run(runner, add, &winners);
+  if (::testing::Test::HasFatalFailure()) return;
+  int batched_wins = 0;
+  for (int w : winners) batched_wins += w % 2 == 0;
+  // How the wins split between the paths depends on scheduling (batches are
+  // faster, and often win every key): shown, not asserted.
+  std::printf("RaceToAddMany: %d of %d keys won by AddMany\n", batched_wins,
+              kKeys);
+  // Verify checks every counter against the table exactly.
+  const absl::Status verified = heap.Verify();
+  EXPECT_TRUE(verified.ok()) << verified;
 }
 
 // ---------------------------------------------------------------------------
