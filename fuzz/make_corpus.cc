@@ -381,7 +381,9 @@ void RegressionSeeds(Maker& m) {
   const uint64_t top = Get<uint64_t>(base, offsetof(Header, top));
   const uint64_t blob_end =
       heap_start + (Get<uint64_t>(base, heap_start) >> 16) * 8;
-  const uint64_t table = Get<uint64_t>(base, offsetof(Header, table_offset));
+  // The live table is in area 0 until the table grows.
+  const uint64_t table =
+      Get<uint64_t>(base, offsetof(Header, table_areas_offset));
   uint64_t slot = table;
   while (Get<uint64_t>(base, slot + 8) == 0) slot += sizeof(internal::Slot);
   // A dead session's open tail ending 4 bytes below top, the file's end.

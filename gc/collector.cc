@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "gc/grow.h"
 #include "heap/blob.h"
 #include "heap/testing_hooks.h"
 #include "heap/walk.h"
@@ -120,7 +121,7 @@ void RecountAndFreeDeadSessions(const Segment& segment, uint64_t live_blobs,
   SessionEntry* reg = segment.registry();
   const Slot* slots = segment.slots();
   uint64_t used_slots = 0;
-  for (uint64_t i = 0; i < (uint64_t{1} << h.table_slots_log2); ++i) {
+  for (uint64_t i = 0; i < (uint64_t{1} << segment.table_slots_log2()); ++i) {
     if (slots[i].hash.load(kStopped) != 0) ++used_slots;
   }
   uint64_t exact[kNumCounters] = {};
@@ -156,7 +157,7 @@ bool CountLive(const Segment& segment, uint64_t top, uint64_t* blobs,
   const Header& h = segment.header();
   const Slot* slots = segment.slots();
   *blobs = *bytes = 0;
-  for (uint64_t i = 0; i < (uint64_t{1} << h.table_slots_log2); ++i) {
+  for (uint64_t i = 0; i < (uint64_t{1} << segment.table_slots_log2()); ++i) {
     const uint64_t word = slots[i].addr.load(kStopped);
     if (word == 0) continue;
     const uint64_t addr = AddrOffset(word);
@@ -179,7 +180,7 @@ class Collection {
         base_(segment.base()),
         reg_(segment.registry()),
         slots_(segment.slots()),
-        mask_((uint64_t{1} << h_.table_slots_log2) - 1),
+        mask_((uint64_t{1} << segment.table_slots_log2()) - 1),
         report_(report),
         options_(options) {}
 
@@ -217,6 +218,8 @@ class Collection {
           break;
         case kPhaseFinishing:
           return Finish();
+        case kPhaseGrowing:
+          return Grow();
         default:
           return Damaged(segment_, absl::StrCat("unknown collection phase ",
                                                 h_.phase.load(kStopped)));
@@ -268,7 +271,7 @@ class Collection {
   // Writes slot i's offset into its blob's word 0 and the tag into word 1.
   void ThreadBlob(uint64_t i, uint64_t addr, uint16_t tag) {
     const uint64_t slot_offset =
-        h_.table_offset + i * sizeof(Slot) + offsetof(Slot, addr);
+        segment_.table_offset() + i * sizeof(Slot) + offsetof(Slot, addr);
     WriteWord(base_ + addr, slot_offset);  // bit 0 clear: threaded
     WriteWord(base_ + addr + 8, tag);
   }
@@ -416,8 +419,8 @@ class Collection {
         continue;
       }
       // A threaded word: the offset of its slot's addr field.
-      const uint64_t slot_field = word - h_.table_offset;
-      if (word < h_.table_offset ||
+      const uint64_t slot_field = word - segment_.table_offset();
+      if (word < segment_.table_offset() ||
           slot_field % sizeof(Slot) != offsetof(Slot, addr) ||
           slot_field / sizeof(Slot) > mask_) {
         return Damaged(segment_, absl::StrCat("record at ", pos,
@@ -485,6 +488,15 @@ class Collection {
     RecountAndFreeDeadSessions(segment_, live_blobs, live_bytes,
                                top - h_.heap_start);
     RunTestingHook(TestingPoint::kGcFinished);
+    return Grow();
+  }
+
+  // 4. Grows the table if its load calls for it (gc/grow.h; resumed when
+  // the phase is kPhaseGrowing), then ends the collection.
+  absl::Status Grow() {
+    if (absl::Status s = GrowTable(segment_, report_); !s.ok()) {
+      return Damaged(segment_, std::string(s.message()));
+    }
     EnterPhase(kPhaseIdle);
     h_.collections.fetch_add(1, std::memory_order_release);
     OpenWorld(h_);
@@ -652,7 +664,9 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
       std::chrono::duration<double>(t_stopped - t0).count();
   const uint64_t top = h.top.load(kStopped);
   report.bytes_before = report.bytes_after = top - h.heap_start;
-  if (NothingToCollect(segment)) {
+  report.table_slots_before = report.table_slots_after =
+      uint64_t{1} << segment.table_slots_log2();
+  if (NothingToCollect(segment) && !TableWantsGrowth(segment)) {
     // A compact heap is left exactly as it is; the collection still counts
     // (callers that waited for it, and stats, see that one ran).
     h.collections.fetch_add(1, std::memory_order_release);

@@ -53,6 +53,10 @@
 //      cluster back so that no probe chain breaks; the counters restart
 //      from the exact figures (a killed process may have left them off by
 //      one operation) and the entries of dead processes are freed;
+//   4  (kPhaseGrowing) when more than half the table's slots are used,
+//      rehash it into the other table area, at least twice as large, and
+//      install it with one store (gc/grow.h, which has its own recovery);
+//      a compact heap whose table needs growing is collected for it;
 //   E  phase := idle, gc_epoch := even (seq_cst), wake waiting sessions.
 //
 // Recovery: a collector may die at any instruction (SIGKILL, the OOM

@@ -28,6 +28,10 @@ struct GcReport {
   uint64_t bytes_moved = 0;
   uint64_t live_blobs = 0;
   uint64_t tombstones_cleared = 0;
+  // Table capacity (slots) before and after; after > before when this
+  // collection grew the table (gc/grow.h).
+  uint64_t table_slots_before = 0;
+  uint64_t table_slots_after = 0;
   double seconds = 0;  // whole collection, handshake included
   double handshake_seconds = 0;
 };

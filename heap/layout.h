@@ -1,9 +1,16 @@
 // The shared layout of a segment: a versioned ABI.
 //
 //   offset 0            Header (one 4 KiB page)
-//   registry_offset     SessionEntry[max_sessions]   (128 bytes each)
-//   table_offset        Slot[1 << table_slots_log2]  (16 bytes each)
+//   registry_offset     SessionEntry[max_sessions]   (192 bytes each)
+//   table_areas_offset  table area 0: room for Slot[1 << max_table_slots_log2]
+//   + TableAreaBytes()  table area 1: as much room again
 //   heap_start          chunks of blobs, bump-allocated up to heap_limit
+//
+// The live table is Slot[1 << TableSlotsLog2(table)] at the start of area
+// TableArea(table) (Header::table, one word); the other area is unused and
+// reads as zero, and neither is backed beyond the live table's slots. A
+// collection grows the table by filling the other area with a table twice as
+// large (or more) and then storing Header::table once (gc/grow.h).
 //
 // Every struct here lives in shared memory and is read by processes that may
 // be running another build of the library. So:
@@ -30,8 +37,10 @@ inline constexpr uint64_t kMagic = 0x5041'4548'4d48'5300;  // "\0SHMHEAP" LE
 // 2: SessionEntry records its pending chunk claim; Header counts unclean
 // exits. 3: a slot's addr word carries a key tag above the offset. 4: the
 // header records a collection's progress, so a dead collector's work is
-// rolled forward (phases 2..6).
-inline constexpr uint64_t kFormatVersion = 4;
+// rolled forward (phases 2..6). 5: the table grows: two table areas of the
+// largest size, the live one and its size named by Header::table, and the
+// growth phase (7) with its record (Header::gc_grow).
+inline constexpr uint64_t kFormatVersion = 5;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kCacheLine = 64;
 
@@ -47,6 +56,9 @@ inline constexpr uint32_t kPhaseFinishing = 5;  // new top, tail, tombstones
 // The heap did not parse during a collection: it is damaged, and nothing can
 // roll the collection forward (kDataLoss).
 inline constexpr uint32_t kPhaseDamaged = 6;
+// The table is being rehashed into the other table area (gc/grow.h); the
+// compaction before it is complete.
+inline constexpr uint32_t kPhaseGrowing = 7;
 
 // Header.flags bits.
 inline constexpr uint32_t kFlagKeepKeys = 1;
@@ -60,7 +72,7 @@ struct Header {
   uint64_t format;       // FormatWord()
   uint64_t total_bytes;  // length of the mapping
   uint64_t registry_offset;
-  uint64_t table_offset;
+  uint64_t table_areas_offset;  // area 0; area 1 is TableAreaBytes() above
   uint64_t heap_start;
   uint64_t heap_limit;           // == total_bytes
   uint64_t seed;                 // XXH3 seed for key hashing
@@ -68,7 +80,7 @@ struct Header {
   uint64_t min_available_bytes;  // memory floor checked before each chunk
   uint64_t created_unix_ns;
   uint32_t max_sessions;
-  uint32_t table_slots_log2;
+  uint32_t max_table_slots_log2;  // each table area holds this many slots
   uint32_t flags;  // kFlag*
   uint32_t owner_uid;
   int32_t owner_pid;
@@ -77,7 +89,12 @@ struct Header {
   // (tools/image.h); 0 for a live heap. Attaching to a file clears it,
   // since the file is then live and changes.
   std::atomic<uint64_t> image_checksum;
-  uint8_t reserved1[32];
+  // The live table: TableWord(area, slots_log2). Written only by a
+  // collection, with the world stopped, in one release store (the growth's
+  // commit point, gc/grow.h); read by every scope when it begins and by the
+  // seqlock read of Contains (hashtable/store.h).
+  std::atomic<uint64_t> table;
+  uint8_t reserved1[24];
 
   // --- Allocation: the global bump pointer (its own cache line, since every
   // chunk allocation of every process CASes it).
@@ -118,7 +135,9 @@ struct Header {
   std::atomic<uint64_t> gc_slide_dest;
   // Finishing: the hole + 1 of the tombstone cascade in progress (0: none).
   std::atomic<uint64_t> gc_hole;
-  uint64_t reserved2[2];
+  // Growing: the Header::table word the growth installs (0: none).
+  std::atomic<uint64_t> gc_grow;
+  uint64_t reserved2[1];
   // Sliding: the blob being moved, while gc_move_slot has kMoveActive: its
   // position and the slide's destination before it, its destination,
   // header word, bytes copied so far, and kMoveActive | tag << 32 | slot.
@@ -130,6 +149,17 @@ struct Header {
   std::atomic<uint64_t> gc_move_slot;
   uint64_t reserved3[2];
 };
+
+// Header::table: the live table area (0 or 1) and its size.
+constexpr uint64_t TableWord(uint32_t area, uint32_t slots_log2) {
+  return uint64_t{area} << 32 | slots_log2;
+}
+constexpr uint32_t TableArea(uint64_t word) {
+  return static_cast<uint32_t>(word >> 32);
+}
+constexpr uint32_t TableSlotsLog2(uint64_t word) {
+  return static_cast<uint32_t>(word);
+}
 
 // Header::gc_move_slot: a move is recorded.
 inline constexpr uint64_t kMoveActive = uint64_t{1} << 63;
@@ -205,6 +235,13 @@ struct Slot {
   std::atomic<uint64_t> addr;
 };
 
+// The bytes of one table area: room for 2^max_slots_log2 slots, in whole
+// pages (so each area can be backed and released on its own).
+constexpr uint64_t TableAreaBytes(uint32_t max_slots_log2) {
+  return ((uint64_t{1} << max_slots_log2) * 16 + kPageSize - 1) &
+         ~(kPageSize - 1);
+}
+
 // Blob offsets fit in the low 48 bits of an address word: a segment is
 // smaller than 2^48 bytes (heap/segment.cc refuses larger ones; x86-64 and
 // AArch64 user address spaces are smaller still).
@@ -234,12 +271,14 @@ static_assert(offsetof(Header, seed) == 56);
 static_assert(offsetof(Header, max_sessions) == 88);
 static_assert(offsetof(Header, owner_uid) == 100);
 static_assert(offsetof(Header, image_checksum) == 112);
+static_assert(offsetof(Header, table) == 120);
 static_assert(offsetof(Header, top) == 192);
 static_assert(offsetof(Header, gc_epoch) == 256);
 static_assert(offsetof(Header, collections) == 272);
 static_assert(offsetof(Header, retired_counters) == 320);
 static_assert(offsetof(Header, gc_old_top) == 384);
 static_assert(offsetof(Header, gc_hole) == 424);
+static_assert(offsetof(Header, gc_grow) == 432);
 static_assert(offsetof(Header, gc_move_pos) == 448);
 static_assert(offsetof(Header, gc_move_slot) == 488);
 static_assert(sizeof(Header) == 512 && sizeof(Header) <= kPageSize,

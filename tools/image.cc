@@ -371,13 +371,16 @@ absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
   }
   info.total_bytes = h.total_bytes;
   info.registry_offset = h.registry_offset;
-  info.table_offset = h.table_offset;
+  info.table_offset = h.table_areas_offset;
   info.heap_start = h.heap_start;
   info.heap_limit = h.heap_limit;
   info.top = top;
   info.chunk_bytes = h.chunk_bytes;
   info.max_sessions = h.max_sessions;
-  info.table_slots_log2 = h.table_slots_log2;
+  info.table_slots_log2 =
+      internal::TableSlotsLog2(h.table.load(std::memory_order_relaxed));
+  info.table_area = internal::TableArea(h.table.load(std::memory_order_relaxed));
+  info.max_table_slots_log2 = h.max_table_slots_log2;
   info.owner_uid = h.owner_uid;
   info.phase = h.phase.load(std::memory_order_relaxed);
   info.gc_lock = h.gc_lock.load(std::memory_order_relaxed);
