@@ -372,15 +372,16 @@ void HeapSeeds(Maker& m) {
   // Raw: both table areas hold slots then, which the sparse form (one
   // table section) cannot carry.
   m.Seed("open_verify_fuzzer", "collector_died_growing",
-         EncodeRaw(m.KilledCollector("gc4", tiny, internal::TestingPoint::kGcGrewSlot,
-                               3, [](shmheap::Heap& heap) {
-                                 absl::StatusOr<shmheap::ReadScope> scope = heap.Read();
-                                 Ok(scope.status(), "read");
-                                 for (int i = 0; i < 20; ++i) {
-                                   AddArray<float>(heap, absl::StrCat("g", i),
-                                                   {2}, Layout::kC, i);
-                                 }
-                               })));
+         EncodeRaw(m.KilledCollector(
+             "gc4", tiny, internal::TestingPoint::kGcGrewSlot, 3,
+             [](shmheap::Heap& heap) {
+               absl::StatusOr<shmheap::ReadScope> scope = heap.Read();
+               Ok(scope.status(), "read");
+               for (int i = 0; i < 20; ++i) {
+                 AddArray<float>(heap, absl::StrCat("g", i), {2}, Layout::kC,
+                                 i);
+               }
+             })));
   SetCollectorState(dead, 0, 3, internal::kPhaseIdle);
   m.HeapSeed("odd_epoch_no_collector", dead);
 }

@@ -98,8 +98,7 @@ bool TableWantsGrowth(const Segment& segment) {
   // Relaxed: an estimate; the collection decides from the table itself.
   const uint32_t log2 =
       TableSlotsLog2(segment.header().table.load(std::memory_order_relaxed));
-  return GrowthTarget(used, log2, segment.header().max_table_slots_log2) >
-         log2;
+  return GrowthTarget(used, log2, segment.header().max_table_slots_log2) > log2;
 }
 
 absl::Status GrowTable(const Segment& segment, GcReport& report) {

@@ -136,10 +136,10 @@ absl::Status Store::Verify() const {
     }
     // A key this heap hashed must hash to its slot's hash again.
     if (bh.key_hashed && (!bh.has_key || keys_.KeyHash(b.key()) != hash)) {
-      return bad(addr, absl::StrFormat(
-                           "the stored key hashes to %#x, slot %d "
-                           "holds %#x",
-                           bh.has_key ? keys_.KeyHash(b.key()) : 0, i, hash));
+      return bad(addr, absl::StrFormat("the stored key hashes to %#x, slot %d "
+                                       "holds %#x",
+                                       bh.has_key ? keys_.KeyHash(b.key()) : 0,
+                                       i, hash));
     }
     if (bh.has_checksum && b.ComputeChecksum() != b.stored_checksum()) {
       return bad(addr,

@@ -81,7 +81,7 @@ struct Header {
   uint64_t created_unix_ns;
   uint32_t max_sessions;
   uint32_t max_table_slots_log2;  // each table area holds this many slots
-  uint32_t flags;  // kFlag*
+  uint32_t flags;                 // kFlag*
   uint32_t owner_uid;
   int32_t owner_pid;
   uint32_t reserved0;

@@ -183,9 +183,9 @@ Segment::~Segment() {
 }
 
 absl::StatusOr<Geometry> Segment::CheckOptions(const SegmentOptions& options) {
-  absl::StatusOr<Geometry> geometry = ComputeSegmentGeometry(
-      options.max_sessions, options.table_slots_log2,
-      options.max_table_slots_log2, options.heap_bytes);
+  absl::StatusOr<Geometry> geometry =
+      ComputeSegmentGeometry(options.max_sessions, options.table_slots_log2,
+                             options.max_table_slots_log2, options.heap_bytes);
   if (!geometry.ok()) return geometry.status();
   if (options.chunk_bytes < kPageSize || options.chunk_bytes > kMaxHeapBytes ||
       options.chunk_bytes % kPageSize != 0) {
@@ -224,11 +224,12 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
       geometry.table_areas_offset +
       (uint64_t{1} << options.table_slots_log2) * sizeof(Slot);
   absl::Status backed = seg->Back(0, live_table_end);
-  if (backed.ok()) backed = seg->Back(geometry.heap_start - kPageSize, kPageSize);
+  if (backed.ok())
+    backed = seg->Back(geometry.heap_start - kPageSize, kPageSize);
   if (!backed.ok()) {
-    return absl::Status(backed.code(),
-                        absl::StrCat("creating ", seg->Describe(), ": ",
-                                     backed.message()));
+    return absl::Status(
+        backed.code(),
+        absl::StrCat("creating ", seg->Describe(), ": ", backed.message()));
   }
   Header& h = seg->header();
   h.format = FormatWord();

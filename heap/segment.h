@@ -92,7 +92,7 @@ struct SegmentOptions {
   // (both table areas reserve room for it; nothing is backed until used).
   // 0: table_slots_log2 + kDefaultTableGrowthLog2, at most 32.
   uint32_t max_table_slots_log2 = 0;
-  uint32_t max_sessions = 256;              // 1..kMaxSessions
+  uint32_t max_sessions = 256;  // 1..kMaxSessions
   bool keep_keys = true;
   bool checksums = false;
   // A multiple of 4096 in 4096..kMaxHeapBytes; a chunk larger than the heap

@@ -119,8 +119,8 @@ TEST(TableGrowth, EightProcessesPut65536KeysInto1024Slots) {
         for (uint64_t k = static_cast<uint64_t>(i); k < kKeys;
              k += kProcesses) {
           absl::StatusOr<ArrayView<float>> v = heap.Get<float>(Name(k));
-          if (!v.ok() || v->flat()[kElements - 1] !=
-                             ValueFor(k, 1, kElements - 1)) {
+          if (!v.ok() ||
+              v->flat()[kElements - 1] != ValueFor(k, 1, kElements - 1)) {
             return 5;
           }
         }

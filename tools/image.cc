@@ -379,7 +379,8 @@ absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
   info.max_sessions = h.max_sessions;
   info.table_slots_log2 =
       internal::TableSlotsLog2(h.table.load(std::memory_order_relaxed));
-  info.table_area = internal::TableArea(h.table.load(std::memory_order_relaxed));
+  info.table_area =
+      internal::TableArea(h.table.load(std::memory_order_relaxed));
   info.max_table_slots_log2 = h.max_table_slots_log2;
   info.owner_uid = h.owner_uid;
   info.phase = h.phase.load(std::memory_order_relaxed);
