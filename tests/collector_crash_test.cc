@@ -140,6 +140,65 @@ int64_t CheckModel(const Heap& heap, const std::map<uint64_t, Entry>& model,
   return elements;
 }
 
+// What became of a collecting child.
+enum class Fate { kKilled, kFinished, kFailed };
+
+// Forks a child that collects `heap` and dies as `target` says: by the hook,
+// the n-th time it reaches target.point (n uniform in [1, max_nth]), or
+// from outside after a random delay below *external_delay_us, which adapts
+// to the machine (a collection that finished first shortens the next
+// one's). A collection that runs to its end exits 0 when `finished_ok`
+// holds for its report.
+Fate CollectInDyingChild(Heap& heap, const Target& target, std::mt19937_64& rng,
+                         uint64_t* external_delay_us,
+                         bool (*finished_ok)(const GcReport&)) {
+  g_point = target.point;
+  g_countdown =
+      target.external ? 0 : 1 + static_cast<int>(rng() % target.max_nth);
+  const pid_t child = fork();
+  if (child == 0) {
+    if (!target.external) internal::SetTestingHook(&Hook);
+    absl::StatusOr<GcReport> gc = heap.Collect();
+    _exit(gc.ok() && finished_ok(*gc) ? 0 : 3);
+  }
+  if (target.external) {
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(rng() % *external_delay_us));
+    kill(child, SIGKILL);
+  }
+  int status = 0;
+  if (waitpid(child, &status, 0) != child) return Fate::kFailed;
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) return Fate::kKilled;
+  if (target.external) {
+    *external_delay_us = std::max<uint64_t>(50, *external_delay_us * 3 / 4);
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? Fate::kFinished
+                                                       : Fate::kFailed;
+}
+
+// Attaches to `name` anew into `heap` (which rolls a dead collector's work
+// forward); the phase must be idle and Verify pass. False (with the failure
+// added, naming `round`) otherwise.
+bool Reattach(std::optional<Heap>& heap, const std::string& name,
+              const std::string& round) {
+  heap.reset();
+  absl::StatusOr<Heap> reopened = Heap::OpenNamed(name);
+  if (!reopened.ok()) {
+    ADD_FAILURE() << round << ": " << reopened.status();
+    return false;
+  }
+  heap.emplace(*std::move(reopened));
+  if (heap->segment().header().phase.load() != internal::kPhaseIdle) {
+    ADD_FAILURE() << round << ": phase " << heap->segment().header().phase;
+    return false;
+  }
+  if (absl::Status s = heap->Verify(); !s.ok()) {
+    ADD_FAILURE() << round << ": " << s;
+    return false;
+  }
+  return true;
+}
+
 TEST(CollectorCrash, KilledCollectorsLoseNothing) {
   Options options;
   options.heap_bytes = uint64_t{256} << 20;
@@ -218,45 +277,16 @@ TEST(CollectorCrash, KilledCollectorsLoseNothing) {
       model.erase(model.begin());
     }
 
-    // Collect in a child that dies.
-    g_point = target.point;
-    g_countdown =
-        target.external ? 0 : 1 + static_cast<int>(rng() % target.max_nth);
-    const pid_t child = fork();
-    if (child == 0) {
-      if (!target.external) internal::SetTestingHook(&Hook);
-      absl::StatusOr<GcReport> gc = heap->Collect();
-      _exit(gc.ok() ? 0 : 3);
-    }
-    if (target.external) {
-      // The delay adapts to the machine: a collection that finished first
-      // shortens the next one's.
-      std::this_thread::sleep_for(
-          std::chrono::microseconds(rng() % external_delay_us));
-      kill(child, SIGKILL);
-    }
-    int status = 0;
-    ASSERT_EQ(waitpid(child, &status, 0), child);
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-      ++kills[round % kNumTargets];
-    } else {
-      if (target.external) {
-        external_delay_us = std::max<uint64_t>(50, external_delay_us * 3 / 4);
-      }
-      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-          << "round " << round << ": the collecting child failed: " << status;
-      ++survived[round % kNumTargets];
-    }
-
-    // Attach anew (rolls the collection forward), then check everything.
-    heap.reset();
-    absl::StatusOr<Heap> reopened = Heap::OpenNamed(heap_name);
-    ASSERT_TRUE(reopened.ok()) << "round " << round << " (" << target.name
-                               << "): " << reopened.status();
-    heap.emplace(*std::move(reopened));
-    ASSERT_EQ(heap->segment().header().phase.load(), internal::kPhaseIdle);
-    ASSERT_TRUE(heap->Verify().ok())
-        << "round " << round << " (" << target.name << "): " << heap->Verify();
+    // Collect in a child that dies, then attach anew and check everything.
+    const Fate fate =
+        CollectInDyingChild(*heap, target, rng, &external_delay_us,
+                            [](const GcReport&) { return true; });
+    ASSERT_NE(fate, Fate::kFailed)
+        << "round " << round << ": the collecting child failed";
+    ++(fate == Fate::kKilled ? kills : survived)[round % kNumTargets];
+    ASSERT_TRUE(
+        Reattach(heap, heap_name,
+                 absl::StrCat("round ", round, " (", target.name, ")")));
     checked_elements += CheckModel(*heap, model, removed);
     if (::testing::Test::HasFailure()) {
       FAIL() << "round " << round << " (" << target.name << ")";
@@ -360,39 +390,15 @@ TEST(CollectorCrash, KilledGrowthsLoseNothing) {
       removed.push_back(key);
     }
     ASSERT_EQ(heap->stats().table_slots, 64u);
-    g_point = target.point;
-    g_countdown =
-        target.external ? 0 : 1 + static_cast<int>(rng() % target.max_nth);
-    const pid_t child = fork();
-    if (child == 0) {
-      if (!target.external) internal::SetTestingHook(&Hook);
-      absl::StatusOr<GcReport> gc = heap->Collect();
-      _exit(gc.ok() && gc->table_slots_after == 128 ? 0 : 3);
-    }
-    if (target.external) {
-      std::this_thread::sleep_for(
-          std::chrono::microseconds(rng() % external_delay_us));
-      kill(child, SIGKILL);
-    }
-    int status = 0;
-    ASSERT_EQ(waitpid(child, &status, 0), child);
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-      ++kills[round % kTargetsHere];
-    } else {
-      if (target.external) {
-        external_delay_us = std::max<uint64_t>(50, external_delay_us * 3 / 4);
-      }
-      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-          << "round " << round << ": the collecting child failed: " << status;
-    }
-    heap.reset();
-    absl::StatusOr<Heap> reopened = Heap::OpenNamed(heap_name);
-    ASSERT_TRUE(reopened.ok()) << "round " << round << " (" << target.name
-                               << "): " << reopened.status();
-    heap.emplace(*std::move(reopened));
-    ASSERT_EQ(heap->segment().header().phase.load(), internal::kPhaseIdle);
-    ASSERT_TRUE(heap->Verify().ok())
-        << "round " << round << " (" << target.name << "): " << heap->Verify();
+    const Fate fate = CollectInDyingChild(
+        *heap, target, rng, &external_delay_us,
+        [](const GcReport& gc) { return gc.table_slots_after == 128; });
+    ASSERT_NE(fate, Fate::kFailed)
+        << "round " << round << ": the collecting child failed";
+    kills[round % kTargetsHere] += fate == Fate::kKilled;
+    ASSERT_TRUE(
+        Reattach(heap, heap_name,
+                 absl::StrCat("round ", round, " (", target.name, ")")));
     CheckModel(*heap, model, removed);
     if (::testing::Test::HasFailure()) {
       FAIL() << "round " << round << " (" << target.name << ")";
