@@ -128,8 +128,11 @@ class Store {
   // Whether a write since the last call probed far enough to ask for a
   // growth (clears the request). Process-local; any thread may take it.
   bool TakeGrowthRequest() const {
-    // Relaxed: a hint; nothing is published through it.
-    return growth_requested_.exchange(false, std::memory_order_relaxed);
+    // Relaxed: a hint; nothing is published through it. The plain load
+    // first keeps the common case (no request) free of a locked
+    // instruction on a line every writing thread of the process touches.
+    return growth_requested_.load(std::memory_order_relaxed) &&
+           growth_requested_.exchange(false, std::memory_order_relaxed);
   }
 
   // This process's session, joining on first use and again after fork.
