@@ -91,6 +91,10 @@
 //       a recovering process empties the recorded hole and rescans after
 //       it (every entry between hole and scan stays put).
 //   R5  Counters are recounted from the table when a collection is resumed.
+//   R6  Growing (kPhaseGrowing) records the new table word before the fill
+//       and installs it with one store; recovery redoes the release of the
+//       old area after that store, the whole growth before it
+//       (gc/grow.h, "Recovery").
 // Who rolls forward: CheckCollectorAlive (heap/session.h) takes gc_lock
 // from a dead collector and runs the recovery that the Heap layer installs
 // (InstallCollectionRecovery): the next process to enter its scope,
