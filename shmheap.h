@@ -235,6 +235,31 @@ class ReadScope {
   size_t ContainsMany(std::span<const Key> keys,
                       std::span<bool> out) const noexcept;
 
+  // Iteration (hh_shared has none; Pyre and Flow keep side lists of their
+  // keys). Calls fn(entry) for every published value, in table order,
+  // until fn returns false; returns how many entries fn was given. Each
+  // key is given at most once; values published, replaced or removed by
+  // other processes while the scope lives may or may not be seen (a
+  // snapshot is what Collect gives, not a scope). Costs one pass over the
+  // whole slot array (16 bytes per slot). The entry's views are borrowed
+  // from this scope.
+  struct Entry {
+    uint64_t hash;         // the table hash it was published under
+    std::string_view key;  // its stored key; empty unless keys are kept
+    RawRef value;
+  };
+  template <class Fn>
+  size_t ForEach(Fn&& fn) const {
+    size_t given = 0;
+    Entry e;
+    for (uint64_t i = 0; i < lookup_.table().capacity(); ++i) {
+      if (!lookup_.EntryAt(i, &e.hash, &e.key, &e.value)) continue;
+      ++given;
+      if (!fn(static_cast<const Entry&>(e))) break;
+    }
+    return given;
+  }
+
   // An owning view of `ref` that outlives the scope (it shares the scope's
   // pin). REQUIRES: `ref` came from this scope.
   template <Element T>
@@ -411,12 +436,16 @@ class Heap {
   absl::Status Verify() const;
 
   // Compacts the heap in place (gc/collector.h): waits until no process is
-  // in scope, slides live blobs down, returns the freed tail to the OS and
-  // clears tombstones, then grows the table if more than half its slots
-  // are used (gc/grow.h). Any process may call it.
+  // in scope, slides live blobs down, keeps the freed pages up to
+  // options.reuse_slack_bytes backed and zeroed for the next writes, returns
+  // the rest of the freed tail to the OS and clears tombstones, then grows
+  // the table if more than half its slots are used (gc/grow.h). Any process
+  // may call it.
   // kFailedPrecondition if this process holds a view, Pin or ReadScope;
   // kDeadlineExceeded if some process stays in scope past the deadline
-  // (nothing changed); kDataLoss if an earlier collector died mid-way.
+  // (nothing changed); kDataLoss if the heap turns out damaged (it does not
+  // parse, or a slot points at no blob the slide finds: it is then marked
+  // damaged).
   absl::StatusOr<GcReport> Collect(const CollectOptions& options = {});
 
   // Collects when the heap's used bytes reach `overhead` times its live

@@ -7,6 +7,12 @@
 //                          fresh shared pages, as the first publication of a
 //                          result does: fallocate backs the chunk and each
 //                          4 KiB page is faulted in on first write.
+//   shmheap/large_write_reused  the same write into pages a collection kept
+//                          for reuse (CollectOptions::reuse_slack_bytes, its
+//                          default): a 64 MiB array is published, removed
+//                          and collected (untimed) before the timed write,
+//                          whose chunk then lies on backed, zeroed, already
+//                          mapped pages.
 //   shmheap/large_read     Get<float> of that array and memcpy it out into a
 //                          warm private buffer.
 //   memcpy/64MiB           the limit: memcpy between two warm private buffers.
@@ -19,6 +25,13 @@
 //                          tail back, clearing tombstones: all of it).
 //   memmove/compact        the limit: the same blob-by-blob memmoves (same
 //                          sizes, same offsets) in a warm private buffer.
+//   gcwall/collect_4k/values:500000  issue 15's collection: 500,000 values
+//                          of 1,024 floats (4 KiB), every other one removed;
+//                          the wall time of Collect() (milliseconds), all of
+//                          it, with the default reuse slack.
+//   gcwall/collect_4k_keep_all, gcwall/collect_4k_keep_none  the same with
+//                          every freed page kept (as hh_shared does) and
+//                          with none kept: the trade-off of the slack.
 //
 // Throughput is bytes_per_second (Google Benchmark's, from SetBytesProcessed
 // and the manual time).
@@ -71,11 +84,23 @@ Heap NewHeap(uint64_t heap_bytes, uint32_t slots_log2) {
   return *std::move(heap);
 }
 
-void ShmheapLargeWrite(benchmark::State& state) {
+// The large write, into a new heap's fresh pages, or (`reused`) into the
+// pages a collection kept: an array of the same size is published, removed
+// and collected first (untimed), with the default reuse slack.
+void ShmheapLargeWrite(benchmark::State& state, bool reused) {
   const std::vector<float> source = WarmBuffer(kLargeFloats, 1.0f);
   const int64_t dims[] = {kLargeFloats};
+  uint64_t kept = 0;
   for (auto _ : state) {
     Heap heap = NewHeap(kLargeBytes + (16 << 20), 4);
+    if (reused) {
+      absl::StatusOr<bool> added = heap.Add<float>("old", source, dims);
+      if (!added.ok()) Die(added.status());
+      if (absl::Status s = heap.Remove("old"); !s.ok()) Die(s);
+      absl::StatusOr<GcReport> report = heap.Collect();
+      if (!report.ok()) Die(report.status());
+      kept = report->bytes_kept;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<Builder<float>> builder = heap.Reserve<float>("large", dims);
     if (!builder.ok()) Die(builder.status());
@@ -91,6 +116,7 @@ void ShmheapLargeWrite(benchmark::State& state) {
     }
     state.SetIterationTime(Seconds(t0, t1));
   }
+  if (reused) state.counters["kept_mib"] = double(kept) / (1 << 20);
   state.SetBytesProcessed(int64_t(state.iterations()) * kLargeBytes);
 }
 
@@ -158,6 +184,30 @@ std::string CompactKey(uint64_t i) {
   return std::string(buf, 16);
 }
 
+// Adds `count` values of value.size() floats (element 0 = the index) and
+// removes every other one: half the bytes dead.
+void AddThenRemoveHalf(Heap& heap, uint64_t count, std::vector<float>& value) {
+  const int64_t dims[] = {int64_t(value.size())};
+  for (uint64_t i = 0; i < count; ++i) {
+    value[0] = float(i);
+    absl::StatusOr<bool> added = heap.Add<float>(CompactKey(i), value, dims);
+    if (!added.ok()) Die(added.status());
+  }
+  for (uint64_t i = 1; i < count; i += 2) {
+    if (absl::Status s = heap.Remove(CompactKey(i)); !s.ok()) Die(s);
+  }
+}
+
+// Whether every survivor of AddThenRemoveHalf is where the table says,
+// with its contents.
+bool SurvivorsIntact(const Heap& heap, uint64_t count) {
+  for (uint64_t i = 0; i < count; i += 2) {
+    absl::StatusOr<ArrayView<float>> v = heap.Get<float>(CompactKey(i));
+    if (!v.ok() || v->data()[0] != float(i)) return false;
+  }
+  return true;
+}
+
 void ShmheapCompact(benchmark::State& state, int64_t floats) {
   const int64_t dims[] = {floats};
   std::vector<float> value(floats, 0.25f);
@@ -175,25 +225,14 @@ void ShmheapCompact(benchmark::State& state, int64_t floats) {
     uint32_t slots_log2 = 4;
     while ((uint64_t{1} << slots_log2) < 2 * count) ++slots_log2;
     Heap heap = NewHeap(kCompactHeapBytes + (64 << 20), slots_log2);
-    for (uint64_t i = 0; i < count; ++i) {
-      value[0] = float(i);
-      absl::StatusOr<bool> added = heap.Add<float>(CompactKey(i), value, dims);
-      if (!added.ok()) Die(added.status());
-    }
-    for (uint64_t i = 1; i < count; i += 2) {
-      if (absl::Status s = heap.Remove(CompactKey(i)); !s.ok()) Die(s);
-    }
+    AddThenRemoveHalf(heap, count, value);
     const auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<GcReport> report = heap.Collect();
     const auto t1 = std::chrono::steady_clock::now();
     if (!report.ok()) Die(report.status());
-    // Every survivor is where the table says, with its contents.
-    for (uint64_t i = 0; i < count; i += 2) {
-      absl::StatusOr<ArrayView<float>> v = heap.Get<float>(CompactKey(i));
-      if (!v.ok() || v->data()[0] != float(i)) {
-        state.SkipWithError("a value moved by the collector differs");
-        return;
-      }
+    if (!SurvivorsIntact(heap, count)) {
+      state.SkipWithError("a value moved by the collector differs");
+      return;
     }
     moved += report->bytes_moved;
     state.SetIterationTime(Seconds(t0, t1));
@@ -236,12 +275,44 @@ void MemmoveCompact(benchmark::State& state, int64_t floats) {
   state.SetBytesProcessed(int64_t(moved));
 }
 
+// Issue 15's collection: `values` values of 1,024 floats, every other one
+// removed, collected with a reuse slack of `slack` bytes
+// (CollectOptions::reuse_slack_bytes); the manual time is Collect's wall
+// time.
+void CollectWall(benchmark::State& state, uint64_t values, uint64_t slack) {
+  constexpr int64_t kFloats = 1024;
+  std::vector<float> value(kFloats, 0.5f);
+  for (auto _ : state) {
+    uint32_t slots_log2 = 4;
+    while ((uint64_t{1} << slots_log2) < 2 * values) ++slots_log2;
+    Heap heap = NewHeap(values * (kFloats * 4 + 192) + (64 << 20), slots_log2);
+    AddThenRemoveHalf(heap, values, value);
+    CollectOptions options;
+    options.reuse_slack_bytes = slack;
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::StatusOr<GcReport> report = heap.Collect(options);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (!report.ok()) Die(report.status());
+    if (!SurvivorsIntact(heap, values)) {
+      state.SkipWithError("a value moved by the collector differs");
+      return;
+    }
+    state.SetIterationTime(Seconds(t0, t1));
+    state.counters["gib_before"] = double(report->bytes_before) / (1 << 30);
+    state.counters["kept_mib"] = double(report->bytes_kept) / (1 << 20);
+    state.counters["released_mib"] = double(report->bytes_released) / (1 << 20);
+  }
+}
+
 void RegisterAll() {
   auto configure = [](benchmark::internal::Benchmark* b, int iterations) {
     b->UseManualTime()->Iterations(iterations)->Unit(benchmark::kMillisecond);
   };
   configure(benchmark::RegisterBenchmark("shmheap/large_write/mib:64",
-                                         ShmheapLargeWrite),
+                                         ShmheapLargeWrite, false),
+            4);
+  configure(benchmark::RegisterBenchmark("shmheap/large_write_reused/mib:64",
+                                         ShmheapLargeWrite, true),
             4);
   configure(benchmark::RegisterBenchmark("shmheap/large_read/mib:64",
                                          ShmheapLargeRead),
@@ -259,6 +330,18 @@ void RegisterAll() {
                                            MemmoveCompact, floats),
               4);
   }
+  configure(benchmark::RegisterBenchmark("gcwall/collect_4k/values:500000",
+                                         CollectWall, 500'000,
+                                         CollectOptions::kAutoReuseSlack),
+            1);
+  configure(
+      benchmark::RegisterBenchmark("gcwall/collect_4k_keep_all/values:500000",
+                                   CollectWall, 500'000, ~uint64_t{0} - 1),
+      1);
+  configure(
+      benchmark::RegisterBenchmark("gcwall/collect_4k_keep_none/values:500000",
+                                   CollectWall, 500'000, uint64_t{0}),
+      1);
 }
 
 }  // namespace

@@ -177,6 +177,13 @@ def collect(reports):
                 agg = "median"
             if agg not in ("median", "cv"):
                 continue
+            if run.startswith("gcwall/"):
+                # Issue 15's collection: wall milliseconds (manual time).
+                name = "/".join(run.split("/")[1:3])
+                key = ("gcwall", name)
+                entry = results.setdefault(key, {"unit": "ms"})
+                entry[agg] = b["real_time"]
+                continue
             if run.startswith("anatomy/"):
                 # Single-process ns per get: real and CPU time (the CPU time
                 # is the steadier one on a shared machine).
@@ -281,6 +288,9 @@ BULK_ROWS = [
     ("large array write (Reserve+fill+Publish, 64 MiB)",
      ("shmheap", "large_write", "mib:64"), ("memcpy", "large", "mib:64"),
      ("memcpy_fresh", "large", "mib:64")),
+    ("large array write into pages a collection kept (64 MiB)",
+     ("shmheap", "large_write_reused", "mib:64"), ("memcpy", "large", "mib:64"),
+     ("memcpy_fresh", "large", "mib:64")),
     ("large array read (Get + copy out, 64 MiB)",
      ("shmheap", "large_read", "mib:64"), ("memcpy", "large", "mib:64"), None),
     ("compaction, 1,024-float values, half dead (128 MiB)",
@@ -370,7 +380,7 @@ def targets(results):
                  "mix90_10", "boost", 4, 4)
     table_target("90/10 mix ≥ 3× LMDB (4 processes)", 3.0, "mix90_10", "lmdb",
                  4, 4)
-    for name, needed, shm_key, lim_key in [
+    for name, needed, r in ratio_targets(results, [
         ("large-array write ≥ 0.8× memcpy", 0.8,
          ("shmheap", "large_write", "mib:64"), ("memcpy", "large", "mib:64")),
         ("large-array read ≥ 0.8× memcpy", 0.8,
@@ -381,10 +391,60 @@ def targets(results):
         ("compaction ≥ 0.5× memmove (16-float values)", 0.5,
          ("shmheap", "compact", "floats:16"),
          ("memmove", "compact", "floats:16")),
-    ]:
-        r = ratio(median(results, shm_key), median(results, lim_key))
+    ]):
         out.append((name, needed, [] if r is None else [(r, "")]))
     return out
+
+
+def ratio_targets(results, rows):
+    """(name, needed, shmheap ÷ limit or None) for rows of (name, needed,
+    shmheap key, limit key)."""
+    return [(name, needed,
+             ratio(median(results, shm_key), median(results, lim_key)))
+            for name, needed, shm_key, lim_key in rows]
+
+
+def issue15_targets(results):
+    """Issue 15's targets: (name, needed, at_most, value or None)."""
+    out = []
+    for name, needed, r in ratio_targets(results, [
+        ("large-array write into reused pages ≥ 0.8× memcpy", 0.8,
+         ("shmheap", "large_write_reused", "mib:64"),
+         ("memcpy", "large", "mib:64")),
+        ("compaction ≥ 0.8× memmove (1,024-float values)", 0.8,
+         ("shmheap", "compact", "floats:1024"),
+         ("memmove", "compact", "floats:1024")),
+        ("compaction ≥ 0.4× memmove (16-float values)", 0.4,
+         ("shmheap", "compact", "floats:16"),
+         ("memmove", "compact", "floats:16")),
+    ]):
+        out.append((name, needed, False, r))
+    for name, title in [
+        ("collect_4k", "default slack"),
+        ("collect_4k_keep_all", "every freed page kept, as hh_shared"),
+        ("collect_4k_keep_none", "every freed page returned"),
+    ]:
+        wall = median(results, ("gcwall", name + "/values:500000"))
+        out.append((f"collection of 500,000 × 4 KiB half dead ≤ 0.25 s "
+                    f"({title})", 0.25, True,
+                    None if wall is None else wall / 1e3))
+    return out
+
+
+def issue15_targets_markdown(tgts):
+    if all(v is None for _, _, _, v in tgts):
+        return []
+    lines = ["**issue 15 targets** (ratios of medians from this run; the "
+             "collection in seconds)", "",
+             "| target | measured | result |", "|---|---:|---|"]
+    for name, needed, at_most, v in tgts:
+        if v is None:
+            lines.append(f"| {name} | — | not measured |")
+            continue
+        ok = v <= needed if at_most else v >= needed
+        lines.append(f"| {name} | {v:.2f} | {'PASS' if ok else 'MISS'} |")
+    lines.append("")
+    return lines
 
 
 def targets_markdown(tgts):
@@ -708,6 +768,7 @@ def main():
     md = ["# shmheap benchmarks", "", header, ""]
     md += targets_markdown(targets(results))
     md += issue11_targets_markdown(issue11_targets(results))
+    md += issue15_targets_markdown(issue15_targets(results))
     md += read_markdown(results)
     md += bulk_markdown(results)
     md += anatomy_markdown(results)
@@ -724,6 +785,7 @@ def main():
     summary = ["# shmheap benchmarks (summary)", "", header, ""]
     summary += targets_markdown(targets(results))
     summary += issue11_targets_markdown(issue11_targets(results))
+    summary += issue15_targets_markdown(issue15_targets(results))
     summary += read_markdown(results)
     summary += bulk_markdown(results)
     summary += anatomy_markdown(results)
@@ -739,7 +801,7 @@ def main():
                        value_bytes=key[3], keys=key[4], workers=key[5])
         elif len(key) == 5:
             row.update(floats=key[2], load=key[3] / 100, workers=key[4])
-        elif key[0] == "anatomy":
+        elif key[0] in ("anatomy", "gcwall"):
             row["op"] = key[1]
             row["median_cpu"] = e.get("median_cpu")
         else:
@@ -762,6 +824,10 @@ def main():
                  "ratios_by_cpu_time": [{"ratio": r, "where": w}
                                         for r, w in cpu]}
                 for n, need, at_most, rs, cpu in issue11_targets(results)],
+            "issue15_targets": [
+                {"target": n, "at_most" if at_most else "at_least": need,
+                 "measured": v}
+                for n, need, at_most, v in issue15_targets(results)],
             "errors": errors,
         }, f, indent=1)
     png = os.path.join(out, "compare.png")

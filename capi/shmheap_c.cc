@@ -15,17 +15,46 @@
 
 #include "shmheap.h"
 
+// Every C constant is the C++ value it mirrors: one assertion per value, so
+// a renumbering on either side fails to compile instead of mislabelling.
+namespace {
+template <class E>
+constexpr bool Mirrors(int c, E e) {
+  return c == static_cast<int>(e);
+}
+}  // namespace
 static_assert(SHMHEAP_NUM_KINDS == shmheap::kNumKinds);
 static_assert(SHMHEAP_MAX_DIMS == shmheap::kMaxDims);
-static_assert(SHMHEAP_CHAR == static_cast<int>(shmheap::Kind::kChar));
-static_assert(SHMHEAP_FORTRAN_LAYOUT ==
-              static_cast<int>(shmheap::Layout::kFortran));
-static_assert(SHMHEAP_EDATALOSS ==
-              static_cast<int>(absl::StatusCode::kDataLoss));
-static_assert(SHMHEAP_EUNAVAILABLE ==
-              static_cast<int>(absl::StatusCode::kUnavailable));
-static_assert(SHMHEAP_EINVALID ==
-              static_cast<int>(absl::StatusCode::kInvalidArgument));
+static_assert(Mirrors(SHMHEAP_FLOAT32, shmheap::Kind::kFloat32));
+static_assert(Mirrors(SHMHEAP_FLOAT64, shmheap::Kind::kFloat64));
+static_assert(Mirrors(SHMHEAP_INT8_SIGNED, shmheap::Kind::kInt8Signed));
+static_assert(Mirrors(SHMHEAP_INT8_UNSIGNED, shmheap::Kind::kInt8Unsigned));
+static_assert(Mirrors(SHMHEAP_INT16_SIGNED, shmheap::Kind::kInt16Signed));
+static_assert(Mirrors(SHMHEAP_INT16_UNSIGNED, shmheap::Kind::kInt16Unsigned));
+static_assert(Mirrors(SHMHEAP_INT32, shmheap::Kind::kInt32));
+static_assert(Mirrors(SHMHEAP_INT64, shmheap::Kind::kInt64));
+static_assert(Mirrors(SHMHEAP_INT, shmheap::Kind::kInt));
+static_assert(Mirrors(SHMHEAP_NATIVEINT, shmheap::Kind::kNativeint));
+static_assert(Mirrors(SHMHEAP_COMPLEX32, shmheap::Kind::kComplex32));
+static_assert(Mirrors(SHMHEAP_COMPLEX64, shmheap::Kind::kComplex64));
+static_assert(Mirrors(SHMHEAP_CHAR, shmheap::Kind::kChar));
+static_assert(Mirrors(SHMHEAP_C_LAYOUT, shmheap::Layout::kC));
+static_assert(Mirrors(SHMHEAP_FORTRAN_LAYOUT, shmheap::Layout::kFortran));
+static_assert(Mirrors(SHMHEAP_OK, absl::StatusCode::kOk));
+static_assert(Mirrors(SHMHEAP_EINVALID, absl::StatusCode::kInvalidArgument));
+static_assert(Mirrors(SHMHEAP_EDEADLINE, absl::StatusCode::kDeadlineExceeded));
+static_assert(Mirrors(SHMHEAP_ENOTFOUND, absl::StatusCode::kNotFound));
+static_assert(Mirrors(SHMHEAP_EEXISTS, absl::StatusCode::kAlreadyExists));
+static_assert(Mirrors(SHMHEAP_EPERMISSION,
+                      absl::StatusCode::kPermissionDenied));
+static_assert(Mirrors(SHMHEAP_EEXHAUSTED,
+                      absl::StatusCode::kResourceExhausted));
+static_assert(Mirrors(SHMHEAP_EPRECONDITION,
+                      absl::StatusCode::kFailedPrecondition));
+static_assert(Mirrors(SHMHEAP_EABORTED, absl::StatusCode::kAborted));
+static_assert(Mirrors(SHMHEAP_EINTERNAL, absl::StatusCode::kInternal));
+static_assert(Mirrors(SHMHEAP_EUNAVAILABLE, absl::StatusCode::kUnavailable));
+static_assert(Mirrors(SHMHEAP_EDATALOSS, absl::StatusCode::kDataLoss));
 
 struct shmheap_heap {
   shmheap::Heap heap;

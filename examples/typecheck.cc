@@ -301,7 +301,7 @@ void PrintSummary(const typecheck::Result& r) {
   }
   std::printf(": %s\n", r.digests_match() ? "identical" : "MISMATCH");
   std::printf("  verify       %s\n",
-              r.verify.ok() ? "OK" : r.verify.ToString().c_str());
+              r.verify.ok() ? "OK" : std::string(r.verify.message()).c_str());
 }
 
 }  // namespace
@@ -347,7 +347,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<typecheck::Result> result = typecheck::RunAnalysis(o);
   if (!result.ok()) {
     std::fflush(stdout);
-    std::fprintf(stderr, "typecheck: %s\n", result.status().ToString().c_str());
+    std::fprintf(stderr, "typecheck: %s\n",
+                 std::string(result.status().message()).c_str());
     return 1;
   }
   PrintSummary(*result);
@@ -358,7 +359,7 @@ int main(int argc, char** argv) {
   }
   if (!result->verify.ok()) {
     std::fprintf(stderr, "typecheck: verify failed: %s\n",
-                 result->verify.ToString().c_str());
+                 std::string(result->verify.message()).c_str());
     return 1;
   }
   return 0;

@@ -42,6 +42,12 @@ expect_exit 2 --frobnicate "$tree"
 expect_one_line_error "usage error: unknown flag --frobnicate"
 expect_exit 1 "$tree/no/such/dir"
 expect_one_line_error "not a directory"
+# Errors are the library's messages, without absl's code names.
+if grep -qE "NOT_FOUND|INTERNAL|UNAVAILABLE|DATA_LOSS" "$err"; then
+  echo "FAIL: an internal code name in the error:" >&2
+  cat "$err" >&2
+  fail=1
+fi
 
 expect_exit 0 --help
 grep -q "^usage: typecheck" "$out" || { echo "FAIL: --help" >&2; fail=1; }

@@ -288,7 +288,7 @@ class Analysis {
       if (pid == 0) {
         absl::Status s = Worker(name, work, items, batch, w, false);
         if (!s.ok()) {
-          const std::string message = s.ToString();
+          const std::string message(s.message());
           const int64_t dims[] = {static_cast<int64_t>(message.size())};
           (void)heap_->Add<char>(ErrorKey(name, w), message, dims);
         }
@@ -372,7 +372,7 @@ class Analysis {
     for (int64_t b = 0; b < batches; ++b) {
       if (absl::Status s = heap_->Remove(ClaimKey(name, b)); !s.ok()) {
         return absl::InternalError(absl::StrCat(
-            Sv(name), ": batch ", b, " was never claimed: ", s.ToString()));
+            Sv(name), ": batch ", b, " was never claimed: ", s.message()));
       }
     }
     return absl::OkStatus();

@@ -358,9 +358,9 @@ void HeapSeeds(Maker& m) {
   // it (kPhaseDamaged), not follow it.
   SetCollectorState(dead, kDeadPid, 3, internal::kPhaseSliding);
   m.HeapSeed("collector_died_with_empty_record", dead);
-  m.HeapSeed("collector_died_threading",
+  m.HeapSeed("collector_died_skipping",
              m.KilledCollector("gc1", tiny,
-                               internal::TestingPoint::kGcThreadedSlot, 3));
+                               internal::TestingPoint::kGcSkippedRecord, 3));
   m.HeapSeed(
       "collector_died_sliding",
       m.KilledCollector("gc2", tiny, internal::TestingPoint::kGcMovedBlob, 2));

@@ -42,6 +42,12 @@ uint64_t ReadWord(const std::byte* p) {
 }
 void WriteWord(std::byte* p, uint64_t w) { std::memcpy(p, &w, 8); }
 
+// How many records ahead of the slide their home slots are prefetched:
+// enough misses in flight to cover a memory latency with the few dozen
+// nanoseconds of work each record takes (bench/bulk_bench's compaction
+// rows).
+constexpr int kSlideAhead = 16;
+
 // A compiler barrier after a plain write that a later record or slot store
 // must not be made before (a killed process leaves its stores in program
 // order, as long as the compiler kept that order).
@@ -115,17 +121,16 @@ bool NothingToCollect(const Segment& segment) {
 // exact figures (a process killed between a table CAS and its counter
 // update left them off by that operation), and the entries of dead
 // processes are freed (their chunks are closed and their claims resolved).
+//
+// No table scan: once every tombstone is cleared (a slot with a hash and no
+// blob, including an add whose process died before publishing), the used
+// slots are exactly the live blobs.
 void RecountAndFreeDeadSessions(const Segment& segment, uint64_t live_blobs,
                                 uint64_t live_bytes, uint64_t used_bytes) {
   Header& h = segment.header();
   SessionEntry* reg = segment.registry();
-  const Slot* slots = segment.slots();
-  uint64_t used_slots = 0;
-  for (uint64_t i = 0; i < (uint64_t{1} << segment.table_slots_log2()); ++i) {
-    if (slots[i].hash.load(kStopped) != 0) ++used_slots;
-  }
   uint64_t exact[kNumCounters] = {};
-  exact[kSlotsClaimed] = used_slots;
+  exact[kSlotsClaimed] = live_blobs;
   exact[kBlobsPublished] = live_blobs;
   exact[kBytesPublished] = live_bytes;
   exact[kBytesAllocated] = used_bytes;
@@ -210,9 +215,6 @@ class Collection {
         case kPhaseClosing:
           s = CloseChunks();
           break;
-        case kPhaseThreading:
-          s = Thread();
-          break;
         case kPhaseSliding:
           s = Slide();
           break;
@@ -254,10 +256,45 @@ class Collection {
     // Chunks claimed by processes that died before recording them (every
     // recorded chunk now starts with a record, so only those start with 0).
     CloseClaimedGaps(segment_, old_top_);
+    // The slide's record: how many live blobs it must find, and how far
+    // from its home it must look for a blob's slot. One sequential pass
+    // over the table; the blobs themselves are not read here.
+    uint64_t live_slots = 0, longest = 0;
+    bool outside = false;
+    // Branch-free: whether a slot is used or holds a blob is a coin toss in
+    // a table with tombstones, and a branch on it costs a misprediction per
+    // slot; the slot that points outside is looked for only if there is one.
+    auto points_outside = [&](uint64_t word) {
+      const uint64_t addr = AddrOffset(word);
+      return (addr < h_.heap_start) | (addr >= old_top_) | (addr % 8 != 0) |
+             (old_top_ - addr < 16);
+    };
+    for (uint64_t i = 0; i <= mask_; ++i) {
+      const uint64_t hash = slots_[i].hash.load(kStopped);
+      const uint64_t word = slots_[i].addr.load(kStopped);
+      longest = std::max(longest, hash != 0 ? (i - hash) & mask_ : 0);
+      live_slots += word != 0;
+      outside |= (word != 0) & points_outside(word);
+    }
+    for (uint64_t i = 0; outside && i <= mask_; ++i) {
+      const uint64_t word = slots_[i].addr.load(kStopped);
+      if (word != 0 && points_outside(word)) {
+        return Damaged(segment_,
+                       absl::StrCat("slot ", i, " points at ", AddrOffset(word),
+                                    ", outside the heap"));
+      }
+    }
     RunTestingHook(TestingPoint::kGcClosed);
-    h_.gc_thread_index.store(0, kRecord);
-    h_.gc_thread_word.store(0, kRecord);
-    EnterPhase(kPhaseThreading);
+    h_.gc_live_slots.store(live_slots, kRecord);
+    h_.gc_probe_limit.store(longest + 1, kRecord);
+    h_.gc_slide_found.store(0, kRecord);
+    h_.gc_slide_pos.store(h_.heap_start, kRecord);
+    h_.gc_slide_dest.store(h_.heap_start, kRecord);
+    h_.gc_move_slot.store(0, kRecord);
+    if (options_ != nullptr && options_->testing_mid_compaction_hook) {
+      options_->testing_mid_compaction_hook();
+    }
+    EnterPhase(kPhaseSliding);
     return absl::OkStatus();
   }
 
@@ -268,68 +305,20 @@ class Collection {
            b.size_bytes() <= old_top_ - addr;
   }
 
-  // Writes slot i's offset into its blob's word 0 and the tag into word 1.
-  void ThreadBlob(uint64_t i, uint64_t addr, uint16_t tag) {
-    const uint64_t slot_offset =
-        segment_.table_offset() + i * sizeof(Slot) + offsetof(Slot, addr);
-    WriteWord(base_ + addr, slot_offset);  // bit 0 clear: threaded
-    WriteWord(base_ + addr + 8, tag);
-  }
-
-  // 1. For each slot with a blob: the slot takes the blob's header word,
-  // the blob's word 0 the slot's offset and word 1 the slot's key tag.
-  // Record per slot: gc_thread_index := i, gc_thread_word := its addr word,
-  // then the slot's store, then the blob's words. A slot whose addr has bit
-  // 0 set is threaded (headers have it, offsets never); for the recorded
-  // slot the record says where its blob is.
-  absl::Status Thread() {
-    uint64_t i = h_.gc_thread_index.load(kStopped);
-    if (i > mask_ + 1) {
-      return Damaged(
-          segment_, absl::StrCat("recorded slot ", i, " is outside the table"));
-    }
-    if (i <= mask_ && (slots_[i].addr.load(kStopped) & kTagBit) != 0) {
-      // Killed after the slot took its header: finish the blob's half.
-      const uint64_t word = h_.gc_thread_word.load(kStopped);
-      const uint64_t addr = AddrOffset(word);
-      if (addr < h_.heap_start || addr >= old_top_ || addr % 8 ||
-          old_top_ - addr < 16) {
-        return Damaged(segment_, absl::StrCat("recorded blob ", addr,
-                                              " is outside the heap"));
+  // The slot that points at the blob at `pos`, whose word 1 is `hash` (the
+  // hash it was published under, which its slot holds: heap/blob.h), or
+  // mask_ + 1 when none does (the blob is garbage). Linear probing from the
+  // hash's home, no further than the table's longest displacement.
+  uint64_t FindSlot(uint64_t hash, uint64_t pos, uint64_t limit) const {
+    for (uint64_t j = hash & mask_, n = 0; n < limit;
+         ++n, j = (j + 1) & mask_) {
+      const uint64_t h = slots_[j].hash.load(kStopped);
+      if (h == 0) break;
+      if (h == hash && AddrOffset(slots_[j].addr.load(kStopped)) == pos) {
+        return j;
       }
-      ThreadBlob(i, addr, AddrTag(word));
-      ++i;
     }
-    for (; i <= mask_; ++i) {
-      const uint64_t word = slots_[i].addr.load(kStopped);
-      if (word == 0) continue;
-      const uint64_t addr = AddrOffset(word);
-      if (addr < h_.heap_start || addr >= old_top_ || addr % 8 ||
-          (word & kTagBit) != 0) {
-        return Damaged(segment_, absl::StrCat("slot ", i, " points at ", addr,
-                                              ", outside the heap"));
-      }
-      const uint64_t header = ReadWord(base_ + addr);
-      if (!IsBlob(addr, header)) {
-        return Damaged(segment_, absl::StrCat("slot ", i, " points at ", addr,
-                                              ", which is not a blob"));
-      }
-      h_.gc_thread_index.store(i, kRecord);
-      h_.gc_thread_word.store(word, kRecord);
-      slots_[i].addr.store(header, kSlotStore);
-      KeepOrder();
-      ThreadBlob(i, addr, AddrTag(word));
-      ++report_.live_blobs;
-      RunTestingHook(TestingPoint::kGcThreadedSlot);
-    }
-    if (options_ != nullptr && options_->testing_mid_compaction_hook) {
-      options_->testing_mid_compaction_hook();
-    }
-    h_.gc_slide_pos.store(h_.heap_start, kRecord);
-    h_.gc_slide_dest.store(h_.heap_start, kRecord);
-    h_.gc_move_slot.store(0, kRecord);
-    EnterPhase(kPhaseSliding);
-    return absl::OkStatus();
+    return mask_ + 1;
   }
 
   // Finishes the move recorded in gc_move_*: the blob from gc_move_pos to
@@ -384,101 +373,161 @@ class Collection {
     slots_[index].addr.store(AddrWord(to, tag), kSlotStore);
     h_.gc_slide_dest.store(to + size, kRecord);
     h_.gc_slide_pos.store(pos + size, kRecord);
+    h_.gc_slide_found.store(h_.gc_move_found.load(kStopped), kRecord);
+    // A death here, with everything done but the record still active, has
+    // the whole move redone: each of its stores writes an absolute value.
+    RunTestingHook(TestingPoint::kGcMovedBlob);
     h_.gc_move_slot.store(0, kRecord);
     live_bytes_ += size;
-    RunTestingHook(TestingPoint::kGcMovedBlob);
     return absl::OkStatus();
   }
 
-  // 2. Walks from gc_slide_pos to the old top: a record with bit 0 set is
-  // garbage (dead blob or filler) and is skipped; a threaded word leads to
-  // the slot, which holds the header: the blob is recorded as a move and
-  // moved (FinishMove). Before a move is recorded, nothing of the blob has
-  // changed since threading.
+  // Prefetches (for writing) the home slots of the blobs among the records
+  // that follow `*ahead`, until `*queued` records are ahead of the walk:
+  // the slide looks up each blob's slot, and writes it once the blob has
+  // moved, and these accesses, random in the table, then find their lines
+  // in the cache. Reads only records the slide has not reached, which no
+  // move has touched yet.
+  void PrefetchSlots(uint64_t* ahead, int* queued) const {
+    while (*queued < kSlideAhead && *ahead < old_top_) {
+      const uint64_t word = ReadWord(base_ + *ahead);
+      const uint64_t size = BlobHeader::Decode(word).size_bytes();
+      if ((word & kTagBit) == 0 || size == 0 || size > old_top_ - *ahead) {
+        *ahead = old_top_;  // the walk reports it when it gets there
+        return;
+      }
+      if (size >= 16) {
+        const uint64_t hash = ReadWord(base_ + *ahead + 8);
+        __builtin_prefetch(&slots_[hash & mask_], 1);
+      }
+      *ahead += size;
+      ++*queued;
+    }
+  }
+
+  // 2. Walks from gc_slide_pos to the old top, record by record, each
+  // header giving the size that leads to the next (a sequential walk: the
+  // table is never on its serial chain). A filler is skipped; a blob is
+  // live if a slot with its key hash points at it (FindSlot), else
+  // garbage and skipped. A live blob is recorded as a move and moved
+  // (FinishMove). Blobs not reached yet, and their slots, are as they were
+  // when the world stopped. At the end the slide must have found every
+  // slot's blob: one it did not (a slot pointing at no record, or at a blob
+  // of another hash) would be left pointing at whatever moved over it.
   absl::Status Slide() {
     if ((h_.gc_move_slot.load(kStopped) & kMoveActive) != 0) {
       if (absl::Status s = FinishMove(); !s.ok()) return s;
     }
     uint64_t pos = h_.gc_slide_pos.load(kStopped);
+    const uint64_t limit =
+        std::min(h_.gc_probe_limit.load(kStopped), mask_ + 1);
     if (pos < h_.heap_start || pos > old_top_ || pos % 8 ||
         h_.gc_slide_dest.load(kStopped) > pos ||
         h_.gc_slide_dest.load(kStopped) < h_.heap_start) {
       return Damaged(segment_, absl::StrCat("recorded slide position ", pos,
                                             " is outside the heap"));
     }
+    uint64_t ahead = pos;
+    int queued = 0;
     while (pos < old_top_) {
+      PrefetchSlots(&ahead, &queued);
+      if (queued > 0) --queued;
       const uint64_t word = ReadWord(base_ + pos);
-      if ((word & kTagBit) != 0) {
-        const uint64_t size = BlobHeader::Decode(word).size_bytes();
-        if (size == 0 || size > old_top_ - pos) {
-          return Damaged(segment_, absl::StrCat("record at ", pos, " of ", size,
-                                                " bytes does not parse"));
-        }
+      const BlobHeader b = BlobHeader::Decode(word);
+      const uint64_t size = b.size_bytes();
+      if ((word & kTagBit) == 0 || size == 0 || size > old_top_ - pos) {
+        return Damaged(segment_, absl::StrCat("record at ", pos, " of ", size,
+                                              " bytes does not parse"));
+      }
+      const uint64_t index =
+          IsBlob(pos, word) ? FindSlot(ReadWord(base_ + pos + 8), pos, limit)
+                            : mask_ + 1;
+      if (index > mask_) {  // a filler, or garbage
         pos += size;
         h_.gc_slide_pos.store(pos, kRecord);
+        RunTestingHook(TestingPoint::kGcSkippedRecord);
         continue;
       }
-      // A threaded word: the offset of its slot's addr field.
-      const uint64_t slot_field = word - segment_.table_offset();
-      if (word < segment_.table_offset() ||
-          slot_field % sizeof(Slot) != offsetof(Slot, addr) ||
-          slot_field / sizeof(Slot) > mask_) {
-        return Damaged(segment_, absl::StrCat("record at ", pos,
-                                              " has neither a header nor a "
-                                              "slot"));
-      }
-      const uint64_t index = slot_field / sizeof(Slot);
-      const uint64_t header = slots_[index].addr.load(kStopped);
-      if (!IsBlob(pos, header)) {
-        return Damaged(segment_,
-                       absl::StrCat("slot ", index, " of the blob at ", pos,
-                                    " holds no header"));
-      }
-      const BlobHeader b = BlobHeader::Decode(header);
-      const uint16_t tag = static_cast<uint16_t>(ReadWord(base_ + pos + 8));
+      const uint16_t tag = AddrTag(slots_[index].addr.load(kStopped));
       const uint64_t dest = h_.gc_slide_dest.load(kStopped);
       const uint64_t to = AlignUp(dest, b.alignment());
       h_.gc_move_pos.store(pos, kRecord);
       h_.gc_move_dest.store(dest, kRecord);
       h_.gc_move_to.store(to, kRecord);
-      h_.gc_move_header.store(header, kRecord);
+      h_.gc_move_header.store(word, kRecord);
       h_.gc_move_done.store(0, kRecord);
+      h_.gc_move_found.store(h_.gc_slide_found.load(kStopped) + 1, kRecord);
       h_.gc_move_slot.store(kMoveActive | uint64_t{tag} << 32 | index, kRecord);
       if (absl::Status s = FinishMove(); !s.ok()) return s;
       pos = h_.gc_slide_pos.load(kStopped);
     }
-    // The new top, then the finishing phase's record.
+    if (h_.gc_slide_found.load(kStopped) != h_.gc_live_slots.load(kStopped)) {
+      return Damaged(
+          segment_,
+          absl::StrCat("the slide found ", h_.gc_slide_found.load(kStopped),
+                       " live blobs for ", h_.gc_live_slots.load(kStopped),
+                       " slots that point into the heap"));
+    }
+    report_.live_blobs = h_.gc_live_slots.load(kStopped);
+    // The new top and the end of the pages kept for reuse, then the
+    // finishing phase's record.
     const uint64_t dest = h_.gc_slide_dest.load(kStopped);
+    h_.gc_keep_end.store(KeepEnd(dest), kRecord);
     h_.top.store(dest, std::memory_order_release);
     h_.gc_hole.store(0, kRecord);
     EnterPhase(kPhaseFinishing);
     return absl::OkStatus();
   }
 
-  // 3. Gives the pages above the new top back and zeroes the rest above
-  // it, clears tombstones (resumably), recounts, and reopens the world.
-  // Every step can be redone.
+  // Where the pages kept for reuse end for a new top `top`: the slack
+  // (CollectOptions::reuse_slack_bytes; the automatic one for a collection
+  // rolled forward by another process) past it, rounded up to a page, and
+  // never past the old top (nothing above it was freed).
+  uint64_t KeepEnd(uint64_t top) const {
+    uint64_t slack = options_ != nullptr ? options_->reuse_slack_bytes
+                                         : CollectOptions::kAutoReuseSlack;
+    if (slack == CollectOptions::kAutoReuseSlack) {
+      slack = std::max((top - h_.heap_start) / 4,
+                       CollectOptions::kMinAutoReuseSlack);
+    }
+    slack = std::min(slack, old_top_ - top);
+    return std::min(old_top_, AlignUp(top + slack, kPageSize));
+  }
+
+  // 3. Zeroes the freed pages kept for reuse, gives the ones above them
+  // back to the OS, clears tombstones (resumably), recounts, and reopens the
+  // world. Every step can be redone.
   absl::Status Finish() {
     const uint64_t top = h_.top.load(kStopped);
-    if (top < h_.heap_start || top > old_top_ || top % 8) {
-      return Damaged(segment_,
-                     absl::StrCat("new top ", top, " is outside the heap"));
+    const uint64_t keep_end = h_.gc_keep_end.load(kStopped);
+    if (top < h_.heap_start || top > old_top_ || top % 8 || keep_end < top ||
+        keep_end > old_top_ || (keep_end < old_top_ && keep_end % kPageSize)) {
+      return Damaged(segment_, absl::StrCat("new top ", top, " or kept end ",
+                                            keep_end, " is outside the heap"));
     }
     report_.bytes_after = top - h_.heap_start;
     // Everything above top must read as zero again: a chunk claimed there
     // by a process that then dies before recording it is recognised by its
-    // zero first word (heap/walk.h). Whole pages go back to the OS (which
-    // zeroes them); the partial page below them is cleared by hand, and so
-    // is any range the OS refuses to release.
-    const uint64_t release_from = std::min(AlignUp(top, kPageSize), old_top_);
-    std::memset(base_ + top, 0, release_from - top);
-    if (old_top_ > release_from) {
-      const uint64_t release_bytes =
-          AlignUp(old_top_, kPageSize) - release_from;
-      if (!segment_.Release(release_from, release_bytes).ok()) {
-        std::memset(base_ + release_from, 0, old_top_ - release_from);
+    // zero first word, and a wrong end of it by the zeros inside it
+    // (heap/walk.h). The kept pages [top, keep_end) are cleared by hand and
+    // stay backed (below the old top, they were fallocated when claimed);
+    // the whole pages above go back to the OS, which zeroes them, and any
+    // range the OS refuses to release is cleared by hand too.
+    std::memset(base_ + top, 0, keep_end - top);
+    report_.bytes_kept = keep_end - top;
+    if (old_top_ > keep_end) {
+      const uint64_t release_bytes = AlignUp(old_top_, kPageSize) - keep_end;
+      if (segment_.Release(keep_end, release_bytes).ok()) {
+        report_.bytes_released = old_top_ - keep_end;
+      } else {
+        std::memset(base_ + keep_end, 0, old_top_ - keep_end);
+        report_.bytes_kept = old_top_ - top;
       }
     }
+    RunTestingHook(TestingPoint::kGcReleasedTail);
+    // Relaxed: the world is stopped; sessions read it in scope, after the
+    // seq_cst epoch store that reopens the world.
+    h_.reuse_end.store(keep_end, std::memory_order_relaxed);
     report_.tombstones_cleared = ClearTombstones(slots_, mask_, &h_);
     uint64_t live_blobs = report_.live_blobs, live_bytes = live_bytes_;
     if (resumed_ && !CountLive(segment_, top, &live_blobs, &live_bytes)) {
@@ -595,7 +644,10 @@ uint64_t ClearTombstones(Slot* slots, uint64_t mask, Header* record) {
   // recovering process empties the recorded hole (a tombstone not yet
   // cleared, or a copy whose original is still further on) and scans again
   // from the slot after it.
-  auto cascade = [&](uint64_t hole) {
+  // Returns whether it moved a tombstone into a slot before `start` (it
+  // wrapped round the table), which the running pass has scanned already.
+  auto cascade = [&](uint64_t hole, uint64_t start) {
+    bool wrapped_tombstone = false;
     slots[hole].hash.store(0, kSlotStore);
     slots[hole].addr.store(0, kSlotStore);
     for (uint64_t j = (hole + 1) & mask;; j = (j + 1) & mask) {
@@ -606,8 +658,10 @@ uint64_t ClearTombstones(Slot* slots, uint64_t mask, Header* record) {
       const bool stays =
           hole < j ? (hole < home && home <= j) : (hole < home || home <= j);
       if (stays) continue;
+      const uint64_t aj = slots[j].addr.load(kStopped);
+      if (aj == 0 && hole < start) wrapped_tombstone = true;
       slots[hole].hash.store(hj, kSlotStore);
-      slots[hole].addr.store(slots[j].addr.load(kStopped), kSlotStore);
+      slots[hole].addr.store(aj, kSlotStore);
       if (record != nullptr) record->gc_hole.store(j + 1, kRecord);
       slots[j].addr.store(0, kSlotStore);
       slots[j].hash.store(0, kSlotStore);
@@ -615,25 +669,29 @@ uint64_t ClearTombstones(Slot* slots, uint64_t mask, Header* record) {
       RunTestingHook(TestingPoint::kGcMovedSlot);
     }
     if (record != nullptr) record->gc_hole.store(0, kRecord);
+    return wrapped_tombstone;
   };
   uint64_t cleared = 0;
   if (record != nullptr && record->gc_hole.load(kStopped) != 0) {
     // Resume the cascade a dead collector was in. A corrupt record is
     // clamped into the table: its cascade then runs from a wrong place
     // (Verify reports what that breaks), but writes only inside the table.
-    cascade((record->gc_hole.load(kStopped) - 1) & mask);
+    cascade((record->gc_hole.load(kStopped) - 1) & mask, 0);
   }
-  // Algorithm R can move a later tombstone to an index already scanned, so
-  // scan until a pass finds none; each cascade removes one tombstone.
+  // Algorithm R moves later entries back, tombstones among them: into the
+  // slot just cleared (so it is looked at again), into slots the pass has
+  // yet to reach, or, in a cascade that wraps round the table, into slots
+  // it has passed; only then does another pass run. Each cascade removes
+  // one tombstone.
   for (bool again = true; again;) {
     again = false;
     for (uint64_t start = 0; start <= mask; ++start) {
-      if (!is_tombstone(start)) continue;
-      again = true;
-      ++cleared;
-      if (record != nullptr) record->gc_hole.store(start + 1, kRecord);
-      cascade(start);
-      RunTestingHook(TestingPoint::kGcClearedTombstone);
+      while (is_tombstone(start)) {
+        ++cleared;
+        if (record != nullptr) record->gc_hole.store(start + 1, kRecord);
+        again |= cascade(start, start);
+        RunTestingHook(TestingPoint::kGcClearedTombstone);
+      }
     }
   }
   return cleared;

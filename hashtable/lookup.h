@@ -191,6 +191,22 @@ class Lookup {
     return FindWord(key) != 0;
   }
 
+  // What slot `index` holds: true, with its hash, its stored key (empty
+  // when the blob keeps none) and its value, when it holds a published
+  // value; false for an empty slot, a tombstone or a claim not yet
+  // published. REQUIRES: index < table().capacity().
+  bool EntryAt(uint64_t index, uint64_t* hash, std::string_view* key,
+               RawRef* value) const noexcept {
+    const uint64_t word = table_.LoadAddr(index);
+    if (word == 0) return false;
+    // Relaxed: the slot's hash was set before its first publish, and the
+    // acquire load of addr above orders this load after it.
+    *hash = table_.slot(index).hash.load(std::memory_order_relaxed);
+    *key = BlobRef(base_ + AddrOffset(word)).key();
+    *value = Ref(AddrOffset(word));
+    return true;
+  }
+
  private:
   // The tag of a key from the high half of its XXH3-128: 16 bits, never 0.
   static uint16_t TagOf(uint64_t high) noexcept {

@@ -37,10 +37,13 @@ inline constexpr uint64_t kMagic = 0x5041'4548'4d48'5300;  // "\0SHMHEAP" LE
 // 2: SessionEntry records its pending chunk claim; Header counts unclean
 // exits. 3: a slot's addr word carries a key tag above the offset. 4: the
 // header records a collection's progress, so a dead collector's work is
-// rolled forward (phases 2..6). 5: the table grows: two table areas of the
-// largest size, the live one and its size named by Header::table, and the
-// growth phase (7) with its record (Header::gc_grow).
-inline constexpr uint64_t kFormatVersion = 5;
+// rolled forward (phases 2..6). 5: no threading phase (the slide finds each
+// blob's slot by its key hash, blobs and slots keep their words until the
+// blob moves), and freed pages below Header::reuse_end stay backed and
+// zeroed for reuse (gc/collector.h). 6: the table grows: two
+// table areas of the largest size, the live one and its size named by
+// Header::table, and the growth phase (7) with its record (Header::gc_grow).
+inline constexpr uint64_t kFormatVersion = 6;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kCacheLine = 64;
 
@@ -49,8 +52,9 @@ inline constexpr uint64_t kCacheLine = 64;
 // the next process that enters the heap or collects.
 inline constexpr uint32_t kPhaseIdle = 0;
 // 1 was "compacting" in format 2, whose collections could not be resumed.
-inline constexpr uint32_t kPhaseClosing = 2;    // closing chunks and claims
-inline constexpr uint32_t kPhaseThreading = 3;  // slots threaded into blobs
+inline constexpr uint32_t kPhaseClosing = 2;  // closing chunks and claims
+// 3 was "threading" in format 4: the slide of format 5 needs none.
+inline constexpr uint32_t kPhaseThreading = 3;
 inline constexpr uint32_t kPhaseSliding = 4;    // live blobs moving down
 inline constexpr uint32_t kPhaseFinishing = 5;  // new top, tail, tombstones
 // The heap did not parse during a collection: it is damaged, and nothing can
@@ -99,6 +103,13 @@ struct Header {
   // --- Allocation: the global bump pointer (its own cache line, since every
   // chunk allocation of every process CASes it).
   alignas(kCacheLine) std::atomic<uint64_t> top;
+  // The end of the pages that the last collection kept for reuse: every
+  // byte in [top, reuse_end) is backed (fallocated) and reads as zero, so a
+  // chunk claimed there needs no fallocate and no memory-floor check, and
+  // its first write faults on no page. Written only by the collector with
+  // the world stopped (so sessions, in scope, read it relaxed); at or below
+  // top it says nothing. 0 in a new heap and in a loaded image.
+  std::atomic<uint64_t> reuse_end;
 
   // --- Collector state (its own cache line: sessions read it on every first
   // pin).
@@ -127,17 +138,24 @@ struct Header {
   // one's record before it enters it, and a death in between leaves both
   // records whole.
   alignas(kCacheLine) std::atomic<uint64_t> gc_old_top;  // top at the start
-  // Threading: the slot index in progress, and its addr word.
-  std::atomic<uint64_t> gc_thread_index;
-  std::atomic<uint64_t> gc_thread_word;
+  // Sliding: the slots that hold a blob, counted when the chunks are
+  // closed; the slide must find exactly that many live blobs.
+  std::atomic<uint64_t> gc_live_slots;
+  // Finishing: the end of the freed range kept backed and zeroed for reuse
+  // (the new reuse_end); the pages above it go back to the OS. Recorded
+  // with the new top, before the phase starts, so a resumed finish keeps
+  // exactly what the dead collector chose.
+  std::atomic<uint64_t> gc_keep_end;
   // Sliding: the next record to visit, and where the next live blob goes.
   std::atomic<uint64_t> gc_slide_pos;
   std::atomic<uint64_t> gc_slide_dest;
   // Finishing: the hole + 1 of the tombstone cascade in progress (0: none).
   std::atomic<uint64_t> gc_hole;
-  // Growing: the Header::table word the growth installs (0: none).
-  std::atomic<uint64_t> gc_grow;
-  uint64_t reserved2[1];
+  // Sliding: how many slots past its home a key's slot may lie (the
+  // longest displacement in the table, plus one), which bounds the search
+  // for a blob's slot; and the live blobs found and moved so far.
+  std::atomic<uint64_t> gc_probe_limit;
+  std::atomic<uint64_t> gc_slide_found;
   // Sliding: the blob being moved, while gc_move_slot has kMoveActive: its
   // position and the slide's destination before it, its destination,
   // header word, bytes copied so far, and kMoveActive | tag << 32 | slot.
@@ -147,7 +165,10 @@ struct Header {
   std::atomic<uint64_t> gc_move_header;
   std::atomic<uint64_t> gc_move_done;
   std::atomic<uint64_t> gc_move_slot;
-  uint64_t reserved3[2];
+  // gc_slide_found once this move is done (so that redoing it counts once).
+  std::atomic<uint64_t> gc_move_found;
+  // Growing: the Header::table word the growth installs (0: none).
+  std::atomic<uint64_t> gc_grow;
 };
 
 // Header::table: the live table area (0 or 1) and its size.
@@ -273,14 +294,20 @@ static_assert(offsetof(Header, owner_uid) == 100);
 static_assert(offsetof(Header, image_checksum) == 112);
 static_assert(offsetof(Header, table) == 120);
 static_assert(offsetof(Header, top) == 192);
+static_assert(offsetof(Header, reuse_end) == 200);
 static_assert(offsetof(Header, gc_epoch) == 256);
 static_assert(offsetof(Header, collections) == 272);
 static_assert(offsetof(Header, retired_counters) == 320);
 static_assert(offsetof(Header, gc_old_top) == 384);
+static_assert(offsetof(Header, gc_live_slots) == 392);
+static_assert(offsetof(Header, gc_keep_end) == 400);
 static_assert(offsetof(Header, gc_hole) == 424);
-static_assert(offsetof(Header, gc_grow) == 432);
 static_assert(offsetof(Header, gc_move_pos) == 448);
+static_assert(offsetof(Header, gc_probe_limit) == 432);
+static_assert(offsetof(Header, gc_slide_found) == 440);
 static_assert(offsetof(Header, gc_move_slot) == 488);
+static_assert(offsetof(Header, gc_move_found) == 496);
+static_assert(offsetof(Header, gc_grow) == 504);
 static_assert(sizeof(Header) == 512 && sizeof(Header) <= kPageSize,
               "the header fits its page");
 static_assert(offsetof(SessionEntry, pinned) == 16);

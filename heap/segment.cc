@@ -384,6 +384,16 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateNamed(
     std::string_view name, const SegmentOptions& options) {
   absl::StatusOr<std::string> n = NormalizeName(name);
   if (!n.ok()) return n.status();
+  // New names are printable: a tab or a newline in a name breaks every
+  // listing of /dev/shm. (Opening and unlinking still take any name, so an
+  // old heap with such a name can be removed.)
+  if (std::any_of(n->begin(), n->end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+      })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid heap name \"", absl::CHexEscape(Sv(name)),
+                     "\": a new heap's name has no control characters"));
+  }
   absl::StatusOr<Geometry> geometry = CheckOptions(options);
   if (!geometry.ok()) return geometry.status();
   return CreatePublished(ShmPath(*n), absl::StrCat("heap ", *n), [&](int fd) {

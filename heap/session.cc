@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -477,8 +478,23 @@ absl::StatusOr<uint64_t> LocalSession::Allocate(uint64_t header_word,
             "larger heap)"));
       }
       // Back the range before claiming it, so a failure leaves the heap
-      // unchanged (backing a range twice is harmless).
-      if (absl::Status s = segment_->Back(top, size); !s.ok()) {
+      // unchanged (backing a range twice is harmless). The part below
+      // reuse_end is backed and zeroed already (pages the last collection
+      // kept): no fallocate, and no memory-floor check, since it takes no
+      // new memory. Relaxed: only a collector writes reuse_end, with the
+      // world stopped; this session is in scope.
+      uint64_t reused =
+          std::min(h.reuse_end.load(std::memory_order_relaxed), top + size);
+      if (reused > top) {
+        // A heap file of unknown origin may claim more than it holds: a
+        // write past the object's end would be a SIGBUS, so trust the
+        // record only below it (the collector never records more).
+        absl::StatusOr<uint64_t> backed = segment_->BackedBytes();
+        if (!backed.ok() || *backed < reused) reused = top;
+      }
+      const uint64_t back_from = std::max(top, reused);
+      if (absl::Status s = segment_->Back(back_from, top + size - back_from);
+          !s.ok()) {
         entry_->claim_end.store(0, std::memory_order_relaxed);
         return s;
       }

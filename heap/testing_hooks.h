@@ -26,11 +26,11 @@ enum class TestingPoint {
   kSlotClaimed,   // the slot holds the hash; its addr is not yet set
   kPublished,     // the slot points at the blob; counters not yet updated
   // Collector (gc/collector.cc), world stopped, inside a collection:
-  kGcClosed,            // every chunk and claim closed
-  kGcThreadedSlot,      // one more slot threaded
-  kGcMovedPart,         // one more step of an overlapping move copied
-  kGcMovedBlob,         // one more live blob moved and its slot updated
-  kGcMovedSlot,         // a tombstone cascade moved one entry back
+  kGcClosed,         // every chunk and claim closed
+  kGcSkippedRecord,  // the slide skipped one more filler or dead blob
+  kGcMovedPart,      // one more step of an overlapping move copied
+  kGcMovedBlob,      // a blob moved, its slot updated, its record not cleared
+  kGcMovedSlot,      // a tombstone cascade moved one entry back
   kGcClearedTombstone,  // one more tombstone cascade done
   kGcFinished,          // counters recounted; the world not yet reopened
   // Table growth (gc/grow.cc), world stopped, after the compaction:
@@ -55,6 +55,10 @@ enum class TestingPoint {
   // pinned entry, a joiner, stats): a test can act in the middle of the
   // collector's poll, after it has read the entries before this one.
   kOwnerCheck,
+  // Collector, finishing: the pages kept for reuse are zeroed and the rest
+  // of the freed range is given back to the OS; Header::reuse_end is not
+  // yet updated, nor are tombstones cleared.
+  kGcReleasedTail,
 };
 
 using TestingHook = void (*)(TestingPoint);

@@ -7,8 +7,9 @@
 // removal of the pad makes the large blob's move overlap its source); then a
 // forked child collects and is killed:
 //   - by a testing hook, at the n-th time it reaches one of the collector's
-//     points (chunks closed; a slot threaded; a step of an overlapping move;
-//     a blob moved; a tombstone cascade moving an entry; a cascade done;
+//     points (chunks closed; a filler or dead blob skipped; a step of an
+//     overlapping move; a blob moved; the kept pages zeroed and the tail
+//     released; a tombstone cascade moving an entry; a cascade done;
 //     counters recounted), n drawn at random, so kills land all over each
 //     phase, inside the slide and inside single moves;
 //   - or from outside, by the master, after a random delay.
@@ -57,9 +58,11 @@ struct Target {
 };
 constexpr Target kTargets[] = {
     {"chunks closed", TestingPoint::kGcClosed, 1, false},
-    {"slot threaded", TestingPoint::kGcThreadedSlot, 300, false},
+    {"garbage skipped", TestingPoint::kGcSkippedRecord, 40, false},
     {"overlapping move step", TestingPoint::kGcMovedPart, 8, false},
     {"blob moved", TestingPoint::kGcMovedBlob, 200, false},
+    {"kept pages zeroed, tail released", TestingPoint::kGcReleasedTail, 1,
+     false},
     {"cascade moved an entry", TestingPoint::kGcMovedSlot, 10, false},
     {"cascade done", TestingPoint::kGcClearedTombstone, 60, false},
     {"counters recounted", TestingPoint::kGcFinished, 1, false},

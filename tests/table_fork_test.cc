@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <span>
 #include <string>
 #include <vector>
@@ -291,6 +292,96 @@ TEST(TableFork, ChildDroppingAnInheritedViewKeepsTheParentPinned) {
   EXPECT_EQ(collect_code[0],
             static_cast<int32_t>(absl::StatusCode::kDeadlineExceeded));
   EXPECT_EQ(Mismatches(*view, want), 0);
+}
+
+// ---------------------------------------------------------------------------
+// g. Iteration.
+
+// Mismatches between a borrowed value and `want` (as Mismatches above).
+int64_t RefMismatches(const RawRef& ref, std::span<const float> want) {
+  absl::StatusOr<ArrayRef<float>> a = ref.As<float>();
+  if (!a.ok() || a->ndims() != 1 ||
+      a->dim(0) != static_cast<int64_t>(want.size())) {
+    return 1;
+  }
+  int64_t bad = 0;
+  for (size_t j = 0; j < want.size(); ++j) bad += a->flat()[j] != want[j];
+  return bad;
+}
+
+// Eight processes publish 500 keys each and 100 values by hash alone; the
+// parent then removes one key and replaces another. In a read scope,
+// ForEach gives every remaining entry exactly once: a key with its own
+// hash and every element of its latest contents, a hash-only value with an
+// empty key and its contents; a callback that returns false stops it.
+TEST(TableFork, ForEachGivesEveryPublishedEntryOnce) {
+  constexpr int kWorkers = 8;
+  constexpr int kKeys = 500;
+  constexpr int kHashOnly = 100;
+  constexpr uint64_t kFirstHash = 0x5000;
+  Heap heap = CreateHeap(14);
+  const std::vector<int> codes = RunProcesses(kWorkers, [&](int p) {
+    for (int i = p * kKeys; i < (p + 1) * kKeys; ++i) {
+      absl::StatusOr<bool> added =
+          AddArray(heap, KeyName(i), ArrayFor(i, 0, i % 13 + 1));
+      if (!added.ok() || !*added) return 1;
+    }
+    for (int j = p * kHashOnly; j < (p + 1) * kHashOnly; ++j) {
+      const std::vector<float> v = ArrayFor(j, 5, 3);
+      const int64_t dims[] = {3};
+      absl::StatusOr<bool> added =
+          heap.Add<float>(HashedKey{kFirstHash + j, ""}, v, dims);
+      if (!added.ok() || !*added) return 1;
+    }
+    return 0;
+  });
+  for (int c : codes) ASSERT_EQ(c, 0);
+  ASSERT_TRUE(heap.Remove(KeyName(0)).ok());
+  ASSERT_TRUE(*ReplaceArray(heap, KeyName(1), ArrayFor(1, 2, 4)));
+
+  absl::StatusOr<ReadScope> r = heap.Read();
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::vector<int> seen_keys(kWorkers * kKeys, 0);
+  std::vector<int> seen_hashes(kWorkers * kHashOnly, 0);
+  int64_t bad = 0;
+  const size_t given = r->ForEach([&](const ReadScope::Entry& e) {
+    if (e.key.empty()) {
+      const uint64_t j = e.hash - kFirstHash;
+      if (e.hash < kFirstHash || j >= seen_hashes.size()) {
+        ++bad;
+        return true;
+      }
+      ++seen_hashes[j];
+      bad += RefMismatches(e.value, ArrayFor(j, 5, 3));
+      return true;
+    }
+    const std::string key(e.key);
+    // KeyName(i) is "key:<i>".
+    int i = -1;
+    if (key.rfind("key:", 0) == 0 && key.size() > 4) {
+      i = std::atoi(key.c_str() + 4);
+    }
+    if (i < 0 || i >= kWorkers * kKeys || KeyName(i) != key ||
+        e.hash != heap.Hash(key)) {
+      ++bad;
+      return true;
+    }
+    ++seen_keys[i];
+    bad += RefMismatches(
+        e.value, i == 1 ? ArrayFor(1, 2, 4) : ArrayFor(i, 0, i % 13 + 1));
+    return true;
+  });
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(given, size_t{kWorkers * kKeys - 1 + kWorkers * kHashOnly});
+  EXPECT_EQ(seen_keys[0], 0);
+  for (int i = 1; i < kWorkers * kKeys; ++i) EXPECT_EQ(seen_keys[i], 1) << i;
+  for (int j = 0; j < kWorkers * kHashOnly; ++j) {
+    EXPECT_EQ(seen_hashes[j], 1) << j;
+  }
+  int calls = 0;
+  EXPECT_EQ(r->ForEach([&](const ReadScope::Entry&) { return ++calls < 10; }),
+            10u);
+  EXPECT_EQ(calls, 10);
 }
 
 // ---------------------------------------------------------------------------

@@ -57,6 +57,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -391,6 +392,24 @@ TEST_F(CliTest, EndToEnd) {
             std::string::npos)
       << out;
 
+  // keys: every sample in byte order, with kind and dims; with a prefix,
+  // the keys that start with it.
+  EXPECT_EQ(CliOk({"keys", name}),
+            "\"bytes\"\tint8_unsigned\t[4]\n"
+            "\"deltas\"\tint8_signed\t[4]\n"
+            "\"greeting\"\tchar\t[15]\n"
+            "\"scratch:0\"\tfloat64\t[262144]\n"
+            "\"scratch:1\"\tfloat64\t[262144]\n"
+            "\"spectrum\"\tcomplex64\t[2, 2]\n"
+            "\"squares\"\tint32\t[1000]\n"
+            "\"temps\"\tfloat32\t[2, 3]\n");
+  EXPECT_EQ(CliOk({"keys", name, "s"}),
+            "\"scratch:0\"\tfloat64\t[262144]\n"
+            "\"scratch:1\"\tfloat64\t[262144]\n"
+            "\"spectrum\"\tcomplex64\t[2, 2]\n"
+            "\"squares\"\tint32\t[1000]\n");
+  EXPECT_EQ(CliOk({"keys", name, "nothing"}), "");
+
   // The parent removes two arrays through the library and keeps the heap
   // open (out of scope) through gc and save: an attached process.
   absl::StatusOr<Heap> heap = Heap::OpenNamed(name);
@@ -481,6 +500,31 @@ TEST_F(CliTest, EndToEnd) {
   CliFails({"rm", name}, absl::StrCat("no heap named /", name));
   out = CliOk({"ls"});
   EXPECT_EQ(out.find("/" + name + " "), std::string::npos) << out;
+}
+
+TEST_F(CliTest, KeysEscapesKeysAndListsHashOnlyValuesLast) {
+  const std::string name = HeapName("keys");
+  {
+    Options o;
+    o.heap_bytes = 16 << 20;
+    o.table_slots_log2 = 8;
+    absl::StatusOr<Heap> heap = Heap::CreateNamed(name, o);
+    ASSERT_TRUE(heap.ok()) << heap.status();
+    const std::span<const int64_t> scalar;  // no dims: one element
+    const double one[] = {1.0};
+    ASSERT_TRUE(*heap->Add<double>(std::string("tab\there\0", 9), one, scalar));
+    ASSERT_TRUE(*heap->Add<double>(HashedKey{0xabc, ""}, one, scalar));
+    ASSERT_TRUE(*heap->Add<double>(HashedKey{0x12, ""}, one, scalar));
+    ASSERT_TRUE(*heap->Add<double>("plain", one, scalar));
+  }
+  EXPECT_EQ(CliOk({"keys", name}),
+            "\"plain\"\tfloat64\t[]\n"
+            "\"tab\\there\\x00\"\tfloat64\t[]\n"
+            "hash 0x0000000000000012\tfloat64\t[]\n"
+            "hash 0x0000000000000abc\tfloat64\t[]\n");
+  EXPECT_EQ(CliOk({"keys", name, "p"}), "\"plain\"\tfloat64\t[]\n");
+  CliFails({"keys", name, "a", "b"}, "too many arguments", 2);
+  CliOk({"rm", name});
 }
 
 TEST_F(CliTest, SaveFailsWithinItsDeadlineWhileAProcessHoldsAView) {
@@ -673,6 +717,27 @@ TEST_F(CliTest, LsAndRmLeaveOtherFilesInDevShmAlone) {
   EXPECT_TRUE(ShmExists(name));
   CliOk({"rm", name, "--force"});
   EXPECT_FALSE(ShmExists(name));
+}
+
+TEST_F(CliTest, NamesWithControlCharactersAreRefusedAndListedEscaped) {
+  // create refuses a name with a tab or a newline...
+  const std::string tabbed = HeapName("tab") + "\tx";
+  CliFails({"create", tabbed}, "no control characters");
+  EXPECT_FALSE(ShmExists(tabbed));
+  // ...and ls prints such a name (made by another program) as C escapes on
+  // its own row, never raw: a raw newline would start a fake row.
+  const std::string base = HeapName("newline");
+  const std::string odd = base + "\nfake";
+  const int fd = shm_open(("/" + odd).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(ftruncate(fd, 8192), 0);
+  close(fd);
+  const std::string out = CliOk({"ls", "--all"});
+  EXPECT_NE(out.find("/" + base + "\\nfake "), std::string::npos) << out;
+  EXPECT_EQ(out.find("\nfake"), std::string::npos) << out;
+  // Opening and removing still take the name as it is.
+  CliOk({"rm", odd, "--force"});
+  EXPECT_FALSE(ShmExists(odd));
 }
 
 TEST_F(CliTest, HelpEverywhereAndCommandLineErrors) {

@@ -202,6 +202,8 @@ absl::Status MakeQuiet(std::byte* meta, const ImageInfo& info, uint64_t top,
     std::memset(static_cast<void*>(&e), 0, sizeof e);
   }
   h.top.store(top, kRelaxed);
+  // The image holds [0, top) only: nothing above it is backed.
+  h.reuse_end.store(0, kRelaxed);
   h.gc_lock.store(0, kRelaxed);
   // An odd epoch means a collector was waiting for the source to quiesce
   // (the copy held a Pin, so it had not started); the image has none.

@@ -67,6 +67,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -391,7 +392,14 @@ struct LsRow {
 // `all` is false.
 std::optional<LsRow> InspectShmEntry(int dir, const char* name, bool all) {
   LsRow row;
-  row.name = absl::StrCat("/", name);
+  // Names are printed as C escapes when they hold anything but printable
+  // ASCII: a newline would make a fake row, a tab or UTF-8 misalign the
+  // columns.
+  const std::string_view raw(name);
+  const bool printable = std::all_of(
+      raw.begin(), raw.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+  row.name = absl::StrCat(
+      "/", printable ? std::string(raw) : absl::CHexEscape(Sv(raw)));
   struct stat st;
   if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
   row.owner = UserName(st.st_uid);
@@ -846,6 +854,55 @@ int RunRm(const Invocation& inv) {
 }
 
 // ---------------------------------------------------------------------------
+// keys
+
+// One listed entry, copied out of the read scope.
+struct Listed {
+  std::string key;  // empty: published by hash alone
+  uint64_t hash = 0;
+  Kind kind = Kind::kChar;
+  std::string dims;
+};
+
+int RunKeys(const Invocation& inv) {
+  absl::StatusOr<Heap> heap = Open(inv, 0);
+  if (!heap.ok()) return Fail(inv, heap.status());
+  const std::string* prefix = inv.args.size() > 1 ? &inv.args[1] : nullptr;
+  std::vector<Listed> listed;
+  {
+    // The entries are copied out and the scope ends before anything is
+    // printed: a stdout that blocks (a pager) must not hold collections off.
+    absl::StatusOr<ReadScope> scope = heap->Read();
+    if (!scope.ok()) return Fail(inv, scope.status());
+    scope->ForEach([&](const ReadScope::Entry& e) {
+      if (prefix != nullptr &&
+          (e.key.empty() || !absl::StartsWith(Sv(e.key), *prefix))) {
+        return true;
+      }
+      Listed l{std::string(e.key), e.hash, e.value.kind(), ""};
+      for (int64_t d : e.value.dims()) {
+        absl::StrAppend(&l.dims, l.dims.empty() ? "" : ", ", d);
+      }
+      listed.push_back(std::move(l));
+      return true;
+    });
+  }
+  // Keys in byte order, then the hash-only entries by hash.
+  std::sort(listed.begin(), listed.end(), [](const Listed& a, const Listed& b) {
+    if (a.key.empty() != b.key.empty()) return b.key.empty();
+    return a.key.empty() ? a.hash < b.hash : a.key < b.key;
+  });
+  for (const Listed& l : listed) {
+    const std::string name =
+        l.key.empty() ? absl::StrFormat("hash %#018x", l.hash)
+                      : absl::StrCat("\"", absl::CHexEscape(l.key), "\"");
+    std::printf("%s\t%s\t[%s]\n", name.c_str(),
+                std::string(KindName(l.kind)).c_str(), l.dims.c_str());
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------
 
 const std::vector<Command>& Commands() {
   static const std::vector<Command>* commands = new std::vector<Command>{
@@ -940,6 +997,21 @@ const std::vector<Command>& Commands() {
        2,
        2,
        RunGet},
+      {"keys",
+       "NAME [PREFIX]",
+       "list the keys of a heap, with kinds and dims",
+       "Prints one line per published value: its key (quoted, escaped as C\n"
+       "does), kind and dims, separated by tabs, keys in byte order. Values\n"
+       "published by hash alone (a HashedKey without bytes, or a heap made\n"
+       "without keep_keys) have no key to print: they are listed last, as\n"
+       "\"hash 0x...\". With PREFIX, only the keys that start with it.\n"
+       "\n"
+       "The listing is one pass over the table inside a read scope: values\n"
+       "published or removed meanwhile may or may not be listed.\n",
+       {},
+       1,
+       2,
+       RunKeys},
       {"save",
        "NAME FILE [--deadline-ms MS]",
        "compact a heap and write it to FILE",
