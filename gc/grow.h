@@ -15,8 +15,8 @@
 // TAOCP vol. 3, 6.4); at 3/4 it reads 8.5, and near full the cost of
 // filling a table grows with the square of its size.
 //
-// Steps (the world stopped, gc_lock held, the compaction finished: no blob
-// word is threaded, so slots hold plain {hash, addr word}):
+// Steps (the world stopped, gc_lock held, the compaction and tombstone
+// clearing finished: every slot holds its final {hash, addr word}):
 //   G1  release the other area (it reads as zeros again) and back the new
 //       table's slots there. A refusal (no memory, no disk) skips the growth:
 //       the collection still succeeds with the old table.
