@@ -6,10 +6,15 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gc/collector.h"
+#include "gc/grow.h"
 #include "hashtable/store.h"
+#include "hashtable/table.h"
+#include "heap/layout.h"
 #include "heap/segment.h"
 #include "heap/session.h"
+#include "heap/strings.h"
 
 namespace shmheap {
 
@@ -24,6 +29,7 @@ SegmentOptions ToSegmentOptions(const Options& o) {
   SegmentOptions s;
   s.heap_bytes = o.heap_bytes;
   s.table_slots_log2 = o.table_slots_log2;
+  s.max_table_slots_log2 = o.max_table_slots_log2;
   s.max_sessions = o.max_sessions;
   s.keep_keys = o.keep_keys;
   s.checksums = o.checksums;
@@ -31,6 +37,88 @@ SegmentOptions ToSegmentOptions(const Options& o) {
   s.min_available_bytes = o.min_available_bytes;
   s.seed = o.seed;
   return s;
+}
+
+// How many collections a write that finds the table full runs before it
+// gives up: each grows the table at least twofold, unless it is at its
+// maximum or other processes fill it again first.
+constexpr int kFullTableCollections = 4;
+
+absl::Status StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+// Whether this process holds a view, Pin, ReadScope or builder (then no
+// collection can run from it: it would wait for itself).
+bool InScope(const Store& store) {
+  absl::StatusOr<internal::LocalSession*> session = store.Session();
+  return !session.ok() || (*session)->pinned();
+}
+
+// After a write whose claim probed far (Store::TakeGrowthRequest): collects,
+// growing the table, when the load calls for it and this process may.
+// Opportunistic: a collection that cannot run now leaves the table as it is
+// (the next long probe asks again; a full table collects for itself).
+void GrowIfAsked(const Store& store) {
+  if (!store.TakeGrowthRequest() || InScope(store) ||
+      !internal::TableWantsGrowth(store.segment())) {
+    return;
+  }
+  absl::StatusOr<internal::LocalSession*> session = store.Session();
+  if (session.ok()) {
+    internal::Collect(store.segment(), *session, CollectOptions{})
+        .status()
+        .IgnoreError();
+  }
+}
+
+// `full` (a full table) with why it stays full, still marked IsTableFull.
+absl::Status StillFull(const absl::Status& full, std::string_view why) {
+  return internal::TableFullError(
+      absl::StrCat(full.message(), "; ", internal::Sv(why)));
+}
+
+// Runs `write` (an Add, Replace or Move). When it finds the table full and
+// this process is out of scope, collects (which grows the table, gc/grow.h)
+// and runs it again, up to kFullTableCollections times; the full-table
+// error that stays says why.
+template <typename Write>
+auto GrowingWrite(const Store& store, Write write) -> decltype(write()) {
+  for (int collections = 0;; ++collections) {
+    auto r = write();
+    const absl::Status s = StatusOf(r);
+    if (s.ok()) GrowIfAsked(store);
+    if (!internal::IsTableFull(s)) return r;
+    const internal::Segment& segment = store.segment();
+    // Relaxed, outside any scope: a stale size only changes the message.
+    const uint32_t log2 = internal::TableSlotsLog2(
+        segment.header().table.load(std::memory_order_relaxed));
+    if (log2 >= segment.header().max_table_slots_log2) {
+      return StillFull(
+          s, absl::StrCat("the table is at its maximum of 2^", log2,
+                          " slots (max_table_slots_log2): remove keys and "
+                          "collect, or create the heap with a larger "
+                          "max_table_slots_log2"));
+    }
+    if (InScope(store)) {
+      return StillFull(s,
+                       "a collection would grow the table, but cannot run "
+                       "while this process holds a view, Pin, ReadScope or "
+                       "builder: leave the scope, then collect or retry");
+    }
+    if (collections == kFullTableCollections) return r;
+    absl::StatusOr<internal::LocalSession*> session = store.Session();
+    if (!session.ok()) return r;
+    absl::StatusOr<GcReport> gc =
+        internal::Collect(segment, *session, CollectOptions{});
+    if (!gc.ok()) {
+      return StillFull(s, absl::StrCat("the collection that would grow the "
+                                       "table failed: ",
+                                       gc.status().message()));
+    }
+  }
 }
 
 absl::Status MovedFrom() {
@@ -89,7 +177,10 @@ absl::StatusOr<bool> Heap::AddRaw(Key key, Kind kind,
                                   std::span<const int64_t> dims, Layout layout,
                                   std::span<const std::byte> data) {
   if (!store_) return MovedFrom();
-  return store_->Write(store_->Resolve(key), kind, dims, layout, data, false);
+  const ResolvedKey resolved = store_->Resolve(key);
+  return GrowingWrite(*store_, [&] {
+    return store_->Write(resolved, kind, dims, layout, data, false);
+  });
 }
 
 absl::StatusOr<size_t> Heap::AddMany(std::span<const AddItem> items,
@@ -103,7 +194,10 @@ absl::StatusOr<bool> Heap::ReplaceRaw(Key key, Kind kind,
                                       Layout layout,
                                       std::span<const std::byte> data) {
   if (!store_) return MovedFrom();
-  return store_->Write(store_->Resolve(key), kind, dims, layout, data, true);
+  const ResolvedKey resolved = store_->Resolve(key);
+  return GrowingWrite(*store_, [&] {
+    return store_->Write(resolved, kind, dims, layout, data, true);
+  });
 }
 
 absl::StatusOr<RawBuilder> Heap::ReserveRaw(Key key, Kind kind,
@@ -141,6 +235,14 @@ absl::StatusOr<bool> RawBuilder::Publish() {
   const uint64_t blob = std::exchange(blob_, 0);
   absl::StatusOr<bool> r = store_->PublishReserved(key, blob, false);
   pin_.Reset();
+  if (r.ok()) GrowIfAsked(*store_);
+  if (internal::IsTableFull(r.status())) {
+    // The reserved blob is garbage to a collection: it cannot collect and
+    // retry as Add does.
+    return StillFull(r.status(),
+                     "a collection would grow the table, but a builder's "
+                     "blob does not survive one: collect, then build again");
+  }
   return r;
 }
 
@@ -172,8 +274,10 @@ absl::StatusOr<RawRef> Heap::GetPinned(Key key, Pin& pin) const {
   if (!store_) return MovedFrom();
   absl::StatusOr<Pin> entered = store_->Enter();
   if (!entered.ok()) return entered.status();
-  const ResolvedKey resolved = store_->lookup().ResolveForFind(key);
-  std::optional<RawRef> r = store_->lookup().Find(resolved);
+  // In scope now: the table read here stays the live one.
+  const internal::Lookup lookup = store_->lookup();
+  const ResolvedKey resolved = lookup.ResolveForFind(key);
+  std::optional<RawRef> r = lookup.Find(resolved);
   if (!r) return store_->NotFound(resolved);
   pin = *std::move(entered);
   return *r;
@@ -197,7 +301,8 @@ absl::Status Heap::Remove(Key key) {
 
 absl::Status Heap::Move(Key from, Key to) {
   if (!store_) return MovedFrom();
-  return store_->Move(store_->Resolve(from), store_->Resolve(to));
+  const ResolvedKey f = store_->Resolve(from), t = store_->Resolve(to);
+  return GrowingWrite(*store_, [&] { return store_->Move(f, t); });
 }
 
 absl::StatusOr<Pin> Heap::Enter() const {

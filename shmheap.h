@@ -83,8 +83,15 @@ struct Options {
   // Capacity for blobs (rounded up to a page). The range is reserved, not
   // committed: physical memory is taken 1 chunk at a time as blobs arrive.
   uint64_t heap_bytes = uint64_t{1} << 30;
-  // The table has 2^table_slots_log2 slots of 16 bytes (4..32).
+  // The table starts with 2^table_slots_log2 slots of 16 bytes (4..32).
   uint32_t table_slots_log2 = 20;
+  // The largest the table may grow to: a collection that finds more than
+  // half the slots used rehashes the table into one at least twice as large
+  // (README, "Table growth"), up to 2^max_table_slots_log2 slots
+  // (table_slots_log2..32). Address space for two tables of that size is
+  // reserved (MAP_NORESERVE); only the live table's slots take memory.
+  // 0: table_slots_log2 + 6 (64 times the initial size), at most 32.
+  uint32_t max_table_slots_log2 = 0;
   // Store each key in its blob, so 64-bit collisions are detected.
   bool keep_keys = true;
   // Give every blob an XXH3-64 checksum of its payload, computed when it is
@@ -313,10 +320,18 @@ class Heap {
   // Write-once publication: true when this call published the value, false
   // when the key already had one (left unchanged). `data` holds the
   // product of `dims` elements in `layout`'s storage order.
+  // A table that is full, or that a write finds loaded past half, grows:
+  // when this process is out of scope (holds no view, Pin, ReadScope or
+  // builder), the write runs a collection, which grows the table, and (if
+  // it was full) tries again; so an Add may take a collection's time, and
+  // waits up to CollectOptions' default deadline for other processes to
+  // leave their scopes.
   // Errors: kInvalidArgument (dims, kind, layout, data size),
   // kAlreadyExists (another key with the same 64-bit hash holds the slot),
-  // kResourceExhausted (table, heap or backing store full; max_sessions),
-  // kDataLoss (a collector died mid-compaction).
+  // kResourceExhausted (heap or backing store full; max_sessions; the
+  // table full at 2^max_table_slots_log2, or full while this process is
+  // in scope, or full when the collection that would grow it failed: the
+  // message says which), kDataLoss (a collector died mid-compaction).
   template <Element T>
   absl::StatusOr<bool> Add(Key key, std::span<const T> data,
                            std::span<const int64_t> dims,
@@ -362,7 +377,9 @@ class Heap {
                                   std::span<const std::byte> data);
 
   // Zero-copy construction: reserves the blob, the caller fills
-  // builder.data() in place, then builder.Publish() behaves like Add.
+  // builder.data() in place, then builder.Publish() behaves like Add,
+  // except that a full table is kResourceExhausted without a collection
+  // (the builder's unpublished blob would not survive one).
   // The builder holds a Pin until it dies. Errors: as Add, less
   // kAlreadyExists (which Publish reports).
   template <Element T>
@@ -443,7 +460,8 @@ class Heap {
   // Compacts the heap in place (gc/collector.h): waits until no process is
   // in scope, slides live blobs down, keeps the freed pages up to
   // options.reuse_slack_bytes backed and zeroed for the next writes, returns
-  // the rest of the freed tail to the OS and clears tombstones. Any process
+  // the rest of the freed tail to the OS and clears tombstones, then grows
+  // the table if more than half its slots are used (gc/grow.h). Any process
   // may call it.
   // kFailedPrecondition if this process holds a view, Pin or ReadScope;
   // kDeadlineExceeded if some process stays in scope past the deadline

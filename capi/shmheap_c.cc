@@ -105,6 +105,7 @@ shmheap::Options ToOptions(const shmheap_options* o) {
   r.seed = o->seed;
   r.keep_keys = o->keep_keys != 0;
   r.checksums = o->checksums != 0;
+  r.max_table_slots_log2 = o->max_table_slots_log2;
   return r;
 }
 
@@ -166,6 +167,8 @@ void FillReport(const shmheap::GcReport& g, shmheap_gc_report* out) {
   out->bytes_moved = g.bytes_moved;
   out->live_blobs = g.live_blobs;
   out->tombstones_cleared = g.tombstones_cleared;
+  out->table_slots_before = g.table_slots_before;
+  out->table_slots_after = g.table_slots_after;
   out->seconds = g.seconds;
   out->handshake_seconds = g.handshake_seconds;
 }
@@ -191,6 +194,7 @@ void shmheap_options_default(shmheap_options* o) {
   o->seed = d.seed;
   o->keep_keys = d.keep_keys ? 1 : 0;
   o->checksums = d.checksums ? 1 : 0;
+  o->max_table_slots_log2 = d.max_table_slots_log2;
 }
 
 int shmheap_create(const shmheap_options* options, shmheap_heap** out) {

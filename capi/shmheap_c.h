@@ -100,6 +100,9 @@ typedef struct shmheap_options {
   uint64_t seed;
   int keep_keys;
   int checksums;
+  /* The largest table a collection may grow it to (0: table_slots_log2 + 6,
+   * at most 32); see Options::max_table_slots_log2. */
+  uint32_t max_table_slots_log2;
 } shmheap_options;
 
 typedef struct shmheap_stats {
@@ -113,6 +116,8 @@ typedef struct shmheap_gc_report {
   uint64_t bytes_before, bytes_after, blobs_moved, bytes_moved;
   uint64_t live_blobs, tombstones_cleared;
   double seconds, handshake_seconds;
+  /* Table capacity in slots before and after (after > before: it grew). */
+  uint64_t table_slots_before, table_slots_after;
 } shmheap_gc_report;
 
 /* A borrowed array inside a read scope (or the fields of a view). */

@@ -92,13 +92,13 @@ File MakeFile(const std::string& name, uint32_t max_sessions, bool add = true) {
   const float v[3] = {1, 2, 3};
   const int64_t dims[] = {3};
   EXPECT_TRUE(*heap->Add<float>("a", v, dims));
-  internal::Table table(seg.slots(), h.table_slots_log2);
+  internal::Table table(seg.slots(), seg.table_slots_log2());
   const uint64_t index = *table.Find(heap->Hash("a"));
   f.top = h.top.load();
   f.blob = internal::AddrOffset(table.LoadAddr(index));
   f.blob_end =
       f.blob + internal::BlobRef(seg.base() + f.blob).header().size_bytes();
-  f.slot = h.table_offset + index * sizeof(internal::Slot);
+  f.slot = seg.table_offset() + index * sizeof(internal::Slot);
   return f;
 }
 

@@ -69,6 +69,21 @@ void WriteAt(std::string& file, uint64_t offset, const std::string& bytes) {
 
 // file[offset, offset + length) without its trailing zeros, clipped to the
 // file and to `max_length`.
+// Where the header bytes at the start of `s` (unverified) put the live
+// table: its area's offset, the area number taken modulo 2 and the area size
+// from at most 2^32 slots, so that any header gives an offset (Attach
+// refuses the ones that disagree with the geometry).
+uint64_t LiveTableOffset(const std::string& s) {
+  const uint64_t areas = LoadWord(s, offsetof(Header, table_areas_offset));
+  const uint64_t word = LoadWord(s, offsetof(Header, table));
+  const uint32_t max_log2 =
+      std::min<uint32_t>(static_cast<uint32_t>(LoadWord(
+                             s, offsetof(Header, max_table_slots_log2))),
+                         32);
+  return areas +
+         (internal::TableArea(word) & 1) * internal::TableAreaBytes(max_log2);
+}
+
 std::string Section(const std::string& file, uint64_t offset, uint64_t length,
                     uint64_t max_length) {
   if (offset >= file.size()) return {};
@@ -106,8 +121,7 @@ std::string DecodeImage(std::span<const uint8_t> data) {
     WriteAt(file, 0, header);
     WriteAt(file, clamp(LoadWord(header, offsetof(Header, registry_offset))),
             registry);
-    WriteAt(file, clamp(LoadWord(header, offsetof(Header, table_offset))),
-            table);
+    WriteAt(file, clamp(LiveTableOffset(header)), table);
     WriteAt(file, heap_start, heap);
   }
   ToggleExpectedFields(file);
@@ -125,11 +139,13 @@ std::string EncodeSparse(const std::string& real_file) {
   const std::string registry = Section(
       file, h.registry_offset,
       uint64_t{h.max_sessions} * sizeof(internal::SessionEntry), kMaxSection);
-  const std::string table =
-      Section(file, h.table_offset,
-              (uint64_t{1} << std::min(h.table_slots_log2, 32u)) *
-                  sizeof(internal::Slot),
-              kMaxSection);
+  const std::string table = Section(
+      file, LiveTableOffset(file),
+      (uint64_t{1} << std::min(
+           internal::TableSlotsLog2(h.table.load(std::memory_order_relaxed)),
+           32u)) *
+          sizeof(internal::Slot),
+      kMaxSection);
   const std::string heap =
       Section(file, h.heap_start, kMaxImageBytes, kMaxImageBytes);
   std::string out(1, static_cast<char>(kModeSparse));

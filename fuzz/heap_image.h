@@ -12,7 +12,8 @@
 //   sparse:       sizeof(Header) bytes   the header (the rest of page 0 is 0)
 //                 u32 LE                 file bytes past heap_start
 //                 u16 LE n, n bytes      written at header.registry_offset
-//                 u16 LE n, n bytes      written at header.table_offset
+//                 u16 LE n, n bytes      written at the live table (the
+//                                        area Header::table names)
 //                 the rest               written at header.heap_start
 //
 // Sections land where the header (as fuzzed) says, so the fuzzer moves them

@@ -73,6 +73,7 @@ Options TinyOptions() {
   Options o;
   o.heap_bytes = 64 << 10;
   o.table_slots_log2 = 5;
+  o.max_table_slots_log2 = 6;  // room for one growth, small files
   o.max_sessions = 2;
   o.chunk_bytes = 4096;
   o.min_available_bytes = 0;
@@ -177,14 +178,16 @@ class Maker {
   // churned heap, and a child that collects with a testing hook that
   // SIGKILLs it there. gc_lock is set to kDeadPid afterwards, so the seed
   // names a dead collector on any machine.
-  std::string KilledCollector(const std::string& name, const Options& options,
-                              internal::TestingPoint point, int nth) {
+  std::string KilledCollector(
+      const std::string& name, const Options& options,
+      internal::TestingPoint point, int nth,
+      const std::function<void(shmheap::Heap&)>& build = Churn) {
     const std::string path = scratch_ + "/" + name;
     {
       absl::StatusOr<shmheap::Heap> heap =
           shmheap::Heap::CreateFile(path, options);
       Ok(heap.status(), "create");
-      Churn(*heap);
+      build(*heap);
     }
     static internal::TestingPoint g_point;
     static int g_left;
@@ -364,6 +367,21 @@ void HeapSeeds(Maker& m) {
   m.HeapSeed("collector_died_finishing",
              m.KilledCollector("gc3", tiny,
                                internal::TestingPoint::kGcClearedTombstone, 1));
+  // 20 keys in 32 slots (added in a read scope, which keeps the Adds from
+  // growing the table): the collection grows it to 64 and dies copying.
+  // Raw: both table areas hold slots then, which the sparse form (one
+  // table section) cannot carry.
+  m.Seed("open_verify_fuzzer", "collector_died_growing",
+         EncodeRaw(m.KilledCollector(
+             "gc4", tiny, internal::TestingPoint::kGcGrewSlot, 3,
+             [](shmheap::Heap& heap) {
+               absl::StatusOr<shmheap::ReadScope> scope = heap.Read();
+               Ok(scope.status(), "read");
+               for (int i = 0; i < 20; ++i) {
+                 AddArray<float>(heap, absl::StrCat("g", i), {2}, Layout::kC,
+                                 i);
+               }
+             })));
   SetCollectorState(dead, 0, 3, internal::kPhaseIdle);
   m.HeapSeed("odd_epoch_no_collector", dead);
 }
@@ -381,7 +399,9 @@ void RegressionSeeds(Maker& m) {
   const uint64_t top = Get<uint64_t>(base, offsetof(Header, top));
   const uint64_t blob_end =
       heap_start + (Get<uint64_t>(base, heap_start) >> 16) * 8;
-  const uint64_t table = Get<uint64_t>(base, offsetof(Header, table_offset));
+  // The live table is in area 0 until the table grows.
+  const uint64_t table =
+      Get<uint64_t>(base, offsetof(Header, table_areas_offset));
   uint64_t slot = table;
   while (Get<uint64_t>(base, slot + 8) == 0) slot += sizeof(internal::Slot);
   // A dead session's open tail ending 4 bytes below top, the file's end.

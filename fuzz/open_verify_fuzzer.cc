@@ -114,7 +114,7 @@ struct Answer {
 // only the file would look them up.
 std::vector<std::pair<uint64_t, std::string>> Lookups(const Heap& heap) {
   const internal::Segment& seg = heap.segment();
-  internal::Table table(seg.slots(), seg.header().table_slots_log2);
+  internal::Table table(seg.slots(), seg.table_slots_log2());
   std::vector<std::pair<uint64_t, std::string>> out;
   for (uint64_t i = 0; i < table.capacity(); ++i) {
     const uint64_t addr = internal::AddrOffset(table.LoadAddr(i));

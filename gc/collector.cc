@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "gc/grow.h"
 #include "heap/blob.h"
 #include "heap/testing_hooks.h"
 #include "heap/walk.h"
@@ -161,7 +162,7 @@ bool CountLive(const Segment& segment, uint64_t top, uint64_t* blobs,
   const Header& h = segment.header();
   const Slot* slots = segment.slots();
   *blobs = *bytes = 0;
-  for (uint64_t i = 0; i < (uint64_t{1} << h.table_slots_log2); ++i) {
+  for (uint64_t i = 0; i < (uint64_t{1} << segment.table_slots_log2()); ++i) {
     const uint64_t word = slots[i].addr.load(kStopped);
     if (word == 0) continue;
     const uint64_t addr = AddrOffset(word);
@@ -184,7 +185,7 @@ class Collection {
         base_(segment.base()),
         reg_(segment.registry()),
         slots_(segment.slots()),
-        mask_((uint64_t{1} << h_.table_slots_log2) - 1),
+        mask_((uint64_t{1} << segment.table_slots_log2()) - 1),
         report_(report),
         options_(options) {}
 
@@ -219,6 +220,8 @@ class Collection {
           break;
         case kPhaseFinishing:
           return Finish();
+        case kPhaseGrowing:
+          return Grow();
         default:
           return Damaged(segment_, absl::StrCat("unknown collection phase ",
                                                 h_.phase.load(kStopped)));
@@ -534,6 +537,15 @@ class Collection {
     RecountAndFreeDeadSessions(segment_, live_blobs, live_bytes,
                                top - h_.heap_start);
     RunTestingHook(TestingPoint::kGcFinished);
+    return Grow();
+  }
+
+  // 4. Grows the table if its load calls for it (gc/grow.h; resumed when
+  // the phase is kPhaseGrowing), then ends the collection.
+  absl::Status Grow() {
+    if (absl::Status s = GrowTable(segment_, report_); !s.ok()) {
+      return Damaged(segment_, std::string(s.message()));
+    }
     EnterPhase(kPhaseIdle);
     h_.collections.fetch_add(1, std::memory_order_release);
     OpenWorld(h_);
@@ -710,7 +722,9 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
       std::chrono::duration<double>(t_stopped - t0).count();
   const uint64_t top = h.top.load(kStopped);
   report.bytes_before = report.bytes_after = top - h.heap_start;
-  if (NothingToCollect(segment)) {
+  report.table_slots_before = report.table_slots_after =
+      uint64_t{1} << segment.table_slots_log2();
+  if (NothingToCollect(segment) && !TableWantsGrowth(segment)) {
     // A compact heap is left exactly as it is; the collection still counts
     // (callers that waited for it, and stats, see that one ran).
     h.collections.fetch_add(1, std::memory_order_release);

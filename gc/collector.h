@@ -71,6 +71,10 @@
 //      cluster back so that no probe chain breaks; the counters restart
 //      from the exact figures (a killed process may have left them off by
 //      one operation) and the entries of dead processes are freed;
+//   4  (kPhaseGrowing) when more than half the table's slots are used,
+//      rehash it into the other table area, at least twice as large, and
+//      install it with one store (gc/grow.h, which has its own recovery);
+//      a compact heap whose table needs growing is collected for it;
 //   E  phase := idle, gc_epoch := even (seq_cst), wake waiting sessions.
 //
 // Recovery: a collector may die at any instruction (SIGKILL, the OOM
@@ -108,6 +112,10 @@
 //       a recovering process empties the recorded hole and rescans after
 //       it (every entry between hole and scan stays put).
 //   R5  Counters are recounted from the table when a collection is resumed.
+//   R6  Growing (kPhaseGrowing) records the new table word before the fill
+//       and installs it with one store; recovery redoes the release of the
+//       old area after that store, the whole growth before it
+//       (gc/grow.h, "Recovery").
 // Who rolls forward: CheckCollectorAlive (heap/session.h) takes gc_lock
 // from a dead collector and runs the recovery that the Heap layer installs
 // (InstallCollectionRecovery): the next process to enter its scope,

@@ -43,7 +43,11 @@ struct GcReport {
   uint64_t tombstones_cleared = 0;
   uint64_t bytes_kept = 0;      // freed bytes kept backed for reuse
   uint64_t bytes_released = 0;  // freed bytes given back to the OS
-  double seconds = 0;           // whole collection, handshake included
+  // Table capacity (slots) before and after; after > before when this
+  // collection grew the table (gc/grow.h).
+  uint64_t table_slots_before = 0;
+  uint64_t table_slots_after = 0;
+  double seconds = 0;  // whole collection, handshake included
   double handshake_seconds = 0;
 };
 

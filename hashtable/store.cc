@@ -16,9 +16,9 @@
 namespace shmheap::internal {
 Store::Store(std::unique_ptr<Segment> segment)
     : segment_(std::move(segment)),
-      lookup_(segment_->slots(), segment_->header().table_slots_log2,
-              segment_->base(), segment_->header().seed,
-              (segment_->header().flags & kFlagKeepKeys) != 0),
+      seed_(segment_->header().seed),
+      keys_(nullptr, 0, segment_->base(), seed_,
+            (segment_->header().flags & kFlagKeepKeys) != 0),
       checksums_((segment_->header().flags & kFlagChecksums) != 0) {}
 
 Store::~Store() {
@@ -160,11 +160,18 @@ absl::StatusOr<Store::Draft> Store::Allocate(LocalSession& session,
 
 absl::StatusOr<uint64_t> Store::Claim(const ResolvedKey& key,
                                       bool* claimed) const {
-  absl::StatusOr<uint64_t> index = table().FindOrClaim(key.hash, claimed);
+  const Table table = this->table();
+  absl::StatusOr<uint64_t> index = table.FindOrClaim(key.hash, claimed);
   if (!index.ok()) {
-    return absl::Status(index.status().code(),
-                        absl::StrCat(segment_->Describe(), ": ", Name(key),
-                                     ": ", index.status().message()));
+    // FindOrClaim's one error: the table is full (marked as such, for the
+    // Heap layer's IsTableFull).
+    return TableFullError(absl::StrCat(segment_->Describe(), ": ", Name(key),
+                                       ": ", index.status().message()));
+  }
+  if (*claimed &&
+      table.ProbeDistance(key.hash, *index) >= kGrowthProbeDistance) {
+    // Relaxed: a hint (TakeGrowthRequest).
+    growth_requested_.store(true, std::memory_order_relaxed);
   }
   return index;
 }
@@ -182,7 +189,7 @@ absl::StatusOr<Store::Installed> Store::Install(const ResolvedKey& key,
   const uint64_t word = AddrWord(blob, key.tag);
   uint64_t expected = replace ? table().LoadAddr(index) : 0;
   for (;;) {
-    if (expected != 0 && !lookup_.Matches(AddrOffset(expected), key)) {
+    if (expected != 0 && !keys_.Matches(AddrOffset(expected), key)) {
       return Collision(key, AddrOffset(expected));
     }
     if (expected != 0 && !replace) {
@@ -252,7 +259,7 @@ absl::StatusOr<bool> Store::Write(const ResolvedKey& key, Kind kind,
     // Write-once fast path: an existing value means no blob is built.
     if (const uint64_t word = table().LoadAddr(*index); word != 0) {
       if (claimed) session.Count(ahead);
-      if (!lookup_.Matches(AddrOffset(word), key)) {
+      if (!keys_.Matches(AddrOffset(word), key)) {
         return Collision(key, AddrOffset(word));
       }
       return false;
@@ -342,7 +349,7 @@ absl::StatusOr<size_t> Store::AddMany(
   for (size_t base = 0; base < items.size(); base += kLookupGroup) {
     const size_t n = std::min(kLookupGroup, items.size() - base);
     for (size_t k = base; k < base + n; ++k) {
-      pending[k].key = lookup_.Resolve(items[k].key);
+      pending[k].key = keys_.Resolve(items[k].key);
       table().PrefetchForWrite(pending[k].key.hash);
     }
     for (size_t k = base; k < base + n; ++k) {
@@ -371,7 +378,7 @@ absl::StatusOr<size_t> Store::AddMany(
       ahead.Add(kSlotsClaimed, claimed ? 1 : 0);
       p.index = *index;
       if (const uint64_t word = table().LoadAddr(p.index); word != 0) {
-        if (lookup_.Matches(AddrOffset(word), p.key)) {
+        if (keys_.Matches(AddrOffset(word), p.key)) {
           results[k] = false;
         } else {
           results[k] = Collision(p.key, AddrOffset(word));
@@ -470,13 +477,14 @@ absl::Status Store::Remove(const ResolvedKey& key) const {
   absl::StatusOr<InScope> scope = EnterSession();
   if (!scope.ok()) return scope.status();
   LocalSession& session = *scope->session;
-  std::optional<uint64_t> i = table().Find(key.hash);
-  uint64_t expected = i ? table().LoadAddr(*i) : 0;
+  const Table table = this->table();
+  std::optional<uint64_t> i = table.Find(key.hash);
+  uint64_t expected = i ? table.LoadAddr(*i) : 0;
   for (;;) {
-    if (expected == 0 || !lookup_.Matches(AddrOffset(expected), key)) {
+    if (expected == 0 || !keys_.Matches(AddrOffset(expected), key)) {
       return NotFound(key);
     }
-    if (table().CasAddr(*i, expected, 0)) break;
+    if (table.CasAddr(*i, expected, 0)) break;
   }
   CounterDeltas deltas;
   CountUnlinked(expected, deltas);
@@ -488,9 +496,11 @@ absl::Status Store::Move(const ResolvedKey& from, const ResolvedKey& to) const {
   absl::StatusOr<InScope> scope = EnterSession();
   if (!scope.ok()) return scope.status();
   LocalSession& session = *scope->session;
-  std::optional<uint64_t> i = table().Find(from.hash);
-  const uint64_t source = i ? table().LoadAddr(*i) : 0;
-  if (source == 0 || !lookup_.Matches(AddrOffset(source), from)) {
+  // The scope holds across the Publish below: the table stays this one.
+  const Table table = this->table();
+  std::optional<uint64_t> i = table.Find(from.hash);
+  const uint64_t source = i ? table.LoadAddr(*i) : 0;
+  if (source == 0 || !keys_.Matches(AddrOffset(source), from)) {
     return absl::NotFoundError(
         absl::StrCat(segment_->Describe(), ": move: no ", Name(from)));
   }
@@ -511,7 +521,7 @@ absl::Status Store::Move(const ResolvedKey& from, const ResolvedKey& to) const {
         segment_->Describe(), ": move: ", Name(to), " already has a value"));
   }
   uint64_t expected = source;
-  if (!table().CasAddr(*i, expected, 0)) {
+  if (!table.CasAddr(*i, expected, 0)) {
     return absl::AbortedError(absl::StrCat(
         segment_->Describe(), ": move: ", Name(from),
         " changed during the move; ", Name(to), " holds the moved value"));
@@ -528,29 +538,32 @@ bool Store::Contains(const ResolvedKey& key) const {
   // even, so the probe reads the table that collection left.
   const uint32_t epoch = h.gc_epoch.load(std::memory_order_acquire);
   if ((epoch & 1) == 0) {
-    // The probe's slot loads are acquire loads, so the re-load below comes
-    // after them; and a probe that read any slot the collector wrote (with a
-    // release store, made after the epoch turned odd) makes the re-load see
-    // the odd epoch or a later one. Otherwise every slot it read is from
-    // before the collection: a consistent table.
-    const bool present = lookup_.Contains(key);
+    // Acquire: a table installed by a growth (a release store, made after
+    // the epoch turned odd) is seen whole, and the epoch re-load below
+    // comes after this load. The probe's slot loads are acquire loads too,
+    // so the re-load comes after them; and a probe that read any slot or
+    // table word the collector wrote makes the re-load see the odd epoch or
+    // a later one. Otherwise everything it read is from before the
+    // collection: a consistent table.
+    const bool present =
+        LookupOver(segment_->table(std::memory_order_acquire)).Contains(key);
     if (h.gc_epoch.load(std::memory_order_relaxed) == epoch) return present;
   }
   // A collection overlapped the probe: ask again inside the scope (which
   // waits for the collection to end).
   absl::StatusOr<Pin> pin = Enter();
   if (!pin.ok()) return false;
-  return lookup_.Contains(key);
+  return lookup().Contains(key);
 }
 
 size_t Store::ResolveGroup(
-    std::span<const Key> keys, size_t base, bool for_find,
+    const Table& table, std::span<const Key> keys, size_t base, bool for_find,
     ResolvedKey (&resolved)[kLookupGroup]) const noexcept {
   const size_t n = std::min(kLookupGroup, keys.size() - base);
   for (size_t k = 0; k < n; ++k) {
-    resolved[k] = for_find ? lookup_.ResolveForFind(keys[base + k])
-                           : lookup_.Resolve(keys[base + k]);
-    table().Prefetch(resolved[k].hash);
+    resolved[k] = for_find ? keys_.ResolveForFind(keys[base + k])
+                           : keys_.Resolve(keys[base + k]);
+    table.Prefetch(resolved[k].hash);
   }
   return n;
 }
@@ -562,20 +575,22 @@ size_t Store::FindMany(std::span<const Key> keys,
   // its slots, then read the slots and prefetch their blobs, then compare
   // keys; the misses of one stage overlap instead of following each other.
   size_t found = 0;
+  const Lookup lookup = this->lookup();
   ResolvedKey resolved[kLookupGroup];
   uint64_t words[kLookupGroup];
   for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
-    const size_t n = ResolveGroup(keys, base, /*for_find=*/true, resolved);
+    const size_t n =
+        ResolveGroup(lookup.table(), keys, base, /*for_find=*/true, resolved);
     for (size_t k = 0; k < n; ++k) {
-      words[k] = lookup_.FindWord(resolved[k]);
+      words[k] = lookup.FindWord(resolved[k]);
       if (words[k] != 0) {
         __builtin_prefetch(segment_->base() + AddrOffset(words[k]), 0, 3);
       }
     }
     for (size_t k = 0; k < n; ++k) {
       std::optional<RawRef>& o = out[base + k];
-      if (words[k] != 0 && lookup_.Matches(AddrOffset(words[k]), resolved[k])) {
-        o = lookup_.Ref(AddrOffset(words[k]));
+      if (words[k] != 0 && lookup.Matches(AddrOffset(words[k]), resolved[k])) {
+        o = lookup.Ref(AddrOffset(words[k]));
         ++found;
       } else {
         o.reset();
@@ -588,11 +603,13 @@ size_t Store::FindMany(std::span<const Key> keys,
 size_t Store::ContainsMany(std::span<const Key> keys,
                            std::span<bool> out) const noexcept {
   size_t found = 0;
+  const Lookup lookup = this->lookup();
   ResolvedKey resolved[kLookupGroup];
   for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
-    const size_t n = ResolveGroup(keys, base, /*for_find=*/false, resolved);
+    const size_t n =
+        ResolveGroup(lookup.table(), keys, base, /*for_find=*/false, resolved);
     for (size_t k = 0; k < n; ++k) {
-      out[base + k] = lookup_.Contains(resolved[k]);
+      out[base + k] = lookup.Contains(resolved[k]);
       found += out[base + k];
     }
   }

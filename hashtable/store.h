@@ -38,6 +38,26 @@
 // the epoch odd (gc/collector.cc), so a probe that read any of them (with
 // acquire loads) re-loads an odd or newer epoch.
 //
+// A growing table. A collection may replace the table by a larger one in the
+// other table area (gc/grow.h), so the Store keeps no table of its own: each
+// operation reads the live geometry (Segment::table, Header::table) after it
+// has entered the scope, where it cannot change until the scope ends (no
+// collection runs while any process is in scope; the scope handshake orders
+// the read after the collection that installed the table, so a relaxed load
+// suffices). A ReadScope copies lookup() once, when it begins. The seqlock
+// read of Contains loads the geometry with acquire after its first epoch
+// load: the collector stores Header::table with release after making the
+// epoch odd, so a probe that saw a new table re-loads an odd or newer epoch
+// and retries in the scope; one that saw the old table probes slots that
+// stay mapped and inside the object (an area a growth released reads as
+// zeros), and is caught by the same re-check if anything changed.
+//
+// A write whose claim probes kGrowthProbeDistance slots or more asks for a
+// growth (TakeGrowthRequest); the Heap layer then collects if the table's
+// load calls for it (gc/grow.h). A write that finds the table full returns
+// kResourceExhausted marked IsTableFull, which the Heap layer answers by
+// collecting (growing the table) and retrying, where it can.
+//
 // Thread safety: every method may run concurrently from any thread of any
 // process that has the segment mapped. Concurrency contract per operation:
 // hashtable/table.h.
@@ -75,6 +95,11 @@ namespace shmheap::internal {
 // flight to cover a DRAM latency, few enough to stay in registers and L1.
 inline constexpr size_t kLookupGroup = 16;
 
+// A claim this far from its home slot asks for a growth: at a load of 1/2,
+// linear probing's expected probe is 2.5 slots, and a probe of 32 is rare
+// below a load of about 3/4 (Knuth, TAOCP vol. 3, 6.4, Algorithm L).
+inline constexpr uint64_t kGrowthProbeDistance = 32;
+
 class Store {
  public:
   explicit Store(std::unique_ptr<Segment> segment);
@@ -84,12 +109,32 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   const Segment& segment() const { return *segment_; }
-  const Table& table() const { return lookup_.table(); }
-  // The inline read path over this store (a ReadScope copies it).
-  const Lookup& lookup() const { return lookup_; }
+  // The live table, and the inline read path over it (a ReadScope copies
+  // it). REQUIRES: this process is in scope while they are used (a
+  // collection may replace the table otherwise).
+  Table table() const {
+    const TableGeometry t = segment_->table(std::memory_order_relaxed);
+    return Table(t.slots, t.slots_log2);
+  }
+  Lookup lookup() const {
+    const TableGeometry t = segment_->table(std::memory_order_relaxed);
+    return LookupOver(t);
+  }
 
+  // Key resolution needs no table, and no scope.
   ResolvedKey Resolve(const Key& key) const noexcept {
-    return lookup_.Resolve(key);
+    return keys_.Resolve(key);
+  }
+  const Lookup& keys() const { return keys_; }
+
+  // Whether a write since the last call probed far enough to ask for a
+  // growth (clears the request). Process-local; any thread may take it.
+  bool TakeGrowthRequest() const {
+    // Relaxed: a hint; nothing is published through it. The plain load
+    // first keeps the common case (no request) free of a locked
+    // instruction on a line every writing thread of the process touches.
+    return growth_requested_.load(std::memory_order_relaxed) &&
+           growth_requested_.exchange(false, std::memory_order_relaxed);
   }
 
   // This process's session, joining on first use and again after fork.
@@ -239,12 +284,21 @@ class Store {
   // Resolves keys[base, base + n) into resolved[0, n) (for Find, or for
   // Contains) and prefetches their home slots; n is at most kLookupGroup.
   // Returns n.
-  size_t ResolveGroup(std::span<const Key> keys, size_t base, bool for_find,
+  size_t ResolveGroup(const Table& table, std::span<const Key> keys,
+                      size_t base, bool for_find,
                       ResolvedKey (&resolved)[kLookupGroup]) const noexcept;
   absl::Status Collision(const ResolvedKey& key, uint64_t offset) const;
+  Lookup LookupOver(const TableGeometry& t) const {
+    return Lookup(t.slots, t.slots_log2, segment_->base(), seed_,
+                  keys_.keep_keys());
+  }
 
   std::unique_ptr<Segment> segment_;
-  Lookup lookup_;
+  uint64_t seed_;
+  // A Lookup over no table (null slots): only its key functions (Resolve,
+  // KeyTag, KeyHash, Matches) are used, which read no slot.
+  Lookup keys_;
+  mutable std::atomic<bool> growth_requested_{false};
   bool checksums_;
   mutable std::mutex session_mu_;
   mutable std::atomic<LocalSession*> session_{nullptr};

@@ -24,6 +24,8 @@ Stats Store::GetStats() const {
     if (OwnerAlive(reg[e], owner)) ++s.sessions;
   }
   auto sub = [](uint64_t a, uint64_t b) { return a > b ? a - b : 0; };
+  // Outside any scope: a growth may be installing a larger table; the
+  // figure is one of the two (statistics).
   s.table_slots = table().capacity();
   s.table_used = sub(c[kSlotsClaimed], c[kTombstonesCleared]);
   s.live_blobs = sub(c[kBlobsPublished], c[kBlobsUnlinked]);
@@ -61,17 +63,19 @@ absl::Status Store::Verify() const {
   });
   if (!walk.ok()) return walk;
   const uint64_t top = h.top.load(std::memory_order_acquire);
-  const uint64_t mask = table().capacity() - 1;
+  const Table table = this->table();  // in scope: the live table stays
+  const uint64_t table_offset = seg.table_offset();
+  const uint64_t mask = table.capacity() - 1;
   // For each blob, 1 + the index of the first slot that points at it (0:
   // none so far).
   std::vector<uint64_t> referenced_by(blobs.size(), 0);
   uint64_t live = 0, used = 0, live_bytes = 0;
   for (uint64_t i = 0; i <= mask; ++i) {
-    const Slot& slot = table().slot(i);
+    const Slot& slot = table.slot(i);
     const uint64_t hash = slot.hash.load(std::memory_order_acquire);
     const uint64_t word = slot.addr.load(std::memory_order_acquire);
     const uint64_t addr = AddrOffset(word);
-    const uint64_t slot_offset = h.table_offset + i * sizeof(Slot);
+    const uint64_t slot_offset = table_offset + i * sizeof(Slot);
     if (hash == 0) {
       if (word != 0) return bad(slot_offset, "empty slot with an address");
       continue;
@@ -80,7 +84,7 @@ absl::Status Store::Verify() const {
     if ((hash & mask) != i) {
       // Linear probing: every slot between the home and here is occupied.
       for (uint64_t j = hash & mask; j != i; j = (j + 1) & mask) {
-        if (table().slot(j).hash.load(std::memory_order_relaxed) == 0) {
+        if (table.slot(j).hash.load(std::memory_order_relaxed) == 0) {
           return bad(slot_offset, absl::StrCat("slot ", i, " unreachable: ",
                                                "empty slot ", j, " before it"));
         }
@@ -131,11 +135,11 @@ absl::Status Store::Verify() const {
                                     "dims and key"));
     }
     // A key this heap hashed must hash to its slot's hash again.
-    if (bh.key_hashed && (!bh.has_key || lookup_.KeyHash(b.key()) != hash)) {
-      return bad(addr, absl::StrFormat(
-                           "the stored key hashes to %#x, slot %d "
-                           "holds %#x",
-                           bh.has_key ? lookup_.KeyHash(b.key()) : 0, i, hash));
+    if (bh.key_hashed && (!bh.has_key || keys_.KeyHash(b.key()) != hash)) {
+      return bad(addr, absl::StrFormat("the stored key hashes to %#x, slot %d "
+                                       "holds %#x",
+                                       bh.has_key ? keys_.KeyHash(b.key()) : 0,
+                                       i, hash));
     }
     if (bh.has_checksum && b.ComputeChecksum() != b.stored_checksum()) {
       return bad(addr,
@@ -145,7 +149,7 @@ absl::Status Store::Verify() const {
     }
     // The slot's tag is a function of the stored key (hashtable/store.h):
     // a changed key byte, or a slot pointed at another key's blob, shows.
-    const uint16_t tag = bh.has_key ? lookup_.KeyTag(b.key()) : 0;
+    const uint16_t tag = bh.has_key ? keys_.KeyTag(b.key()) : 0;
     if (AddrTag(word) != tag) {
       return bad(addr, absl::StrFormat("slot %d has key tag %#x, the stored "
                                        "key's tag is %#x",

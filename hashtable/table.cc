@@ -1,9 +1,25 @@
 #include "hashtable/table.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace shmheap::internal {
+namespace {
+constexpr char kTableFullPayload[] = "shmheap/table-full";
+}  // namespace
+
+absl::Status TableFullError(std::string_view message) {
+  absl::Status full = absl::ResourceExhaustedError(
+      absl::string_view(message.data(), message.size()));
+  full.SetPayload(kTableFullPayload, absl::Cord("1"));
+  return full;
+}
+
+bool IsTableFull(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kResourceExhausted &&
+         status.GetPayload(kTableFullPayload).has_value();
+}
 
 absl::StatusOr<uint64_t> Table::FindOrClaim(uint64_t hash,
                                             bool* claimed) const {
@@ -22,10 +38,10 @@ absl::StatusOr<uint64_t> Table::FindOrClaim(uint64_t hash,
     }
     if (h == hash) return i;
   }
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "hash table full: all ", capacity(),
-      " slots hold other keys (collect to clear tombstones, or create the "
-      "heap with a larger table_slots_log2)"));
+  return TableFullError(
+      absl::StrCat("hash table full: all ", capacity(),
+                   " slots hold other keys (a collection clears tombstones "
+                   "and grows the table up to max_table_slots_log2)"));
 }
 
 }  // namespace shmheap::internal

@@ -45,7 +45,14 @@
 //   | any / collect     | never: collection waits for every scope to end   |
 //
 // Operations on different keys never interfere, except through a full
-// table (kResourceExhausted, never an endless probe).
+// table (kResourceExhausted marked by IsTableFull, never an endless probe;
+// the Heap layer then grows the table by a collection where one can run,
+// gc/grow.h).
+//
+// A Table is one geometry (slots, mask). A collection may replace the
+// segment's table by a larger one (gc/grow.h); a Table taken inside a scope
+// stays valid for that scope, since no collection runs while any process
+// is in scope (Segment::table).
 //
 // Thread safety: a Table is a view over shared slots; all methods may run
 // concurrently from any thread of any process that has the segment mapped
@@ -57,6 +64,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "heap/layout.h"
@@ -91,9 +99,14 @@ class Table {
   }
 
   // The slot holding `hash`, claiming an empty one if there is none
-  // (`*claimed` tells). kResourceExhausted when every slot holds another
-  // hash. REQUIRES: hash != 0.
+  // (`*claimed` tells). kResourceExhausted (IsTableFull) when every slot
+  // holds another hash. REQUIRES: hash != 0.
   absl::StatusOr<uint64_t> FindOrClaim(uint64_t hash, bool* claimed) const;
+
+  // How far slot `index` lies from `hash`'s home slot (0: at home).
+  uint64_t ProbeDistance(uint64_t hash, uint64_t index) const noexcept {
+    return (index - (hash & mask_)) & mask_;
+  }
 
   Slot& slot(uint64_t index) const { return slots_[index]; }
   uint64_t mask() const { return mask_; }
@@ -126,6 +139,13 @@ class Table {
   Slot* slots_;
   uint64_t mask_;
 };
+
+// Whether `status` is FindOrClaim's full table (a payload marks it, so that
+// the layers above can tell it from a full heap, which is also
+// kResourceExhausted).
+bool IsTableFull(const absl::Status& status);
+// kResourceExhausted with `message`, marked for IsTableFull.
+absl::Status TableFullError(std::string_view message);
 
 }  // namespace shmheap::internal
 

@@ -1,9 +1,16 @@
 // The shared layout of a segment: a versioned ABI.
 //
 //   offset 0            Header (one 4 KiB page)
-//   registry_offset     SessionEntry[max_sessions]   (128 bytes each)
-//   table_offset        Slot[1 << table_slots_log2]  (16 bytes each)
+//   registry_offset     SessionEntry[max_sessions]   (192 bytes each)
+//   table_areas_offset  table area 0: room for Slot[1 << max_table_slots_log2]
+//   + TableAreaBytes()  table area 1: as much room again
 //   heap_start          chunks of blobs, bump-allocated up to heap_limit
+//
+// The live table is Slot[1 << TableSlotsLog2(table)] at the start of area
+// TableArea(table) (Header::table, one word); the other area is unused and
+// reads as zero, and neither is backed beyond the live table's slots. A
+// collection grows the table by filling the other area with a table twice as
+// large (or more) and then storing Header::table once (gc/grow.h).
 //
 // Every struct here lives in shared memory and is read by processes that may
 // be running another build of the library. So:
@@ -33,8 +40,10 @@ inline constexpr uint64_t kMagic = 0x5041'4548'4d48'5300;  // "\0SHMHEAP" LE
 // rolled forward (phases 2..6). 5: no threading phase (the slide finds each
 // blob's slot by its key hash, blobs and slots keep their words until the
 // blob moves), and freed pages below Header::reuse_end stay backed and
-// zeroed for reuse (gc/collector.h).
-inline constexpr uint64_t kFormatVersion = 5;
+// zeroed for reuse (gc/collector.h). 6: the table grows: two
+// table areas of the largest size, the live one and its size named by
+// Header::table, and the growth phase (7) with its record (Header::gc_grow).
+inline constexpr uint64_t kFormatVersion = 6;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kCacheLine = 64;
 
@@ -51,6 +60,9 @@ inline constexpr uint32_t kPhaseFinishing = 5;  // new top, tail, tombstones
 // The heap did not parse during a collection: it is damaged, and nothing can
 // roll the collection forward (kDataLoss).
 inline constexpr uint32_t kPhaseDamaged = 6;
+// The table is being rehashed into the other table area (gc/grow.h); the
+// compaction before it is complete.
+inline constexpr uint32_t kPhaseGrowing = 7;
 
 // Header.flags bits.
 inline constexpr uint32_t kFlagKeepKeys = 1;
@@ -64,7 +76,7 @@ struct Header {
   uint64_t format;       // FormatWord()
   uint64_t total_bytes;  // length of the mapping
   uint64_t registry_offset;
-  uint64_t table_offset;
+  uint64_t table_areas_offset;  // area 0; area 1 is TableAreaBytes() above
   uint64_t heap_start;
   uint64_t heap_limit;           // == total_bytes
   uint64_t seed;                 // XXH3 seed for key hashing
@@ -72,8 +84,8 @@ struct Header {
   uint64_t min_available_bytes;  // memory floor checked before each chunk
   uint64_t created_unix_ns;
   uint32_t max_sessions;
-  uint32_t table_slots_log2;
-  uint32_t flags;  // kFlag*
+  uint32_t max_table_slots_log2;  // each table area holds this many slots
+  uint32_t flags;                 // kFlag*
   uint32_t owner_uid;
   int32_t owner_pid;
   uint32_t reserved0;
@@ -81,7 +93,12 @@ struct Header {
   // (tools/image.h); 0 for a live heap. Attaching to a file clears it,
   // since the file is then live and changes.
   std::atomic<uint64_t> image_checksum;
-  uint8_t reserved1[32];
+  // The live table: TableWord(area, slots_log2). Written only by a
+  // collection, with the world stopped, in one release store (the growth's
+  // commit point, gc/grow.h); read by every scope when it begins and by the
+  // seqlock read of Contains (hashtable/store.h).
+  std::atomic<uint64_t> table;
+  uint8_t reserved1[24];
 
   // --- Allocation: the global bump pointer (its own cache line, since every
   // chunk allocation of every process CASes it).
@@ -150,8 +167,20 @@ struct Header {
   std::atomic<uint64_t> gc_move_slot;
   // gc_slide_found once this move is done (so that redoing it counts once).
   std::atomic<uint64_t> gc_move_found;
-  uint64_t reserved3;
+  // Growing: the Header::table word the growth installs (0: none).
+  std::atomic<uint64_t> gc_grow;
 };
+
+// Header::table: the live table area (0 or 1) and its size.
+constexpr uint64_t TableWord(uint32_t area, uint32_t slots_log2) {
+  return uint64_t{area} << 32 | slots_log2;
+}
+constexpr uint32_t TableArea(uint64_t word) {
+  return static_cast<uint32_t>(word >> 32);
+}
+constexpr uint32_t TableSlotsLog2(uint64_t word) {
+  return static_cast<uint32_t>(word);
+}
 
 // Header::gc_move_slot: a move is recorded.
 inline constexpr uint64_t kMoveActive = uint64_t{1} << 63;
@@ -227,6 +256,13 @@ struct Slot {
   std::atomic<uint64_t> addr;
 };
 
+// The bytes of one table area: room for 2^max_slots_log2 slots, in whole
+// pages (so each area can be backed and released on its own).
+constexpr uint64_t TableAreaBytes(uint32_t max_slots_log2) {
+  return ((uint64_t{1} << max_slots_log2) * 16 + kPageSize - 1) &
+         ~(kPageSize - 1);
+}
+
 // Blob offsets fit in the low 48 bits of an address word: a segment is
 // smaller than 2^48 bytes (heap/segment.cc refuses larger ones; x86-64 and
 // AArch64 user address spaces are smaller still).
@@ -256,6 +292,7 @@ static_assert(offsetof(Header, seed) == 56);
 static_assert(offsetof(Header, max_sessions) == 88);
 static_assert(offsetof(Header, owner_uid) == 100);
 static_assert(offsetof(Header, image_checksum) == 112);
+static_assert(offsetof(Header, table) == 120);
 static_assert(offsetof(Header, top) == 192);
 static_assert(offsetof(Header, reuse_end) == 200);
 static_assert(offsetof(Header, gc_epoch) == 256);
@@ -270,6 +307,7 @@ static_assert(offsetof(Header, gc_probe_limit) == 432);
 static_assert(offsetof(Header, gc_slide_found) == 440);
 static_assert(offsetof(Header, gc_move_slot) == 488);
 static_assert(offsetof(Header, gc_move_found) == 496);
+static_assert(offsetof(Header, gc_grow) == 504);
 static_assert(sizeof(Header) == 512 && sizeof(Header) <= kPageSize,
               "the header fits its page");
 static_assert(offsetof(SessionEntry, pinned) == 16);

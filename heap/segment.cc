@@ -32,10 +32,12 @@ uint64_t PageUp(uint64_t v) { return AlignUp(v, kPageSize); }
 
 // The largest segment any accepted geometry gives: blob offsets below it
 // must fit the table's 48 bits (kMaxSegmentBytes, heap/layout.h).
+static_assert(TableAreaBytes(4) == kPageSize &&
+                  TableAreaBytes(20) == (uint64_t{1} << 20) * sizeof(Slot),
+              "TableAreaBytes counts 16-byte slots in whole pages");
 static_assert(kPageSize + uint64_t{kMaxSessions} * sizeof(SessionEntry) +
-                      kPageSize +
-                      (uint64_t{1} << kMaxTableSlotsLog2) * sizeof(Slot) +
-                      kPageSize + kMaxHeapBytes <
+                      kPageSize + 2 * TableAreaBytes(kMaxTableSlotsLog2) +
+                      kMaxHeapBytes <
                   kMaxSegmentBytes,
               "every segment offset fits in 48 bits");
 
@@ -89,6 +91,7 @@ uint64_t NowUnixNs() {
 
 absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
                                                 uint32_t table_slots_log2,
+                                                uint32_t max_table_slots_log2,
                                                 uint64_t heap_bytes) {
   if (max_sessions < 1 || max_sessions > kMaxSessions) {
     return OutOfRange("max_sessions", max_sessions, 1, kMaxSessions);
@@ -98,15 +101,26 @@ absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
     return OutOfRange("table_slots_log2", table_slots_log2, kMinTableSlotsLog2,
                       kMaxTableSlotsLog2);
   }
+  if (max_table_slots_log2 == 0) {
+    max_table_slots_log2 = std::min(table_slots_log2 + kDefaultTableGrowthLog2,
+                                    kMaxTableSlotsLog2);
+  }
+  if (max_table_slots_log2 < table_slots_log2 ||
+      max_table_slots_log2 > kMaxTableSlotsLog2) {
+    return OutOfRange("max_table_slots_log2", max_table_slots_log2,
+                      table_slots_log2, kMaxTableSlotsLog2,
+                      "0 (the default) or ");
+  }
   if (heap_bytes < kPageSize || heap_bytes > kMaxHeapBytes) {
     return OutOfRange("heap_bytes", heap_bytes, kPageSize, kMaxHeapBytes);
   }
   Geometry g;
   g.registry_offset = kPageSize;
-  g.table_offset =
+  g.table_areas_offset =
       PageUp(g.registry_offset + uint64_t{max_sessions} * sizeof(SessionEntry));
+  g.max_table_slots_log2 = max_table_slots_log2;
   g.heap_start =
-      PageUp(g.table_offset + (uint64_t{1} << table_slots_log2) * sizeof(Slot));
+      g.table_areas_offset + 2 * TableAreaBytes(max_table_slots_log2);
   g.total_bytes = g.heap_start + PageUp(heap_bytes);
   return g;
 }
@@ -115,15 +129,20 @@ absl::Status CheckHeaderGeometry(const Header& h) {
   if (h.heap_limit < h.heap_start) {
     return absl::DataLossError("heap limit below heap start");
   }
+  const uint64_t table = h.table.load(std::memory_order_relaxed);
   absl::StatusOr<Geometry> g = ComputeSegmentGeometry(
-      h.max_sessions, h.table_slots_log2, h.heap_limit - h.heap_start);
-  if (!g.ok() || g->registry_offset != h.registry_offset ||
-      g->table_offset != h.table_offset || g->heap_start != h.heap_start ||
-      g->total_bytes != h.total_bytes || h.heap_limit != h.total_bytes) {
-    return absl::DataLossError(
-        absl::StrCat("inconsistent geometry (sessions ", h.max_sessions,
-                     ", table 2^", h.table_slots_log2, ", heap [", h.heap_start,
-                     ", ", h.heap_limit, "), total ", h.total_bytes, ")"));
+      h.max_sessions, TableSlotsLog2(table), h.max_table_slots_log2,
+      h.heap_limit - h.heap_start);
+  if (!g.ok() || TableArea(table) > 1 || h.max_table_slots_log2 == 0 ||
+      g->registry_offset != h.registry_offset ||
+      g->table_areas_offset != h.table_areas_offset ||
+      g->heap_start != h.heap_start || g->total_bytes != h.total_bytes ||
+      h.heap_limit != h.total_bytes) {
+    return absl::DataLossError(absl::StrCat(
+        "inconsistent geometry (sessions ", h.max_sessions, ", table 2^",
+        TableSlotsLog2(table), " in area ", TableArea(table), " of 2^",
+        h.max_table_slots_log2, ", heap [", h.heap_start, ", ", h.heap_limit,
+        "), total ", h.total_bytes, ")"));
   }
   if (h.chunk_bytes < kPageSize || h.chunk_bytes % kPageSize ||
       h.chunk_bytes > h.total_bytes) {
@@ -164,8 +183,9 @@ Segment::~Segment() {
 }
 
 absl::StatusOr<Geometry> Segment::CheckOptions(const SegmentOptions& options) {
-  absl::StatusOr<Geometry> geometry = ComputeSegmentGeometry(
-      options.max_sessions, options.table_slots_log2, options.heap_bytes);
+  absl::StatusOr<Geometry> geometry =
+      ComputeSegmentGeometry(options.max_sessions, options.table_slots_log2,
+                             options.max_table_slots_log2, options.heap_bytes);
   if (!geometry.ok()) return geometry.status();
   if (options.chunk_bytes < kPageSize || options.chunk_bytes > kMaxHeapBytes ||
       options.chunk_bytes % kPageSize != 0) {
@@ -194,17 +214,29 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
   std::unique_ptr<Segment> seg(
       new Segment(fd, static_cast<std::byte*>(base), geometry.total_bytes,
                   backing, std::move(name), options.min_available_bytes));
-  // The metadata is backed up front: the table and registry are written at
-  // random places and must never fault.
-  if (absl::Status s = seg->Back(0, geometry.heap_start); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("creating ", seg->Describe(),
-                                               ": ", s.message()));
+  // The metadata is backed up front: the registry and the live table are
+  // written at random places and must never fault. The rest of the table
+  // areas stays a hole (a table that grows backs its new slots first,
+  // gc/grow.h), but lies inside the object (its last page is backed, which
+  // extends the object through Back's limits checks), so that attach finds
+  // the heap start covered and a stale read of an unused area reads zeros.
+  const uint64_t live_table_end =
+      geometry.table_areas_offset +
+      (uint64_t{1} << options.table_slots_log2) * sizeof(Slot);
+  absl::Status backed = seg->Back(0, live_table_end);
+  if (backed.ok())
+    backed = seg->Back(geometry.heap_start - kPageSize, kPageSize);
+  if (!backed.ok()) {
+    return absl::Status(
+        backed.code(),
+        absl::StrCat("creating ", seg->Describe(), ": ", backed.message()));
   }
   Header& h = seg->header();
   h.format = FormatWord();
   h.total_bytes = geometry.total_bytes;
   h.registry_offset = geometry.registry_offset;
-  h.table_offset = geometry.table_offset;
+  h.table_areas_offset = geometry.table_areas_offset;
+  h.max_table_slots_log2 = geometry.max_table_slots_log2;
   h.heap_start = geometry.heap_start;
   h.heap_limit = geometry.total_bytes;
   h.seed = options.seed != 0 ? options.seed : RandomSeed();
@@ -215,7 +247,9 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
   h.min_available_bytes = options.min_available_bytes;
   h.created_unix_ns = NowUnixNs();
   h.max_sessions = options.max_sessions;
-  h.table_slots_log2 = options.table_slots_log2;
+  // Relaxed: published by the magic's release store below.
+  h.table.store(TableWord(0, options.table_slots_log2),
+                std::memory_order_relaxed);
   h.flags = (options.keep_keys ? kFlagKeepKeys : 0) |
             (options.checksums ? kFlagChecksums : 0) |
             (backing == BackingKind::kAnonymous ? kFlagAnonymous : 0);

@@ -50,6 +50,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -80,10 +81,18 @@ inline constexpr uint32_t kMaxSessions = 1 << 16;
 // an unsigned wrap of a negative number, so it is refused.
 inline constexpr uint64_t kMaxMinAvailableBytes = uint64_t{1} << 48;
 
+// A table may grow to 2^(table_slots_log2 + kDefaultTableGrowthLog2) slots
+// (at most 2^kMaxTableSlotsLog2) unless the options say otherwise.
+inline constexpr uint32_t kDefaultTableGrowthLog2 = 6;
+
 struct SegmentOptions {
   uint64_t heap_bytes = uint64_t{1} << 30;  // 4096..kMaxHeapBytes
-  uint32_t table_slots_log2 = 20;           // 4..32
-  uint32_t max_sessions = 256;              // 1..kMaxSessions
+  uint32_t table_slots_log2 = 20;           // 4..32: the table at creation
+  // table_slots_log2..32: the largest table a collection may grow it to
+  // (both table areas reserve room for it; nothing is backed until used).
+  // 0: table_slots_log2 + kDefaultTableGrowthLog2, at most 32.
+  uint32_t max_table_slots_log2 = 0;
+  uint32_t max_sessions = 256;  // 1..kMaxSessions
   bool keep_keys = true;
   bool checksums = false;
   // A multiple of 4096 in 4096..kMaxHeapBytes; a chunk larger than the heap
@@ -99,9 +108,17 @@ enum class BackingKind { kAnonymous, kNamed, kFile };
 // creation and validation.
 struct Geometry {
   uint64_t registry_offset;
-  uint64_t table_offset;
+  uint64_t table_areas_offset;  // area 0; area 1 at + TableAreaBytes(max)
+  uint32_t max_table_slots_log2;
   uint64_t heap_start;
   uint64_t total_bytes;
+};
+
+// The live table: its slots, their number (log2) and offset.
+struct TableGeometry {
+  Slot* slots;
+  uint32_t slots_log2;
+  uint64_t offset;
 };
 
 class Segment {
@@ -149,8 +166,31 @@ class Segment {
   SessionEntry* registry() const {
     return reinterpret_cast<SessionEntry*>(base_ + header().registry_offset);
   }
-  Slot* slots() const {
-    return reinterpret_cast<Slot*>(base_ + header().table_offset);
+  // The live table (Header::table), read with `order`. A collection may
+  // replace it, so REQUIRES: this process is in scope or holds gc_lock with
+  // the world stopped (then relaxed suffices: the scope handshake or the
+  // lock orders it after the collection that installed the table), or the
+  // caller re-checks the gc epoch after use (the seqlock read, acquire).
+  TableGeometry table(std::memory_order order) const {
+    const uint64_t word = header().table.load(order);
+    const uint64_t offset = table_area_offset(TableArea(word));
+    return {reinterpret_cast<Slot*>(base_ + offset), TableSlotsLog2(word),
+            offset};
+  }
+  // The live table's slots, size and offset (relaxed; the REQUIRES above).
+  Slot* slots() const { return table(std::memory_order_relaxed).slots; }
+  uint32_t table_slots_log2() const {
+    return table(std::memory_order_relaxed).slots_log2;
+  }
+  uint64_t table_offset() const {
+    return table(std::memory_order_relaxed).offset;
+  }
+  // Where table area 0 or 1 starts (any area number is clamped to 0..1, so
+  // a corrupt Header::table still names a place inside the segment).
+  uint64_t table_area_offset(uint32_t area) const {
+    const Header& h = header();
+    return h.table_areas_offset +
+           (area & 1) * TableAreaBytes(h.max_table_slots_log2);
   }
   int fd() const { return fd_; }
   BackingKind backing() const { return backing_; }
@@ -203,15 +243,19 @@ class Segment {
   uint64_t min_available_bytes_;  // the memory floor Back() keeps
 };
 
-// The geometry of a segment with these fields; kInvalidArgument naming the
-// field, its value and its range when one is out of range.
+// The geometry of a segment with these fields (max_table_slots_log2 0: the
+// default above); kInvalidArgument naming the field, its value and its range
+// when one is out of range.
 absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
                                                 uint32_t table_slots_log2,
+                                                uint32_t max_table_slots_log2,
                                                 uint64_t heap_bytes);
 
 // Checks the geometry fields of a header read from an object of unknown
-// origin: the registry, table and heap offsets agree with max_sessions,
-// table_slots_log2 and the heap size, and the chunk size is sane.
+// origin: the registry, table areas and heap offsets agree with
+// max_sessions, max_table_slots_log2 and the heap size, the live table
+// (Header::table) names area 0 or 1 and a size that fits it, and the chunk
+// size is sane.
 // kDataLoss saying what disagrees (the caller names the object).
 absl::Status CheckHeaderGeometry(const Header& h);
 

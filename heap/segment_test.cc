@@ -61,7 +61,7 @@ TEST(Segment, MappedTwiceAtDifferentAddresses) {
   ASSERT_TRUE(again.ok()) << again.status();
   ASSERT_NE((*again)->base(), heap->segment().base());
   // Find the blob through the second mapping's own table.
-  internal::Table table((*again)->slots(), (*again)->header().table_slots_log2);
+  internal::Table table((*again)->slots(), (*again)->table_slots_log2());
   std::optional<uint64_t> slot = table.Find(heap->Hash("x"));
   ASSERT_TRUE(slot.has_value());
   const uint64_t addr = internal::AddrOffset(table.LoadAddr(*slot));
@@ -324,10 +324,21 @@ TEST(Segment, AttachRejectsWrongMagicAndFormat) {
 
   path = MakeHeapFile("geometry");
   const uint64_t table = 12345;
-  Poke(path, offsetof(internal::Header, table_offset), &table, 8);
+  Poke(path, offsetof(internal::Header, table_areas_offset), &table, 8);
   s = Heap::OpenFile(path).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
   unlink(path.c_str());
+
+  // A live table in an area that does not exist, or larger than its area.
+  for (const uint64_t word :
+       {internal::TableWord(2, 10), internal::TableWord(0, 30),
+        internal::TableWord(1, 3)}) {
+    path = MakeHeapFile("table word");
+    Poke(path, offsetof(internal::Header, table), &word, 8);
+    s = Heap::OpenFile(path).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << word << ": " << s;
+    unlink(path.c_str());
+  }
 
   path = MakeHeapFile("top");
   const uint64_t top = uint64_t{1} << 40;
@@ -853,7 +864,7 @@ TEST(Segment, OpenRacingCreateFindsNothingOrACompleteHeap) {
     saw_nothing_first += nothing;
     const internal::Header& h = heap->segment().header();
     EXPECT_EQ(h.seed, 0x5eedu);
-    EXPECT_EQ(h.table_slots_log2, 16u);
+    EXPECT_EQ(internal::TableSlotsLog2(h.table.load()), 16u);
     EXPECT_EQ(h.max_sessions, 64u);
     EXPECT_EQ(heap->stats().heap_capacity, uint64_t{32} << 20);
     EXPECT_TRUE(heap->Verify().ok()) << heap->Verify();

@@ -38,6 +38,10 @@ enum class TestingPoint {
   kGcMovedSlot,      // a tombstone cascade moved one entry back
   kGcClearedTombstone,  // one more tombstone cascade done
   kGcFinished,          // counters recounted; the world not yet reopened
+  // Table growth (gc/grow.cc), world stopped, after the compaction:
+  kGcGrowBegun,      // new area backed, growth recorded, phase growing
+  kGcGrewSlot,       // one more slot copied into the new table
+  kGcGrowInstalled,  // Header::table names the new table; old not released
   // A session entering its scope read an even gc epoch and has not yet set
   // its pinned flag: a collector whose poll reads its entry now does not
   // wait for it (the session's second epoch load must catch the collector).

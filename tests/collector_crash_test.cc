@@ -143,6 +143,65 @@ int64_t CheckModel(const Heap& heap, const std::map<uint64_t, Entry>& model,
   return elements;
 }
 
+// What became of a collecting child.
+enum class Fate { kKilled, kFinished, kFailed };
+
+// Forks a child that collects `heap` and dies as `target` says: by the hook,
+// the n-th time it reaches target.point (n uniform in [1, max_nth]), or
+// from outside after a random delay below *external_delay_us, which adapts
+// to the machine (a collection that finished first shortens the next
+// one's). A collection that runs to its end exits 0 when `finished_ok`
+// holds for its report.
+Fate CollectInDyingChild(Heap& heap, const Target& target, std::mt19937_64& rng,
+                         uint64_t* external_delay_us,
+                         bool (*finished_ok)(const GcReport&)) {
+  g_point = target.point;
+  g_countdown =
+      target.external ? 0 : 1 + static_cast<int>(rng() % target.max_nth);
+  const pid_t child = fork();
+  if (child == 0) {
+    if (!target.external) internal::SetTestingHook(&Hook);
+    absl::StatusOr<GcReport> gc = heap.Collect();
+    _exit(gc.ok() && finished_ok(*gc) ? 0 : 3);
+  }
+  if (target.external) {
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(rng() % *external_delay_us));
+    kill(child, SIGKILL);
+  }
+  int status = 0;
+  if (waitpid(child, &status, 0) != child) return Fate::kFailed;
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) return Fate::kKilled;
+  if (target.external) {
+    *external_delay_us = std::max<uint64_t>(50, *external_delay_us * 3 / 4);
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? Fate::kFinished
+                                                       : Fate::kFailed;
+}
+
+// Attaches to `name` anew into `heap` (which rolls a dead collector's work
+// forward); the phase must be idle and Verify pass. False (with the failure
+// added, naming `round`) otherwise.
+bool Reattach(std::optional<Heap>& heap, const std::string& name,
+              const std::string& round) {
+  heap.reset();
+  absl::StatusOr<Heap> reopened = Heap::OpenNamed(name);
+  if (!reopened.ok()) {
+    ADD_FAILURE() << round << ": " << reopened.status();
+    return false;
+  }
+  heap.emplace(*std::move(reopened));
+  if (heap->segment().header().phase.load() != internal::kPhaseIdle) {
+    ADD_FAILURE() << round << ": phase " << heap->segment().header().phase;
+    return false;
+  }
+  if (absl::Status s = heap->Verify(); !s.ok()) {
+    ADD_FAILURE() << round << ": " << s;
+    return false;
+  }
+  return true;
+}
+
 TEST(CollectorCrash, KilledCollectorsLoseNothing) {
   Options options;
   options.heap_bytes = uint64_t{256} << 20;
@@ -221,45 +280,16 @@ TEST(CollectorCrash, KilledCollectorsLoseNothing) {
       model.erase(model.begin());
     }
 
-    // Collect in a child that dies.
-    g_point = target.point;
-    g_countdown =
-        target.external ? 0 : 1 + static_cast<int>(rng() % target.max_nth);
-    const pid_t child = fork();
-    if (child == 0) {
-      if (!target.external) internal::SetTestingHook(&Hook);
-      absl::StatusOr<GcReport> gc = heap->Collect();
-      _exit(gc.ok() ? 0 : 3);
-    }
-    if (target.external) {
-      // The delay adapts to the machine: a collection that finished first
-      // shortens the next one's.
-      std::this_thread::sleep_for(
-          std::chrono::microseconds(rng() % external_delay_us));
-      kill(child, SIGKILL);
-    }
-    int status = 0;
-    ASSERT_EQ(waitpid(child, &status, 0), child);
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-      ++kills[round % kNumTargets];
-    } else {
-      if (target.external) {
-        external_delay_us = std::max<uint64_t>(50, external_delay_us * 3 / 4);
-      }
-      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-          << "round " << round << ": the collecting child failed: " << status;
-      ++survived[round % kNumTargets];
-    }
-
-    // Attach anew (rolls the collection forward), then check everything.
-    heap.reset();
-    absl::StatusOr<Heap> reopened = Heap::OpenNamed(heap_name);
-    ASSERT_TRUE(reopened.ok()) << "round " << round << " (" << target.name
-                               << "): " << reopened.status();
-    heap.emplace(*std::move(reopened));
-    ASSERT_EQ(heap->segment().header().phase.load(), internal::kPhaseIdle);
-    ASSERT_TRUE(heap->Verify().ok())
-        << "round " << round << " (" << target.name << "): " << heap->Verify();
+    // Collect in a child that dies, then attach anew and check everything.
+    const Fate fate =
+        CollectInDyingChild(*heap, target, rng, &external_delay_us,
+                            [](const GcReport&) { return true; });
+    ASSERT_NE(fate, Fate::kFailed)
+        << "round " << round << ": the collecting child failed";
+    ++(fate == Fate::kKilled ? kills : survived)[round % kNumTargets];
+    ASSERT_TRUE(
+        Reattach(heap, heap_name,
+                 absl::StrCat("round ", round, " (", target.name, ")")));
     checked_elements += CheckModel(*heap, model, removed);
     if (::testing::Test::HasFailure()) {
       FAIL() << "round " << round << " (" << target.name << ")";
@@ -301,6 +331,101 @@ TEST(CollectorCrash, KilledCollectorsLoseNothing) {
   EXPECT_GE(total, 500);
   heap.reset();
   Heap::UnlinkNamed(heap_name).IgnoreError();
+}
+
+// Crash injection of the table's growth (gc/grow.h, "Recovery").
+//
+// What it proves: a collection that grows the table, killed by SIGKILL at
+// any point of the growth (area backed and growth recorded; after the n-th
+// slot copied into the new table; after the flip, before the old area is
+// released), just before it (counters recounted), or from outside at a
+// random moment, loses no value, and the heap it leaves is grown and
+// verifies. Each round makes a fresh heap of 64 slots (at most 2^8),
+// fills 60 of them while a read scope keeps the Adds from growing the
+// table, removes 10 (tombstones) and collects in a child that dies. The
+// master then attaches anew (which rolls the growth forward), checks that
+// the phase is idle, that the table has 128 slots (50 used: the smallest
+// size at most half used), that Verify passes, that every one of the 50
+// values is exact and the 10 removed keys absent (ReadScope, Get,
+// Contains), and that its own Collect then neither moves nor grows.
+TEST(CollectorCrash, KilledGrowthsLoseNothing) {
+  constexpr Target kGrowTargets[] = {
+      {"counters recounted", TestingPoint::kGcFinished, 1, false},
+      {"growth begun", TestingPoint::kGcGrowBegun, 1, false},
+      {"slot copied", TestingPoint::kGcGrewSlot, 50, false},
+      {"new table installed", TestingPoint::kGcGrowInstalled, 1, false},
+      {"from outside", TestingPoint::kGcClosed, 0, true},
+  };
+  constexpr int kTargetsHere = sizeof(kGrowTargets) / sizeof(kGrowTargets[0]);
+  constexpr int kRounds = 40;
+  std::mt19937_64 rng(20261202);
+  int kills[kTargetsHere] = {};
+  uint64_t external_delay_us = 1500;
+  for (int round = 0; round < kTargetsHere * kRounds; ++round) {
+    const Target& target = kGrowTargets[round % kTargetsHere];
+    Options options;
+    options.heap_bytes = uint64_t{16} << 20;
+    options.table_slots_log2 = 6;
+    options.max_table_slots_log2 = 8;
+    options.chunk_bytes = 64 << 10;
+    const std::string heap_name = testing::UniqueName("gc-grow-crash");
+    Heap::UnlinkNamed(heap_name).IgnoreError();
+    absl::StatusOr<Heap> created = Heap::CreateNamed(heap_name, options);
+    ASSERT_TRUE(created.ok()) << created.status();
+    std::optional<Heap> heap(*std::move(created));
+    std::map<uint64_t, Entry> model;
+    std::vector<uint64_t> removed;
+    {
+      absl::StatusOr<ReadScope> scope = heap->Read();
+      ASSERT_TRUE(scope.ok());
+      for (uint64_t key = 0; key < 60; ++key) {
+        const Entry e{1, static_cast<int64_t>(1 + rng() % 24)};
+        const std::vector<float> v = Contents(key, e);
+        const int64_t dims[] = {e.len};
+        absl::StatusOr<bool> r = heap->Add<float>(Name(key), v, dims);
+        ASSERT_TRUE(r.ok() && *r) << r.status();
+        model[key] = e;
+      }
+    }
+    for (uint64_t key = 0; key < 60; key += 6) {
+      ASSERT_TRUE(heap->Remove(Name(key)).ok());
+      model.erase(key);
+      removed.push_back(key);
+    }
+    ASSERT_EQ(heap->stats().table_slots, 64u);
+    const Fate fate = CollectInDyingChild(
+        *heap, target, rng, &external_delay_us,
+        [](const GcReport& gc) { return gc.table_slots_after == 128; });
+    ASSERT_NE(fate, Fate::kFailed)
+        << "round " << round << ": the collecting child failed";
+    kills[round % kTargetsHere] += fate == Fate::kKilled;
+    ASSERT_TRUE(
+        Reattach(heap, heap_name,
+                 absl::StrCat("round ", round, " (", target.name, ")")));
+    CheckModel(*heap, model, removed);
+    if (::testing::Test::HasFailure()) {
+      FAIL() << "round " << round << " (" << target.name << ")";
+    }
+    absl::StatusOr<GcReport> gc = heap->Collect();
+    ASSERT_TRUE(gc.ok()) << gc.status();
+    // A kill from outside may come before the collection began; the
+    // master's collection then grows the table itself.
+    ASSERT_EQ(gc->table_slots_after, 128u)
+        << "round " << round << " (" << target.name << ")";
+    if (!target.external) {
+      ASSERT_EQ(gc->bytes_moved, 0u) << "round " << round;
+      ASSERT_EQ(gc->table_slots_before, 128u) << "round " << round;
+    }
+    heap.reset();
+    Heap::UnlinkNamed(heap_name).IgnoreError();
+  }
+  for (int t = 0; t < kTargetsHere; ++t) {
+    std::printf("collector_crash_test: growth, %-22s %3d kills in %d rounds\n",
+                kGrowTargets[t].name, kills[t], kRounds);
+    if (!kGrowTargets[t].external) {
+      EXPECT_GE(kills[t], kRounds * 3 / 4) << kGrowTargets[t].name;
+    }
+  }
 }
 
 }  // namespace

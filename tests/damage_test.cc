@@ -48,7 +48,7 @@ Heap MakeHeap(bool checksums) {
 // The blob published under `key`, and its bytes.
 std::byte* BlobOf(const Heap& heap, const Key& key, uint64_t* size) {
   const internal::Segment& seg = heap.segment();
-  internal::Table table(seg.slots(), seg.header().table_slots_log2);
+  internal::Table table(seg.slots(), seg.table_slots_log2());
   const uint64_t hash = key.hashed() ? key.hash() : heap.Hash(key.bytes());
   const uint64_t word = table.LoadAddr(*table.Find(hash));
   std::byte* blob = seg.base() + internal::AddrOffset(word);

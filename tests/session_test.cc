@@ -242,7 +242,7 @@ TEST(Scope, EnteringRereadsTheEpochAfterPinning) {
     alarm(60);  // a broken handshake must not outlive the test
     if (!HoldsArray(*heap, 1, kLen)) _exit(1);  // joins, out of scope again
     const internal::Segment& seg = heap->segment();
-    internal::Table table(seg.slots(), seg.header().table_slots_log2);
+    internal::Table table(seg.slots(), seg.table_slots_log2());
     const std::optional<uint64_t> slot = table.Find(hash);
     if (!slot) _exit(2);
     SendByte(to_parent.write_end(), 'j');

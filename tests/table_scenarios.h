@@ -48,6 +48,9 @@ inline Options TableTestOptions(uint32_t table_slots_log2) {
   Options o;
   o.heap_bytes = uint64_t{1} << 30;  // reserved, not committed
   o.table_slots_log2 = table_slots_log2;
+  // A table of the size the scenario says, for all of it: the races here
+  // are about one geometry (a growing table: tests/grow_test.cc).
+  o.max_table_slots_log2 = table_slots_log2;
   return o;
 }
 

@@ -51,7 +51,7 @@ Heap MakeHeap() {
 
 internal::Table TableOf(const Heap& heap) {
   return internal::Table(heap.segment().slots(),
-                         heap.segment().header().table_slots_log2);
+                         heap.segment().table_slots_log2());
 }
 
 uint64_t IndexOf(const Heap& heap, const std::string& key) {
@@ -64,7 +64,7 @@ internal::Slot& SlotOf(const Heap& heap, const std::string& key) {
 
 // The offset of slot `i` in the segment, as Verify names it.
 uint64_t SlotOffset(const Heap& heap, uint64_t i) {
-  return heap.segment().header().table_offset + i * sizeof(internal::Slot);
+  return heap.segment().table_offset() + i * sizeof(internal::Slot);
 }
 
 uint64_t BlobOf(const Heap& heap, const std::string& key) {

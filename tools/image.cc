@@ -123,19 +123,22 @@ absl::Status WriteNonZeroPages(int fd, const std::byte* buf, uint64_t n,
 
 // Allocates [0, bytes) of `fd` (and sets its size), so that a full disk or
 // /dev/shm is reported here rather than halfway through the copy.
-absl::Status Allocate(int fd, uint64_t bytes, std::string_view what) {
+absl::Status Allocate(int fd, uint64_t offset, uint64_t bytes,
+                      std::string_view what) {
   // Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills the process
   // by default; check first so it is an error return instead.
   struct rlimit rl;
   if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-      bytes > rl.rlim_cur) {
+      offset + bytes > rl.rlim_cur) {
     return absl::ResourceExhaustedError(
-        absl::StrCat(Sv(what), ": ", bytes, " bytes would pass RLIMIT_FSIZE (",
-                     rl.rlim_cur, ")"));
+        absl::StrCat(Sv(what), ": ", offset + bytes,
+                     " bytes would pass RLIMIT_FSIZE (", rl.rlim_cur, ")"));
   }
-  int rc = fallocate(fd, 0, 0, static_cast<off_t>(bytes));
+  int rc =
+      fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(bytes));
   if (rc != 0 && errno == EOPNOTSUPP) {
-    rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+    rc = posix_fallocate(fd, static_cast<off_t>(offset),
+                         static_cast<off_t>(bytes));
     if (rc != 0) errno = rc;
   }
   if (rc != 0) {
@@ -245,7 +248,22 @@ absl::Status CopyImage(int src, const ImageInfo& info, uint64_t top, int dst,
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = Allocate(dst, top, dst_what); !s.ok()) return s;
+  // Header, registry, the live table and the heap; the rest of the two
+  // table areas stays a hole, as in a live heap (gc/grow.h): allocated, it
+  // would cost two tables of the largest size. The heap's range comes last,
+  // so the file ends at top.
+  const uint64_t table =
+      info.table_offset +
+      info.table_area * internal::TableAreaBytes(info.max_table_slots_log2);
+  for (const auto& [offset, bytes] :
+       {std::pair<uint64_t, uint64_t>{0, meta_bytes},
+        {table,
+         (uint64_t{1} << info.table_slots_log2) * sizeof(internal::Slot)},
+        {info.heap_start, top - info.heap_start}}) {
+    if (absl::Status s = Allocate(dst, offset, bytes, dst_what); !s.ok()) {
+      return s;
+    }
+  }
   if (absl::Status s =
           WriteNonZeroPages(dst, meta.get(), meta_bytes, 0, dst_what);
       !s.ok()) {
@@ -373,13 +391,17 @@ absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
   }
   info.total_bytes = h.total_bytes;
   info.registry_offset = h.registry_offset;
-  info.table_offset = h.table_offset;
+  info.table_offset = h.table_areas_offset;
   info.heap_start = h.heap_start;
   info.heap_limit = h.heap_limit;
   info.top = top;
   info.chunk_bytes = h.chunk_bytes;
   info.max_sessions = h.max_sessions;
-  info.table_slots_log2 = h.table_slots_log2;
+  info.table_slots_log2 =
+      internal::TableSlotsLog2(h.table.load(std::memory_order_relaxed));
+  info.table_area =
+      internal::TableArea(h.table.load(std::memory_order_relaxed));
+  info.max_table_slots_log2 = h.max_table_slots_log2;
   info.owner_uid = h.owner_uid;
   info.phase = h.phase.load(std::memory_order_relaxed);
   info.gc_lock = h.gc_lock.load(std::memory_order_relaxed);

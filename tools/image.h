@@ -85,13 +85,15 @@ struct ImageInfo {
   uint64_t file_bytes = 0;  // size of the file or segment
   uint64_t total_bytes = 0;
   uint64_t registry_offset = 0;
-  uint64_t table_offset = 0;
+  uint64_t table_offset = 0;  // table area 0: the end of the registry
   uint64_t heap_start = 0;
   uint64_t heap_limit = 0;
   uint64_t top = 0;
   uint64_t chunk_bytes = 0;
   uint32_t max_sessions = 0;
-  uint32_t table_slots_log2 = 0;
+  uint32_t table_slots_log2 = 0;  // the live table (Header::table)
+  uint32_t table_area = 0;        // 0 or 1: where the live table is
+  uint32_t max_table_slots_log2 = 0;
   uint32_t owner_uid = 0;
   uint32_t phase = 0;    // Header::phase (kPhase*)
   uint32_t gc_lock = 0;  // pid of a collector that held the lock

@@ -369,6 +369,9 @@ static const char* CString(value v, const char* what) {
 }
 
 static void ToOptions(value vo, shmheap_options* o) {
+  /* Fields the OCaml record does not carry (max_table_slots_log2) keep
+   * their defaults. */
+  shmheap_options_default(o);
   o->heap_bytes = (uint64_t)Long_val(Field(vo, 0));
   o->table_slots_log2 = (uint32_t)Long_val(Field(vo, 1));
   o->max_sessions = (uint32_t)Long_val(Field(vo, 2));
