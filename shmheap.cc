@@ -299,6 +299,11 @@ absl::Status Heap::Remove(Key key) {
   return store_->Remove(store_->Resolve(key));
 }
 
+absl::StatusOr<size_t> Heap::RemoveMany(std::span<const Key> keys) {
+  if (!store_) return MovedFrom();
+  return store_->RemoveMany(keys);
+}
+
 absl::Status Heap::Move(Key from, Key to) {
   if (!store_) return MovedFrom();
   const ResolvedKey f = store_->Resolve(from), t = store_->Resolve(to);

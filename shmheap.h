@@ -424,6 +424,12 @@ class Heap {
   // Unlinks the value; its bytes become dead. Errors: kNotFound, and
   // Add's kResourceExhausted (max_sessions) and kDataLoss.
   absl::Status Remove(Key key);
+  // Batched Remove (hh_shared's remove_batch): unlinks the value of every
+  // key in `keys` that has one, in one scope entry; absent keys are
+  // skipped, not an error. Returns how many values were unlinked.
+  // Errors: kResourceExhausted (max_sessions), kDataLoss, kFailedPrecondition
+  // (moved-from Heap); on an error nothing was removed.
+  absl::StatusOr<size_t> RemoveMany(std::span<const Key> keys);
 
   // Moves the value of `from` to `to`, which must be absent
   // (kAlreadyExists otherwise). The payload is copied once into a blob that

@@ -385,6 +385,18 @@ int shmheap_remove(shmheap_heap* heap, const shmheap_key* key) {
   absl::Status s = heap->heap.Remove(ToKey(key));
   return s.ok() ? SHMHEAP_OK : Fail(s);
 }
+int shmheap_remove_many(shmheap_heap* heap, const shmheap_key* keys, size_t n,
+                        size_t* removed) {
+  if (removed != nullptr) *removed = 0;
+  std::unique_ptr<shmheap::Key[]> batch(new (std::nothrow) shmheap::Key[n]);
+  if (n > 0 && batch == nullptr) return OutOfMemory();
+  for (size_t i = 0; i < n; ++i) batch[i] = ToKey(&keys[i]);
+  absl::StatusOr<size_t> r =
+      heap->heap.RemoveMany(std::span<const shmheap::Key>(batch.get(), n));
+  if (!r.ok()) return Fail(r.status());
+  if (removed != nullptr) *removed = *r;
+  return SHMHEAP_OK;
+}
 int shmheap_move(shmheap_heap* heap, const shmheap_key* from,
                  const shmheap_key* to) {
   absl::Status s = heap->heap.Move(ToKey(from), ToKey(to));

@@ -226,6 +226,12 @@ void shmheap_view_release(shmheap_view* view);
 int shmheap_contains(const shmheap_heap* heap, const shmheap_key* key);
 /* Errors: SHMHEAP_ENOTFOUND. */
 int shmheap_remove(shmheap_heap* heap, const shmheap_key* key);
+/* Batched remove: unlinks every key of keys[0, n) that has a value, in one
+ * scope entry; absent keys are skipped. *removed (may be NULL) is how many
+ * were unlinked. Errors: SHMHEAP_EEXHAUSTED (max_sessions),
+ * SHMHEAP_EDATALOSS; then nothing was removed. */
+int shmheap_remove_many(shmheap_heap* heap, const shmheap_key* keys, size_t n,
+                        size_t* removed);
 /* Errors: SHMHEAP_ENOTFOUND (from), SHMHEAP_EEXISTS (to), SHMHEAP_EABORTED,
  * and shmheap_add's. */
 int shmheap_move(shmheap_heap* heap, const shmheap_key* from,

@@ -349,6 +349,44 @@ static void TestAddMany(void) {
   shmheap_close(heap);
 }
 
+/* remove_many: present keys are unlinked once, absent ones skipped. */
+static void TestRemoveMany(void) {
+  shmheap_options o;
+  shmheap_options_default(&o);
+  o.heap_bytes = 16 << 20;
+  o.table_slots_log2 = 8;
+  shmheap_heap* heap = NULL;
+  CHECK(shmheap_create(&o, &heap) == SHMHEAP_OK);
+  if (heap == NULL) return;
+  const float v[2] = {5, 6};
+  const int64_t dims[1] = {2};
+  const shmheap_key a = Key("a"), b = Key("b"), c = Key("c"), d = Key("d");
+  int done = 0;
+  CHECK(shmheap_add(heap, &a, SHMHEAP_FLOAT32, SHMHEAP_C_LAYOUT, 1, dims, v,
+                    sizeof v, &done) == SHMHEAP_OK &&
+        done == 1);
+  CHECK(shmheap_add(heap, &b, SHMHEAP_FLOAT32, SHMHEAP_C_LAYOUT, 1, dims, v,
+                    sizeof v, &done) == SHMHEAP_OK &&
+        done == 1);
+  CHECK(shmheap_add(heap, &d, SHMHEAP_FLOAT32, SHMHEAP_C_LAYOUT, 1, dims, v,
+                    sizeof v, &done) == SHMHEAP_OK &&
+        done == 1);
+  const shmheap_key gone[3] = {a, b, c};
+  size_t removed = 99;
+  CHECK(shmheap_remove_many(heap, gone, 3, &removed) == SHMHEAP_OK &&
+        removed == 2);
+  CHECK(shmheap_contains(heap, &a) == 0 && shmheap_contains(heap, &b) == 0);
+  CHECK(Holds(heap, &d, v, 2));
+  CHECK(shmheap_remove_many(heap, gone, 3, &removed) == SHMHEAP_OK &&
+        removed == 0);
+  CHECK(shmheap_remove_many(heap, NULL, 0, NULL) == SHMHEAP_OK);
+  shmheap_stats st;
+  shmheap_get_stats(heap, &st);
+  CHECK(st.live_blobs == 1);
+  CHECK(shmheap_verify(heap) == SHMHEAP_OK);
+  shmheap_close(heap);
+}
+
 static void TestNamedAndFile(void) {
   char name[64], path[256];
   snprintf(name, sizeof name, "shmheap-c-test-%d", (int)getpid());
@@ -386,9 +424,9 @@ static void TestNamedAndFile(void) {
 }
 
 int main(void) {
-  void (*const tests[])(void) = {TestErrors, TestForkedWriters,
+  void (*const tests[])(void) = {TestErrors,           TestForkedWriters,
                                  TestWritesAndCollect, TestAddMany,
-                                 TestNamedAndFile};
+                                 TestRemoveMany,       TestNamedAndFile};
   const int n = (int)(sizeof tests / sizeof tests[0]);
   int passed = 0;
   for (int i = 0; i < n; ++i) {

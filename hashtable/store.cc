@@ -473,23 +473,45 @@ absl::StatusOr<bool> Store::PublishReserved(const ResolvedKey& key,
   return Publish(**session, key, blob, replace);
 }
 
-absl::Status Store::Remove(const ResolvedKey& key) const {
-  absl::StatusOr<InScope> scope = EnterSession();
-  if (!scope.ok()) return scope.status();
-  LocalSession& session = *scope->session;
-  const Table table = this->table();
+bool Store::Unlink(const Table& table, const ResolvedKey& key,
+                   CounterDeltas& deltas) const {
   std::optional<uint64_t> i = table.Find(key.hash);
   uint64_t expected = i ? table.LoadAddr(*i) : 0;
   for (;;) {
     if (expected == 0 || !keys_.Matches(AddrOffset(expected), key)) {
-      return NotFound(key);
+      return false;
     }
     if (table.CasAddr(*i, expected, 0)) break;
   }
-  CounterDeltas deltas;
   CountUnlinked(expected, deltas);
-  session.Count(deltas);
+  return true;
+}
+
+absl::Status Store::Remove(const ResolvedKey& key) const {
+  absl::StatusOr<InScope> scope = EnterSession();
+  if (!scope.ok()) return scope.status();
+  CounterDeltas deltas;
+  if (!Unlink(table(), key, deltas)) return NotFound(key);
+  scope->session->Count(deltas);
   return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> Store::RemoveMany(std::span<const Key> keys) const {
+  absl::StatusOr<InScope> scope = EnterSession();
+  if (!scope.ok()) return scope.status();
+  const Table table = this->table();
+  CounterDeltas deltas;
+  size_t removed = 0;
+  ResolvedKey resolved[kLookupGroup];
+  for (size_t base = 0; base < keys.size(); base += kLookupGroup) {
+    const size_t n =
+        ResolveGroup(table, keys, base, /*for_find=*/false, resolved);
+    for (size_t k = 0; k < n; ++k) {
+      removed += Unlink(table, resolved[k], deltas);
+    }
+  }
+  scope->session->Count(deltas);
+  return removed;
 }
 
 absl::Status Store::Move(const ResolvedKey& from, const ResolvedKey& to) const {

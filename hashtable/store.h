@@ -193,6 +193,10 @@ class Store {
 
   // Errors: kNotFound, Enter()'s.
   absl::Status Remove(const ResolvedKey& key) const;
+  // Removes every present key of `keys` in one scope entry and one counter
+  // update (absent keys are skipped); returns how many were removed.
+  // Errors: Enter()'s.
+  absl::StatusOr<size_t> RemoveMany(std::span<const Key> keys) const;
   // Errors: kNotFound (no `from`), kAlreadyExists (`to` has a value),
   // kAborted (`from` changed during the move), Write's.
   absl::Status Move(const ResolvedKey& from, const ResolvedKey& to) const;
@@ -288,6 +292,10 @@ class Store {
                       size_t base, bool for_find,
                       ResolvedKey (&resolved)[kLookupGroup]) const noexcept;
   absl::Status Collision(const ResolvedKey& key, uint64_t offset) const;
+  // Unlinks `key`'s value from `table` (true), counting it into `deltas`;
+  // false when the key has none. REQUIRES: in scope.
+  bool Unlink(const Table& table, const ResolvedKey& key,
+              CounterDeltas& deltas) const;
   Lookup LookupOver(const TableGeometry& t) const {
     return Lookup(t.slots, t.slots_log2, segment_->base(), seed_,
                   keys_.keep_keys());
