@@ -304,6 +304,11 @@ absl::StatusOr<size_t> Heap::RemoveMany(std::span<const Key> keys) {
   return store_->RemoveMany(keys);
 }
 
+absl::StatusOr<int64_t> Heap::FetchAdd(Key key, int64_t delta) {
+  if (!store_) return MovedFrom();
+  return store_->FetchAdd(store_->Resolve(key), delta);
+}
+
 absl::Status Heap::Move(Key from, Key to) {
   if (!store_) return MovedFrom();
   const ResolvedKey f = store_->Resolve(from), t = store_->Resolve(to);

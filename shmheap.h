@@ -431,6 +431,21 @@ class Heap {
   // (moved-from Heap); on an error nothing was removed.
   absl::StatusOr<size_t> RemoveMany(std::span<const Key> keys);
 
+  // A named 64-bit counter (hh_shared's hh_counter_next): atomically adds
+  // `delta` to `key`'s value and returns the value before, so concurrent
+  // callers in any processes get distinct results (unique ids with delta
+  // 1). The counter is an ordinary value, a 0-dimensional int64 array: an
+  // absent key is created at 0 first (write-once, so racing creators agree
+  // on one), and the value then changes in place (it carries no checksum,
+  // even with Options::checksums). FetchAdd(key, 0) reads it; a Get view of
+  // it may see it change. Replace, Remove and Move treat it like any value
+  // (a FetchAdd racing with them adds to the blob it found, old or new);
+  // the collector moves it with its value. Errors: kInvalidArgument (the
+  // key holds a value that is not a 0-dimensional int64), kAlreadyExists
+  // (another key with the same 64-bit hash), kAborted (removed under every
+  // one of four tries), kResourceExhausted, kDataLoss.
+  absl::StatusOr<int64_t> FetchAdd(Key key, int64_t delta = 1);
+
   // Moves the value of `from` to `to`, which must be absent
   // (kAlreadyExists otherwise). The payload is copied once into a blob that
   // records `to` (every blob records the key it is published under, which

@@ -397,6 +397,13 @@ int shmheap_remove_many(shmheap_heap* heap, const shmheap_key* keys, size_t n,
   if (removed != nullptr) *removed = *r;
   return SHMHEAP_OK;
 }
+int shmheap_fetch_add(shmheap_heap* heap, const shmheap_key* key, int64_t delta,
+                      int64_t* before) {
+  absl::StatusOr<int64_t> r = heap->heap.FetchAdd(ToKey(key), delta);
+  if (!r.ok()) return Fail(r.status());
+  if (before != nullptr) *before = *r;
+  return SHMHEAP_OK;
+}
 int shmheap_move(shmheap_heap* heap, const shmheap_key* from,
                  const shmheap_key* to) {
   absl::Status s = heap->heap.Move(ToKey(from), ToKey(to));

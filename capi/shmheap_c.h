@@ -232,6 +232,12 @@ int shmheap_remove(shmheap_heap* heap, const shmheap_key* key);
  * SHMHEAP_EDATALOSS; then nothing was removed. */
 int shmheap_remove_many(shmheap_heap* heap, const shmheap_key* keys, size_t n,
                         size_t* removed);
+/* A named counter (shmheap::Heap::FetchAdd): adds delta atomically and
+ * stores the value before in *before (may be NULL). Errors: SHMHEAP_EINVALID
+ * (the key holds another kind or shape), SHMHEAP_EEXISTS (hash collision),
+ * SHMHEAP_EABORTED, SHMHEAP_EEXHAUSTED, SHMHEAP_EDATALOSS. */
+int shmheap_fetch_add(shmheap_heap* heap, const shmheap_key* key, int64_t delta,
+                      int64_t* before);
 /* Errors: SHMHEAP_ENOTFOUND (from), SHMHEAP_EEXISTS (to), SHMHEAP_EABORTED,
  * and shmheap_add's. */
 int shmheap_move(shmheap_heap* heap, const shmheap_key* from,

@@ -349,7 +349,8 @@ static void TestAddMany(void) {
   shmheap_close(heap);
 }
 
-/* remove_many: present keys are unlinked once, absent ones skipped. */
+/* remove_many: present keys are unlinked once, absent ones skipped; and
+ * fetch_add. */
 static void TestRemoveMany(void) {
   shmheap_options o;
   shmheap_options_default(&o);
@@ -384,6 +385,13 @@ static void TestRemoveMany(void) {
   shmheap_get_stats(heap, &st);
   CHECK(st.live_blobs == 1);
   CHECK(shmheap_verify(heap) == SHMHEAP_OK);
+  /* fetch_add: a counter created at 0, distinct values; not on floats. */
+  const shmheap_key n = Key("n");
+  int64_t before = -1;
+  CHECK(shmheap_fetch_add(heap, &n, 1, &before) == SHMHEAP_OK && before == 0);
+  CHECK(shmheap_fetch_add(heap, &n, 5, &before) == SHMHEAP_OK && before == 1);
+  CHECK(shmheap_fetch_add(heap, &n, 0, &before) == SHMHEAP_OK && before == 6);
+  CHECK(shmheap_fetch_add(heap, &d, 1, NULL) == SHMHEAP_EINVALID);
   shmheap_close(heap);
 }
 

@@ -1,6 +1,7 @@
 #include "hashtable/store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <utility>
 
@@ -92,8 +93,9 @@ absl::StatusOr<int64_t> Store::Elements(const ResolvedKey& key,
 
 absl::StatusOr<Store::Shape> Store::Prepare(const ResolvedKey& key, Kind kind,
                                             std::span<const int64_t> dims,
-                                            int64_t elements,
-                                            Layout layout) const {
+                                            int64_t elements, Layout layout,
+                                            bool sealed) const {
+  const bool checksum = sealed && checksums_;
   if (!IsValidKind(static_cast<uint8_t>(kind))) {
     return absl::InvalidArgumentError(
         absl::StrCat(Name(key), ": invalid kind ", static_cast<int>(kind)));
@@ -104,19 +106,19 @@ absl::StatusOr<Store::Shape> Store::Prepare(const ResolvedKey& key, Kind kind,
   }
   absl::StatusOr<BlobGeometry> g =
       ComputeGeometry(kind, static_cast<int>(dims.size()), elements,
-                      key.has_key, key.bytes.size(), checksums_);
+                      key.has_key, key.bytes.size(), checksum);
   if (!g.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(Name(key), ": ", g.status().message()));
   }
   return Shape{*g,
                MakeBlobHeader(*g, kind, layout, static_cast<int>(dims.size()),
-                              key.has_key, checksums_, key.key_hashed)};
+                              key.has_key, checksum, key.key_hashed)};
 }
 
 absl::StatusOr<Store::Shape> Store::PrepareWrite(
     const ResolvedKey& key, Kind kind, std::span<const int64_t> dims,
-    Layout layout, std::span<const std::byte> data) const {
+    Layout layout, std::span<const std::byte> data, bool sealed) const {
   absl::StatusOr<int64_t> elements = Elements(key, dims);
   if (!elements.ok()) return elements.status();
   if (IsValidKind(static_cast<uint8_t>(kind)) &&
@@ -125,7 +127,7 @@ absl::StatusOr<Store::Shape> Store::PrepareWrite(
         absl::StrCat(Name(key), ": ", data.size(), " bytes of data for ",
                      *elements, " elements of ", Sv(KindName(kind))));
   }
-  return Prepare(key, kind, dims, *elements, layout);
+  return Prepare(key, kind, dims, *elements, layout, sealed);
 }
 
 Store::Draft Store::Place(uint64_t offset, const Shape& shape,
@@ -233,13 +235,14 @@ absl::StatusOr<bool> Store::Publish(LocalSession& session,
 
 absl::StatusOr<bool> Store::Write(const ResolvedKey& key, Kind kind,
                                   std::span<const int64_t> dims, Layout layout,
-                                  std::span<const std::byte> data,
-                                  bool replace) const {
+                                  std::span<const std::byte> data, bool replace,
+                                  bool sealed) const {
   // The slot's cache line is usually a miss (the table is large, and a
   // chunk's zeroing by the kernel evicts it): start it now, so it overlaps
   // the checks and the scope entry below instead of stalling the probe.
   table().PrefetchForWrite(key.hash);
-  absl::StatusOr<Shape> shape = PrepareWrite(key, kind, dims, layout, data);
+  absl::StatusOr<Shape> shape =
+      PrepareWrite(key, kind, dims, layout, data, sealed);
   if (!shape.ok()) return shape.status();
   absl::StatusOr<InScope> scope = EnterSession();
   if (!scope.ok()) return scope.status();
@@ -471,6 +474,48 @@ absl::StatusOr<bool> Store::PublishReserved(const ResolvedKey& key,
   absl::StatusOr<LocalSession*> session = Session();
   if (!session.ok()) return session.status();
   return Publish(**session, key, blob, replace);
+}
+
+absl::StatusOr<int64_t> Store::FetchAdd(const ResolvedKey& key,
+                                        int64_t delta) const {
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    {
+      absl::StatusOr<InScope> scope = EnterSession();
+      if (!scope.ok()) return scope.status();
+      const uint64_t word = lookup().FindWord(key);
+      if (word != 0) {
+        const uint64_t offset = AddrOffset(word);
+        if (!keys_.Matches(offset, key)) return Collision(key, offset);
+        const BlobRef b(segment_->base() + offset);
+        const BlobHeader h = b.header();
+        if (h.ndims != 0 || h.kind != static_cast<uint8_t>(Kind::kInt64)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(segment_->Describe(), ": ", Name(key),
+                           " is not a counter (a 0-dimensional int64 value)"));
+        }
+        // The payload is 8-aligned (every blob's is) and lives in the
+        // shared mapping: a lock-free 64-bit RMW works across processes.
+        // acq_rel: the counter orders what its users publish around it
+        // (hh_counter_next hands out ids for work that others then read).
+        auto* value =
+            reinterpret_cast<int64_t*>(const_cast<std::byte*>(b.payload()));
+        static_assert(std::atomic_ref<int64_t>::is_always_lock_free);
+        return std::atomic_ref<int64_t>(*value).fetch_add(
+            delta, std::memory_order_acq_rel);
+      }
+    }
+    // Absent: create it at 0 (write-once; a racing creator's blob wins and
+    // both then add to it), then add in a new scope.
+    const int64_t zero = 0;
+    absl::StatusOr<bool> created =
+        Write(key, Kind::kInt64, {}, Layout::kC,
+              std::as_bytes(std::span<const int64_t>(&zero, 1)),
+              /*replace=*/false, /*sealed=*/false);
+    if (!created.ok()) return created.status();
+  }
+  return absl::AbortedError(absl::StrCat(segment_->Describe(), ": ", Name(key),
+                                         ": the counter was removed under "
+                                         "every try"));
 }
 
 bool Store::Unlink(const Table& table, const ResolvedKey& key,

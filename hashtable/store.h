@@ -158,8 +158,17 @@ class Store {
   // same hash), kResourceExhausted (table, heap, backing store), Enter()'s.
   absl::StatusOr<bool> Write(const ResolvedKey& key, Kind kind,
                              std::span<const int64_t> dims, Layout layout,
-                             std::span<const std::byte> data,
-                             bool replace) const;
+                             std::span<const std::byte> data, bool replace,
+                             bool sealed = true) const;
+
+  // A named counter (hh_shared's hh_counter_next): atomically adds `delta`
+  // to the 0-dimensional int64 value of `key` and returns the value before;
+  // an absent key is first created at 0 (write-once: concurrent creators
+  // agree on one blob), without a checksum. Errors: kInvalidArgument (the
+  // key holds another kind or shape), kAlreadyExists (another key with the
+  // same hash), kAborted (the counter was removed under every one of four
+  // tries), Write's kResourceExhausted, Enter()'s.
+  absl::StatusOr<int64_t> FetchAdd(const ResolvedKey& key, int64_t delta) const;
 
   // Write-once publication of many values in one scope entry, one
   // allocation-lock acquisition and one counter update for the batch:
@@ -257,14 +266,17 @@ class Store {
                                    std::span<const int64_t> dims) const;
   // Checks kind, layout and geometry: every argument error of a write is
   // found before the table or the heap is touched.
+  // `sealed`: the blob carries a checksum when the heap keeps them (not a
+  // counter's, whose payload changes).
   absl::StatusOr<Shape> Prepare(const ResolvedKey& key, Kind kind,
                                 std::span<const int64_t> dims, int64_t elements,
-                                Layout layout) const;
+                                Layout layout, bool sealed = true) const;
   // Elements, the data size and Prepare, for a write of `data`.
   absl::StatusOr<Shape> PrepareWrite(const ResolvedKey& key, Kind kind,
                                      std::span<const int64_t> dims,
                                      Layout layout,
-                                     std::span<const std::byte> data) const;
+                                     std::span<const std::byte> data,
+                                     bool sealed = true) const;
   // Writes the prefix of a blob of `shape` allocated at `offset`.
   Draft Place(uint64_t offset, const Shape& shape, const ResolvedKey& key,
               std::span<const int64_t> dims) const;

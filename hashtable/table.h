@@ -42,6 +42,13 @@
 //   | move / any writer | NOT SUPPORTED on the source key: a Move that     |
 //   |                   | loses returns kAborted and may leave the value   |
 //   |                   | under both keys (as hh_shared's move)            |
+//   | fetch_add /       | each RMW is atomic (acq_rel on the payload): the |
+//   |  fetch_add        | results are distinct and sum up; racing creators |
+//   |                   | of an absent counter agree on one blob (add/add) |
+//   | fetch_add /       | the add lands in the blob it found in its scope: |
+//   |  replace, remove  | an unlinked counter's last adds are lost with it |
+//   | fetch_add / get   | a view of the counter may see it change          |
+//   | remove_many / any | as one remove per key, in one scope              |
 //   | any / collect     | never: collection waits for every scope to end   |
 //
 // Operations on different keys never interfere, except through a full

@@ -446,6 +446,67 @@ TEST(TableFork, RemoveManyFromFourProcessesUnlinksEachKeyOnce) {
 }
 
 // ---------------------------------------------------------------------------
+// h. Counters.
+
+// Eight processes each take 1,000 ids from one counter (FetchAdd(key, 1),
+// the counter created by whichever comes first) in a heap that keeps
+// checksums, while the parent collects: the ids handed out are exactly
+// 0..7,999, each once; the counter then reads 8,000, survives the
+// collections and Verify accepts the heap (a counter carries no checksum).
+// A key holding another kind or shape is not a counter.
+TEST(TableFork, FetchAddHandsOutEveryIdOnceAcrossProcesses) {
+  constexpr int kWorkers = 8;
+  constexpr int kIds = 1000;
+  Options o = ::shmheap::testing::TableTestOptions(10);
+  o.checksums = true;
+  absl::StatusOr<Heap> created = Heap::Create(o);
+  ASSERT_TRUE(created.ok()) << created.status();
+  Heap& heap = *created;
+  SharedArray<int64_t> ids(kWorkers * kIds);
+  SharedArray<int32_t> collections(1);
+  const std::vector<int> codes = RunProcesses(kWorkers + 1, [&](int p) {
+    if (p == kWorkers) {  // a collector racing the counter's users
+      for (int i = 0; i < 20; ++i) {
+        absl::StatusOr<GcReport> r = heap.Collect();
+        if (!r.ok()) return 1;
+        collections[0] += r->ran;
+      }
+      return 0;
+    }
+    for (int i = 0; i < kIds; ++i) {
+      absl::StatusOr<int64_t> id = heap.FetchAdd("ids");
+      if (!id.ok()) return 2;
+      ids[p * kIds + i] = *id;
+    }
+    return 0;
+  });
+  for (int c : codes) ASSERT_EQ(c, 0);
+  std::vector<int64_t> all(kWorkers * kIds);
+  for (int i = 0; i < kWorkers * kIds; ++i) all[i] = ids[i];
+  std::sort(all.begin(), all.end());
+  for (int i = 0; i < kWorkers * kIds; ++i) ASSERT_EQ(all[i], i) << i;
+  EXPECT_EQ(*heap.FetchAdd("ids", 0), kWorkers * kIds);
+  EXPECT_EQ(*heap.FetchAdd("ids", -5), kWorkers * kIds);
+  ASSERT_TRUE(heap.Collect().ok());
+  EXPECT_EQ(*heap.FetchAdd("ids", 0), kWorkers * kIds - 5);
+  absl::StatusOr<ArrayView<int64_t>> v = heap.Get<int64_t>("ids");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->ndims(), 0);
+  EXPECT_EQ(v->flat()[0], kWorkers * kIds - 5);
+  v = absl::UnknownError("dropped");
+  EXPECT_TRUE(heap.Verify().ok()) << heap.Verify();
+
+  ASSERT_TRUE(*AddArray(heap, "floats", ArrayFor(1, 0, 3)));
+  EXPECT_EQ(heap.FetchAdd("floats").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const int64_t one[] = {7};
+  const int64_t dims[] = {1};
+  ASSERT_TRUE(*heap.Add<int64_t>("vector", one, dims));
+  EXPECT_EQ(heap.FetchAdd("vector").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------
 // f. Single-process semantics of each operation.
 
 // Add is write-once: a second Add of a present key, of any contents or kind,
