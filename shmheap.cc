@@ -304,6 +304,25 @@ absl::StatusOr<size_t> Heap::RemoveMany(std::span<const Key> keys) {
   return store_->RemoveMany(keys);
 }
 
+void Heap::RequestStop() {
+  // Release: what this process published before is visible to a process
+  // that sees the flag.
+  if (store_)
+    store_->segment().header().stop.store(1, std::memory_order_release);
+}
+
+void Heap::ClearStop() {
+  // Relaxed: clearing publishes nothing.
+  if (store_)
+    store_->segment().header().stop.store(0, std::memory_order_relaxed);
+}
+
+bool Heap::StopRequested() const {
+  // Acquire: pairs with RequestStop's release store.
+  return store_ &&
+         store_->segment().header().stop.load(std::memory_order_acquire) != 0;
+}
+
 absl::StatusOr<int64_t> Heap::FetchAdd(Key key, int64_t delta) {
   if (!store_) return MovedFrom();
   return store_->FetchAdd(store_->Resolve(key), delta);

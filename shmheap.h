@@ -421,6 +421,17 @@ class Heap {
   // moved-from Heap or a heap whose collector died mid-compaction.
   bool Contains(Key key) const;
 
+  // Cancellation (hh_shared's hh_stop_workers / hh_check_should_exit): one
+  // heap-wide flag. RequestStop sets it and ClearStop clears it, from any
+  // process; StopRequested is one load of a header word that only those two
+  // write, cheap enough to poll per work item. A process that sees the flag
+  // also sees everything the requester published before RequestStop
+  // (release/acquire). No errors: on a moved-from Heap they do nothing and
+  // StopRequested is false.
+  void RequestStop();
+  void ClearStop();
+  bool StopRequested() const;
+
   // Unlinks the value; its bytes become dead. Errors: kNotFound, and
   // Add's kResourceExhausted (max_sessions) and kDataLoss.
   absl::Status Remove(Key key);

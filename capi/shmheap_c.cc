@@ -404,6 +404,11 @@ int shmheap_fetch_add(shmheap_heap* heap, const shmheap_key* key, int64_t delta,
   if (before != nullptr) *before = *r;
   return SHMHEAP_OK;
 }
+void shmheap_request_stop(shmheap_heap* heap) { heap->heap.RequestStop(); }
+void shmheap_clear_stop(shmheap_heap* heap) { heap->heap.ClearStop(); }
+int shmheap_stop_requested(const shmheap_heap* heap) {
+  return heap->heap.StopRequested() ? 1 : 0;
+}
 int shmheap_move(shmheap_heap* heap, const shmheap_key* from,
                  const shmheap_key* to) {
   absl::Status s = heap->heap.Move(ToKey(from), ToKey(to));

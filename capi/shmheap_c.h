@@ -238,6 +238,12 @@ int shmheap_remove_many(shmheap_heap* heap, const shmheap_key* keys, size_t n,
  * SHMHEAP_EABORTED, SHMHEAP_EEXHAUSTED, SHMHEAP_EDATALOSS. */
 int shmheap_fetch_add(shmheap_heap* heap, const shmheap_key* key, int64_t delta,
                       int64_t* before);
+/* Cancellation (shmheap::Heap::RequestStop): a heap-wide flag any process
+ * sets or clears and every worker may poll cheaply; stop_requested returns
+ * 1 or 0. No errors. */
+void shmheap_request_stop(shmheap_heap* heap);
+void shmheap_clear_stop(shmheap_heap* heap);
+int shmheap_stop_requested(const shmheap_heap* heap);
 /* Errors: SHMHEAP_ENOTFOUND (from), SHMHEAP_EEXISTS (to), SHMHEAP_EABORTED,
  * and shmheap_add's. */
 int shmheap_move(shmheap_heap* heap, const shmheap_key* from,

@@ -392,6 +392,11 @@ static void TestRemoveMany(void) {
   CHECK(shmheap_fetch_add(heap, &n, 5, &before) == SHMHEAP_OK && before == 1);
   CHECK(shmheap_fetch_add(heap, &n, 0, &before) == SHMHEAP_OK && before == 6);
   CHECK(shmheap_fetch_add(heap, &d, 1, NULL) == SHMHEAP_EINVALID);
+  CHECK(shmheap_stop_requested(heap) == 0);
+  shmheap_request_stop(heap);
+  CHECK(shmheap_stop_requested(heap) == 1);
+  shmheap_clear_stop(heap);
+  CHECK(shmheap_stop_requested(heap) == 0);
   shmheap_close(heap);
 }
 

@@ -507,6 +507,53 @@ TEST(TableFork, FetchAddHandsOutEveryIdOnceAcrossProcesses) {
 }
 
 // ---------------------------------------------------------------------------
+// i. Cancellation.
+
+// Eight workers take ids from a counter until they see the stop flag; the
+// parent publishes a value, then requests the stop once 2,000 ids are out.
+// Every worker stops (none runs to its 10^6 limit), and every worker that
+// saw the flag reads the value the parent published before it. ClearStop
+// clears it for every process.
+TEST(TableFork, WorkersStopWhenTheFlagIsSetAndSeeWhatCameBefore) {
+  constexpr int kWorkers = 8;
+  Heap heap = CreateHeap(10);
+  EXPECT_FALSE(heap.StopRequested());
+  SharedArray<int32_t> outcome(kWorkers + 1);
+  const std::vector<int> codes = RunProcesses(kWorkers + 1, [&](int p) {
+    if (p == kWorkers) {  // the master
+      for (;;) {
+        absl::StatusOr<int64_t> out = heap.FetchAdd("ids", 0);
+        if (!out.ok()) return 1;
+        if (*out >= 2000) break;
+      }
+      if (!*AddArray(heap, "before-stop", ArrayFor(3, 0, 5))) return 2;
+      heap.RequestStop();
+      return 0;
+    }
+    for (int i = 0; i < 1000000; ++i) {
+      if (heap.StopRequested()) {
+        // The flag's acquire load: what the master published first is here.
+        outcome[p] =
+            Mismatches(heap.Get<float>("before-stop"), ArrayFor(3, 0, 5)) == 0
+                ? 1
+                : 2;
+        return 0;
+      }
+      if (!heap.FetchAdd("ids").ok()) return 3;
+    }
+    return 4;  // never stopped
+  });
+  for (int c : codes) EXPECT_EQ(c, 0);
+  for (int p = 0; p < kWorkers; ++p) EXPECT_EQ(outcome[p], 1) << p;
+  EXPECT_TRUE(heap.StopRequested());
+  heap.ClearStop();
+  EXPECT_FALSE(heap.StopRequested());
+  const std::vector<int> after =
+      RunProcesses(1, [&](int) { return heap.StopRequested() ? 1 : 0; });
+  EXPECT_EQ(after[0], 0);
+}
+
+// ---------------------------------------------------------------------------
 // f. Single-process semantics of each operation.
 
 // Add is write-once: a second Add of a present key, of any contents or kind,
