@@ -352,12 +352,7 @@ static void TestAddMany(void) {
 /* remove_many: present keys are unlinked once, absent ones skipped; and
  * fetch_add. */
 static void TestRemoveMany(void) {
-  shmheap_options o;
-  shmheap_options_default(&o);
-  o.heap_bytes = 16 << 20;
-  o.table_slots_log2 = 8;
-  shmheap_heap* heap = NULL;
-  CHECK(shmheap_create(&o, &heap) == SHMHEAP_OK);
+  shmheap_heap* heap = NewHeap(16 << 20, 8);
   if (heap == NULL) return;
   const float v[2] = {5, 6};
   const int64_t dims[1] = {2};
