@@ -448,8 +448,7 @@ TEST(TypecheckTest, WorkerFailuresAreReported) {
   };
   absl::StatusOr<Result> r = Analyse(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
-  EXPECT_EQ(r.status().message(),
-            "resolve: worker 2 failed: injected failure");
+  EXPECT_EQ(r.status().message(), "resolve: worker 2 failed: injected failure");
 
   o.testing_worker_hook = [](std::string_view phase, int worker) {
     if (phase == "reparse" && worker == 1) raise(SIGKILL);

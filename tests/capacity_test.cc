@@ -74,7 +74,7 @@ int AddUntilFull(Heap& heap, int start, int n, absl::Status* failure) {
 TEST(Capacity, FullTableRefusesNewKeysUntilACollectClearsTombstones) {
   Options o;
   o.heap_bytes = 16 << 20;
-  o.table_slots_log2 = 6;  // 64 slots
+  o.table_slots_log2 = 6;      // 64 slots
   o.max_table_slots_log2 = 6;  // that stay 64 (tests/grow_test.cc grows)
   absl::StatusOr<Heap> heap = Heap::Create(o);
   ASSERT_TRUE(heap.ok()) << heap.status();
