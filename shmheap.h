@@ -452,7 +452,8 @@ class Heap {
   // it may see it change. Replace, Remove and Move treat it like any value
   // (a FetchAdd racing with them adds to the blob it found, old or new);
   // the collector moves it with its value. Errors: kInvalidArgument (the
-  // key holds a value that is not a 0-dimensional int64), kAlreadyExists
+  // key holds a value that is not a 0-dimensional int64, or one published
+  // with a checksum under Options::checksums), kAlreadyExists
   // (another key with the same 64-bit hash), kAborted (removed under every
   // one of four tries), kResourceExhausted, kDataLoss.
   absl::StatusOr<int64_t> FetchAdd(Key key, int64_t delta = 1);

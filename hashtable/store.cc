@@ -493,6 +493,14 @@ absl::StatusOr<int64_t> Store::FetchAdd(const ResolvedKey& key,
               absl::StrCat(segment_->Describe(), ": ", Name(key),
                            " is not a counter (a 0-dimensional int64 value)"));
         }
+        if (h.has_checksum) {
+          // Changing it would break its checksum, and Verify would call the
+          // heap damaged.
+          return absl::InvalidArgumentError(absl::StrCat(
+              segment_->Describe(), ": ", Name(key),
+              " holds a checksummed int64, not a counter (a counter is "
+              "created by FetchAdd, without a checksum)"));
+        }
         // The payload is 8-aligned (every blob's is) and lives in the
         // shared mapping: a lock-free 64-bit RMW works across processes.
         // acq_rel: the counter orders what its users publish around it

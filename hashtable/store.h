@@ -165,9 +165,10 @@ class Store {
   // to the 0-dimensional int64 value of `key` and returns the value before;
   // an absent key is first created at 0 (write-once: concurrent creators
   // agree on one blob), without a checksum. Errors: kInvalidArgument (the
-  // key holds another kind or shape), kAlreadyExists (another key with the
-  // same hash), kAborted (the counter was removed under every one of four
-  // tries), Write's kResourceExhausted, Enter()'s.
+  // key holds another kind or shape, or a checksummed int64),
+  // kAlreadyExists (another key with the same hash), kAborted (the counter
+  // was removed under every one of four tries), Write's kResourceExhausted,
+  // Enter()'s.
   absl::StatusOr<int64_t> FetchAdd(const ResolvedKey& key, int64_t delta) const;
 
   // Write-once publication of many values in one scope entry, one

@@ -504,6 +504,12 @@ TEST(TableFork, FetchAddHandsOutEveryIdOnceAcrossProcesses) {
   ASSERT_TRUE(*heap.Add<int64_t>("vector", one, dims));
   EXPECT_EQ(heap.FetchAdd("vector").status().code(),
             absl::StatusCode::kInvalidArgument);
+  // An int64 scalar published by Add carries a checksum in this heap:
+  // changing it in place would make Verify call the heap damaged.
+  ASSERT_TRUE(*heap.Add<int64_t>("sealed", one, {}));
+  EXPECT_EQ(heap.FetchAdd("sealed").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(heap.Verify().ok()) << heap.Verify();
 }
 
 // ---------------------------------------------------------------------------
