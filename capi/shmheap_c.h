@@ -235,8 +235,8 @@ int shmheap_remove_many(shmheap_heap* heap, const shmheap_key* keys, size_t n,
 /* A named counter (shmheap::Heap::FetchAdd): adds delta atomically and
  * stores the value before in *before (may be NULL). Errors: SHMHEAP_EINVALID
  * (the key holds another kind or shape, or a checksummed int64),
- * SHMHEAP_EEXISTS (hash collision),
- * SHMHEAP_EABORTED, SHMHEAP_EEXHAUSTED, SHMHEAP_EDATALOSS. */
+ * SHMHEAP_EEXISTS (hash collision), SHMHEAP_EABORTED, SHMHEAP_EEXHAUSTED,
+ * SHMHEAP_EDATALOSS. */
 int shmheap_fetch_add(shmheap_heap* heap, const shmheap_key* key, int64_t delta,
                       int64_t* before);
 /* Cancellation (shmheap::Heap::RequestStop): a heap-wide flag any process
