@@ -214,11 +214,12 @@ class Lookup {
     return t != 0 ? t : 1;
   }
   // XXH3_128bits_withSeed(bytes, seed_). Keys of up to 128 bytes (symbol
-  // names, paths) take xxhash's own short-input functions here, inline: the
-  // public function is too large for GCC to inline, and its call on every
-  // lookup kept consecutive lookups' cache misses from overlapping
-  // (README, "Issue 11 results"). Same function for every length
-  // (store_test checks it against the public one).
+  // names, paths) go straight to xxhash's own short-input functions, which
+  // skips the public function's dispatch for long inputs. GCC compiles this
+  // function out of line (one call per lookup); forcing it, or only its
+  // 16-byte path, inline made the lookup loop slower (README, "Issue 11
+  // results"). Same function for every length (store_test checks it
+  // against the public one).
   XXH128_hash_t Hash128(std::string_view bytes) const noexcept {
     const auto* p = reinterpret_cast<const xxh_u8*>(bytes.data());
     if (bytes.size() <= 16) {
