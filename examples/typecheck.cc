@@ -11,8 +11,9 @@
 // Output: a progress bar per phase when stdout is a terminal (one plain line
 // per finished phase otherwise), then a summary. Exit status: 0 when the
 // parallel, rechecked and serial digests agree and Verify passes; 1 when the
-// run failed or they do not; 2 for a usage error. Errors are one line on
-// stderr.
+// run failed or they do not; 2 for a usage error; 130 when Ctrl-C (SIGINT or
+// SIGTERM) stopped it: the workers finish their file and exit, and the
+// summary says what was done. Errors are one line on stderr.
 
 #include <unistd.h>
 
@@ -207,6 +208,43 @@ class Progress {
   std::chrono::steady_clock::time_point last_draw_;
 };
 
+// The table of phases: wall time, files per second and what each moved.
+void PrintPhases(const typecheck::Result& r) {
+  using namespace typecheck;
+  std::printf("\n  %-20s %9s %12s %14s\n", "phase", "wall", "files/s",
+              "throughput");
+  for (const PhaseReport& p : r.phases) {
+    // What each phase moves: bytes read from disk for the parses, closure
+    // members walked for the resolves, bytes compacted for the collection.
+    std::string throughput;
+    if (p.name == "parse" || p.name == "reparse" ||
+        p.name == "check (serial)") {
+      throughput = absl::StrCat(
+          MibPerSecond(static_cast<double>(p.tallies[kBytesRead]), p.seconds),
+          " read");
+    } else if (p.name == "resolve" || p.name == "reresolve") {
+      throughput = absl::StrCat(
+          Rate(static_cast<double>(p.tallies[kClosureFiles]), p.seconds),
+          " closure members/s, ", Bytes(p.tallies[kBytesInPlace]),
+          " read in place");
+    } else if (p.name == "collect") {
+      throughput = absl::StrCat(
+          MibPerSecond(static_cast<double>(r.gc.bytes_moved), p.seconds),
+          " compacted");
+    }
+    // A stopped phase did `done` of its files.
+    const int64_t count = p.stopped ? p.done : p.files;
+    const std::string per_second =
+        count > 0
+            ? absl::StrCat(Rate(static_cast<double>(count), p.seconds), "/s")
+            : "";
+    const std::string name =
+        p.stopped ? absl::StrCat(p.name, " (stopped)") : p.name;
+    std::printf("  %-20s %7.3f s %12s   %s\n", name.c_str(), p.seconds,
+                per_second.c_str(), throughput.c_str());
+  }
+}
+
 void PrintSummary(const typecheck::Result& r) {
   using namespace typecheck;
   const auto& t = r.tallies;
@@ -246,34 +284,7 @@ void PrintSummary(const typecheck::Result& r) {
   std::printf("  workers      %d %s; files parsed per worker:%s\n", r.workers,
               r.workers == 1 ? "(serial: no fork)" : "(forked per phase)",
               balance.c_str());
-  std::printf("\n  %-16s %9s %12s %14s\n", "phase", "wall", "files/s",
-              "throughput");
-  for (const PhaseReport& p : r.phases) {
-    // What each phase moves: bytes read from disk for the parses, closure
-    // members walked for the resolves, bytes compacted for the collection.
-    std::string throughput;
-    if (p.name == "parse" || p.name == "reparse" ||
-        p.name == "check (serial)") {
-      throughput = absl::StrCat(
-          MibPerSecond(static_cast<double>(p.tallies[kBytesRead]), p.seconds),
-          " read");
-    } else if (p.name == "resolve" || p.name == "reresolve") {
-      throughput = absl::StrCat(
-          Rate(static_cast<double>(p.tallies[kClosureFiles]), p.seconds),
-          " closure members/s, ", Bytes(p.tallies[kBytesInPlace]),
-          " read in place");
-    } else if (p.name == "collect") {
-      throughput = absl::StrCat(
-          MibPerSecond(static_cast<double>(r.gc.bytes_moved), p.seconds),
-          " compacted");
-    }
-    const std::string per_second =
-        p.files > 0
-            ? absl::StrCat(Rate(static_cast<double>(p.files), p.seconds), "/s")
-            : "";
-    std::printf("  %-16s %7.3f s %12s   %s\n", p.name.c_str(), p.seconds,
-                per_second.c_str(), throughput.c_str());
-  }
+  PrintPhases(r);
   size_t closures = 0;
   for (const std::string& k : r.removed_keys) {
     closures += k.rfind("closure:", 0) == 0;
@@ -304,6 +315,22 @@ void PrintSummary(const typecheck::Result& r) {
               r.verify.ok() ? "OK" : std::string(r.verify.message()).c_str());
 }
 
+// A run stopped by Ctrl-C: what was done, and what was not.
+void PrintStopped(const typecheck::Result& r) {
+  const typecheck::PhaseReport& last = r.phases.back();
+  std::printf("\nstopped\n");
+  std::printf(
+      "  files        %zu analysed; the stop came in %s, with %lld of its "
+      "%lld files done\n",
+      r.files.size(), r.stopped_in.c_str(), static_cast<long long>(last.done),
+      static_cast<long long>(last.files));
+  PrintPhases(r);
+  std::printf(
+      "\n  each worker finished the file it was on and exited; the phases "
+      "after %s did not run, and nothing was compared or verified\n",
+      r.stopped_in.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -327,6 +354,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   typecheck::Options& o = flags.options;
+  // Ctrl-C stops the workers through the heap's stop flag (before the
+  // first line, so that a signal from then on is always a clean stop).
+  typecheck::HandleStopSignals();
   Progress progress(isatty(STDOUT_FILENO) != 0);
   o.progress = [&progress](std::string_view phase, int64_t done,
                            int64_t total) {
@@ -350,6 +380,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "typecheck: %s\n",
                  std::string(result.status().message()).c_str());
     return 1;
+  }
+  if (result->stopped) {
+    std::fputc('\n', stdout);
+    PrintStopped(*result);
+    std::fflush(stdout);
+    std::fprintf(stderr, "typecheck: stopped by a signal in %s\n",
+                 result->stopped_in.c_str());
+    return 130;  // 128 + SIGINT: what a shell reports for Ctrl-C
   }
   PrintSummary(*result);
   std::fflush(stdout);

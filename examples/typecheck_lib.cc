@@ -11,9 +11,11 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -207,8 +209,8 @@ class DenseIds {
   size_t size_ = 0;
 };
 
-std::string ClaimKey(std::string_view phase, int64_t batch) {
-  return absl::StrCat("claim:", Sv(phase), ":", batch);
+std::string NextKey(std::string_view phase) {
+  return absl::StrCat("next:", Sv(phase));
 }
 std::string TallyKey(std::string_view phase, int worker) {
   return absl::StrCat("tally:", Sv(phase), ":", worker);
@@ -218,6 +220,47 @@ std::string ErrorKey(std::string_view phase, int worker) {
 }
 
 enum class Work { kParse, kResolve };
+
+// Ctrl-C (HandleStopSignals): the handler requests a stop on the heap of
+// the analysis in progress, or remembers the signal until there is one.
+// Heap::RequestStop is one atomic store to the heap's header, so the
+// handler is async-signal-safe; the pointer is a lock-free atomic for the
+// same reason. A forked worker inherits both, pointing at its own copy of
+// the master's Heap, so a Ctrl-C that reaches the whole process group
+// stops the workers through the same flag.
+std::atomic<Heap*> g_stop_heap{nullptr};
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+// The heap a signal stops (null: none). If a signal came before it existed,
+// the stop is requested now.
+void StopTarget(Heap* heap) {
+  // seq_cst: ordered with the handler's reads in this process (a signal
+  // handler runs on this thread; the atomic only keeps the store whole).
+  g_stop_heap.store(heap, std::memory_order_seq_cst);
+  if (heap != nullptr && g_stop_signal != 0) heap->RequestStop();
+}
+
+extern "C" void OnStopSignal(int sig) {
+  if (g_stop_signal != 0) {
+    // The second one: stop at once, as if nothing were handled.
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_stop_signal = sig;
+  if (Heap* heap = g_stop_heap.load(std::memory_order_seq_cst)) {
+    heap->RequestStop();
+  }
+}
+
+// Points the handler at `heap` for the lifetime of this object.
+class StopTargetScope {
+ public:
+  explicit StopTargetScope(Heap* heap) { StopTarget(heap); }
+  ~StopTargetScope() { StopTarget(nullptr); }
+  StopTargetScope(const StopTargetScope&) = delete;
+  StopTargetScope& operator=(const StopTargetScope&) = delete;
+};
 
 class Analysis {
  public:
@@ -239,7 +282,7 @@ class Analysis {
     report->name = std::string(name);
     const int workers = options_.serial ? 1 : options_.workers;
     const int64_t n = static_cast<int64_t>(items.size());
-    // Small batches balance the load; 64 files per claim keeps the claim
+    // Small batches balance the load; 64 files per batch keeps the counter
     // traffic negligible on big trees.
     const int64_t batch = std::clamp<int64_t>(n / (workers * 64), 1, 64);
     const int64_t batches = (n + batch - 1) / batch;
@@ -260,12 +303,16 @@ class Analysis {
         return s;
       }
     }
-    if (sum[kFiles] != n) {
+    // A stop (Heap::RequestStop) lets every worker end after its current
+    // file, so the phase may have done fewer; otherwise it did them all.
+    report->stopped = heap_->StopRequested();
+    if (sum[kFiles] != n && !(report->stopped && sum[kFiles] < n)) {
       return absl::InternalError(absl::StrCat(Sv(name), ": workers processed ",
                                               sum[kFiles], " files of ", n));
     }
     for (int t = 0; t < kNumTallies; ++t) (*tallies)[t] += sum[t];
     report->files = n;
+    report->done = sum[kFiles];
     report->tallies = sum;
     report->seconds = SecondsSince(start);
     return absl::OkStatus();
@@ -294,7 +341,9 @@ class Analysis {
         }
         // Leave the heap: closes this process's chunk and folds its
         // counters into the header, instead of leaving it to the next
-        // joiner to notice a dead session.
+        // joiner to notice a dead session. The signal handler must not
+        // reach for it afterwards.
+        StopTarget(nullptr);
         heap_.reset();
         _exit(s.ok() ? 0 : 1);
       }
@@ -306,7 +355,6 @@ class Analysis {
     std::vector<bool> done(pids.size(), false);
     std::string wait_error;
     size_t running = pids.size();
-    int64_t claimed = 0;
     while (running > 0) {
       for (size_t i = 0; i < pids.size(); ++i) {
         if (done[i]) continue;
@@ -322,15 +370,18 @@ class Analysis {
         }
       }
       if (options_.progress && running > 0) {
-        // The claim keys are the work counter: count the claimed prefix.
-        while (claimed < batches && heap_->Contains(ClaimKey(name, claimed))) {
-          ++claimed;
+        // The counter says how many batches were handed out (FetchAdd of 0
+        // reads it; it creates the counter at 0 if no worker has yet).
+        absl::StatusOr<int64_t> next = heap_->FetchAdd(NextKey(name), 0);
+        if (next.ok()) {
+          options_.progress(name, std::min(*next, batches) * batch, n);
         }
-        options_.progress(name, std::min(claimed * batch, n), n);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
     }
-    if (options_.progress) options_.progress(name, n, n);
+    if (options_.progress && !heap_->StopRequested()) {
+      options_.progress(name, n, n);
+    }
     if (!fork_error.ok()) return fork_error;
     if (!wait_error.empty()) return absl::InternalError(wait_error);
     for (size_t w = 0; w < pids.size(); ++w) {
@@ -369,13 +420,16 @@ class Analysis {
       }
       if (absl::Status s = heap_->Remove(key); !s.ok()) return s;
     }
-    for (int64_t b = 0; b < batches; ++b) {
-      if (absl::Status s = heap_->Remove(ClaimKey(name, b)); !s.ok()) {
-        return absl::InternalError(absl::StrCat(
-            Sv(name), ": batch ", b, " was never claimed: ", s.message()));
-      }
+    // Every worker takes batches until the counter passes the last one, so
+    // it ends at batches + workers unless a stop ended the phase early.
+    absl::StatusOr<int64_t> next = heap_->FetchAdd(NextKey(name), 0);
+    if (!next.ok()) return next.status();
+    if (*next < batches && !heap_->StopRequested()) {
+      return absl::InternalError(absl::StrCat(Sv(name), ": only ", *next,
+                                              " of ", batches,
+                                              " batches were handed out"));
     }
-    return absl::OkStatus();
+    return heap_->Remove(NextKey(name));
   }
 
   // The body of one worker (a forked child, or the master with --serial).
@@ -391,20 +445,27 @@ class Analysis {
     std::vector<int64_t> tallies(kNumTallies, 0);
     WorkerState state(index_.paths.size());
     const int64_t n = static_cast<int64_t>(items.size());
-    const int32_t me = worker;
-    for (int64_t b = 0; b * batch < n; ++b) {
-      absl::StatusOr<bool> won = heap_->Add<int32_t>(
-          ClaimKey(name, b), std::span<const int32_t>(&me, 1), {});
-      if (!won.ok()) return won.status();
-      if (!*won) continue;
-      const int64_t end = std::min(n, (b + 1) * batch);
-      for (int64_t k = b * batch; k < end; ++k) {
+    const int64_t batches = (n + batch - 1) / batch;
+    // The shared counter hands out batch numbers: each FetchAdd returns a
+    // number no other worker got. A stop ends the loop after the current
+    // file (one load of a header word per file).
+    bool stop = false;
+    while (!stop) {
+      absl::StatusOr<int64_t> b = heap_->FetchAdd(NextKey(name), 1);
+      if (!b.ok()) return b.status();
+      if (*b >= batches) break;
+      const int64_t end = std::min(n, (*b + 1) * batch);
+      for (int64_t k = *b * batch; k < end; ++k) {
+        if (heap_->StopRequested()) {
+          stop = true;
+          break;
+        }
         absl::Status s = work == Work::kParse
                              ? Parse(items[k], state, tallies)
                              : Resolve(items[k], state, tallies);
         if (!s.ok()) return s;
       }
-      if (report_progress && options_.progress) {
+      if (report_progress && options_.progress && !stop) {
         options_.progress(name, end, n);
       }
     }
@@ -449,7 +510,7 @@ class Analysis {
   static absl::Status Published(absl::StatusOr<bool> added,
                                 std::string_view key) {
     if (!added.ok()) return added.status();
-    // The claims hand each file to exactly one worker, so a key that is
+    // The counter hands each file to exactly one worker, so a key that is
     // already there means the phases ran out of order.
     if (!*added) {
       return absl::InternalError(
@@ -674,9 +735,9 @@ absl::StatusOr<std::vector<int32_t>> ChooseEdited(const Options& options,
 
 uint32_t TableSlotsLog2(size_t files, int workers) {
   // Keys that can hold a slot at once (a removed key keeps its slot as a
-  // tombstone until a collection): four results per file, the claims of
-  // four phases (at most one per file each), tallies and errors. Twice
-  // that keeps linear probing short.
+  // tombstone until a collection): four results per file, as many again
+  // for the recheck's removed and republished ones, the phases' counters,
+  // tallies and errors. Twice that keeps linear probing short.
   const uint64_t keys = 8 * static_cast<uint64_t>(files) +
                         8 * static_cast<uint64_t>(workers) + 64;
   uint32_t log2 = 10;
@@ -727,6 +788,24 @@ std::string NormalizePath(std::string_view path) {
     out.append(parts[p].data(), parts[p].size());
   }
   return out;
+}
+
+void HandleStopSignals() {
+  struct sigaction action = {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  // Restarted: the master's waitpid and the workers' reads carry on; the
+  // flag is what ends the work.
+  action.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM}) {
+    // A signal the parent ignores stays ignored (what a shell does for a
+    // background job's SIGINT, and nohup for SIGHUP).
+    struct sigaction old = {};
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) {
+      continue;
+    }
+    sigaction(sig, &action, nullptr);
+  }
 }
 
 int DefaultWorkers() {
@@ -829,6 +908,16 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
   result.tallies.assign(kNumTallies, 0);
   Analysis analysis(options, *std::move(index), *std::move(heap));
   Heap& h = analysis.heap();
+  StopTargetScope stop_target(&h);
+  // A stopped phase ends the run: its report says how far it got.
+  auto stopped = [&](const PhaseReport& report) {
+    result.stopped = true;
+    result.stopped_in = report.name;
+    g_stop_signal = 0;  // consumed: a later run in this process starts anew
+    StopTarget(nullptr);
+    if (options.keep_heap) result.heap = analysis.TakeHeap();
+    return std::move(result);
+  };
 
   std::vector<int32_t> all(n);
   for (size_t i = 0; i < n; ++i) all[i] = static_cast<int32_t>(i);
@@ -839,12 +928,14 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
     return s;
   }
   result.phases.push_back(report);
+  if (report.stopped) return stopped(report);
   if (absl::Status s = analysis.RunPhase("resolve", Work::kResolve, all,
                                          &result.tallies, &report);
       !s.ok()) {
     return s;
   }
   result.phases.push_back(report);
+  if (report.stopped) return stopped(report);
   for (const std::string& path : result.files) {
     absl::StatusOr<ArrayView<int32_t>> t = h.Get<int32_t>(TokensKey(path));
     if (!t.ok()) return t.status();
@@ -905,12 +996,14 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
     return s;
   }
   result.phases.push_back(report);
+  if (report.stopped) return stopped(report);
   if (absl::Status s = analysis.RunPhase("reresolve", Work::kResolve,
                                          dependents, &recheck_tallies, &report);
       !s.ok()) {
     return s;
   }
   result.phases.push_back(report);
+  if (report.stopped) return stopped(report);
 
   start = Clock::now();
   result.dead_bytes_before_collect = h.stats().dead_bytes;
@@ -924,6 +1017,7 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
   if (!digest.ok()) return digest.status();
   result.digest_recheck = *digest;
 
+  StopTarget(nullptr);  // the heap leaves `analysis` now
   if (options.keep_heap) {
     result.heap = analysis.TakeHeap();
   } else {
@@ -947,6 +1041,11 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
     }
     absl::StatusOr<Result> serial = RunAnalysis(reference);
     if (!serial.ok()) return serial.status();
+    if (serial->stopped) {
+      result.stopped = true;
+      result.stopped_in = absl::StrCat("check:", serial->stopped_in);
+      return result;
+    }
     result.digest_serial = serial->digest;
     result.phases.push_back({"check (serial)",
                              SecondsSince(start),

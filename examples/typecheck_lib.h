@@ -51,18 +51,23 @@
 // The search path is Options::search_dirs, or the roots when that is empty.
 //
 // Work distribution lives in the heap too. A phase cuts its work list into
-// batches; batch b belongs to the first worker whose write-once
-// Add("claim:<phase>:<b>") publishes (a 0-dimensional int32: the worker's
-// number). Every worker walks the batches in order and skips the ones
-// already claimed, which costs one table probe (Add's write-once fast path
-// builds no blob for an existing key). So the claim keys are the shared work
-// counter: the number of claimed keys is how far the phase has got, which is
-// also what the progress bar reads. Two workers racing for one key each
-// build a blob and one of them is left as garbage; the collector reclaims
-// it. Each worker ends by publishing its tallies as "tally:<phase>:<w>"
-// (int64 [kNumTallies]) or, when it fails, its error message as
-// "error:<phase>:<w>" (char); the master reads them, then removes every
-// claim and tally key, so after each phase the heap holds results only.
+// batches and hands them out through one shared counter,
+// Heap::FetchAdd("next:<phase>", 1) (hh_shared's hh_counter_next): each call
+// returns a batch number no other worker got, and a worker stops when the
+// number passes the last batch. The master's progress bar reads the counter
+// (FetchAdd of 0). Each worker ends by publishing its tallies as
+// "tally:<phase>:<w>" (int64 [kNumTallies]) or, when it fails, its error
+// message as "error:<phase>:<w>" (char); the master reads them, then removes
+// every counter and tally key, so after each phase the heap holds results
+// only.
+//
+// Stopping (Ctrl-C): with HandleStopSignals installed, SIGINT or SIGTERM
+// sets the heap's stop flag (Heap::RequestStop). Every worker polls it
+// (Heap::StopRequested, one load) before each file, so it finishes the file
+// it is on, publishes its tallies and exits; the phase reports how many
+// files it did, and RunAnalysis returns the Result so far with `stopped`
+// set, skipping the phases after it. A second signal ends the process at
+// once (the default action).
 //
 // Digest: XXH3-64 over, for each file in sorted order and each of its four
 // keys in the order above, the key, the kind, the layout, the dims and the
@@ -143,8 +148,11 @@ struct PhaseReport {
   // The phase's tallies summed over its workers ([kNumTallies]); empty for
   // the phases the master runs alone.
   std::vector<int64_t> tallies;
-  // Work items each worker took through the claims.
+  // Work items each worker took through the counter.
   std::vector<int64_t> files_per_worker;
+  // The phase was stopped (HandleStopSignals): `done` of `files` were done.
+  bool stopped = false;
+  int64_t done = 0;
 };
 
 struct Result {
@@ -174,6 +182,12 @@ struct Result {
   }
 
   std::optional<shmheap::Heap> heap;  // with Options::keep_heap
+
+  // A signal stopped the run in phase `stopped_in` (its report is the last
+  // in `phases`; a stop in the serial reference is "check:<phase>"). The
+  // phases after it did not run, and the digests and Verify are not set.
+  bool stopped = false;
+  std::string stopped_in;
 };
 
 // Runs every phase. Errors: kInvalidArgument for bad options; kNotFound for
@@ -196,6 +210,12 @@ absl::StatusOr<uint64_t> Digest(const shmheap::Heap& heap,
 // ".." against the preceding component ("a/../b" is "b"; a leading ".." is
 // kept). Never touches the filesystem.
 std::string NormalizePath(std::string_view path);
+
+// Makes SIGINT and SIGTERM stop a run (see "Stopping" above) instead of
+// ending the process; process-wide, for the rest of the process's life. A
+// signal this process ignores (a background job's SIGINT) stays ignored.
+// Call it before RunAnalysis, from a single-threaded process.
+void HandleStopSignals();
 
 // The number of CPUs this process may run on.
 int DefaultWorkers();

@@ -467,9 +467,9 @@ TEST(TypecheckTest, WorkerFailuresAreReported) {
   EXPECT_EQ(Analyse(o).status().code(), absl::StatusCode::kUnavailable);
 }
 
-// Each worker's share of a phase is what it claimed; together exactly the
-// work list.
-TEST(TypecheckTest, ClaimsSplitTheWork) {
+// Each worker's share of a phase is what the counter handed it; together
+// exactly the work list.
+TEST(TypecheckTest, CounterSplitsTheWork) {
   Options o = TreeOptions();
   o.workers = 3;
   o.check = false;
@@ -483,6 +483,62 @@ TEST(TypecheckTest, ClaimsSplitTheWork) {
     for (int64_t f : p.files_per_worker) total += f;
     EXPECT_EQ(total, p.files);
   }
+}
+
+// Ctrl-C: every worker raises SIGINT as the resolve starts, so the stop
+// flag is set before any of them takes a file. The handler (installed by
+// HandleStopSignals, inherited by the forked workers) sets the heap's stop
+// flag; each worker sees it before its first file and exits; the master
+// skips the rest. Forked and serial.
+TEST(TypecheckTest, SigintStopsTheRunAfterTheCurrentFile) {
+  HandleStopSignals();
+  for (bool serial : {false, true}) {
+    SCOPED_TRACE(serial ? "serial" : "forked");
+    Options o = TreeOptions();
+    o.serial = serial;
+    o.testing_worker_hook = [](std::string_view phase, int) {
+      if (phase == "resolve") raise(SIGINT);
+      return absl::OkStatus();
+    };
+    absl::StatusOr<Result> r = Analyse(o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->stopped);
+    EXPECT_EQ(r->stopped_in, "resolve");
+    ASSERT_EQ(r->phases.size(), 2u);
+    EXPECT_FALSE(r->phases[0].stopped);
+    EXPECT_EQ(r->phases[0].done, 12);
+    EXPECT_TRUE(r->phases[1].stopped);
+    EXPECT_EQ(r->phases[1].done, 0);
+    EXPECT_EQ(r->tallies[kClosureFiles], 0);
+    ASSERT_TRUE(r->heap.has_value());
+    EXPECT_TRUE(r->heap->StopRequested());
+    // Nothing of the resolve was published: no closure, and no counter or
+    // tally left behind; the parse's results are all there.
+    for (const std::string& f : r->files) {
+      EXPECT_FALSE(r->heap->Contains(ClosureKey(f))) << f;
+      EXPECT_TRUE(r->heap->Contains(IncludesKey(f))) << f;
+    }
+    EXPECT_EQ(r->heap->stats().live_blobs, 3u * 12u);
+  }
+  // The stop was consumed: the next run goes to the end.
+  absl::StatusOr<Result> r = Analyse(TreeOptions());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->stopped);
+  EXPECT_TRUE(r->digests_match());
+}
+
+// A signal that comes before the heap exists is remembered: the run stops
+// before its first file.
+TEST(TypecheckTest, SigintBeforeTheRunStopsItAtOnce) {
+  HandleStopSignals();
+  raise(SIGINT);
+  absl::StatusOr<Result> r = Analyse(TreeOptions());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->stopped);
+  EXPECT_EQ(r->stopped_in, "parse");
+  ASSERT_EQ(r->phases.size(), 1u);
+  EXPECT_EQ(r->phases[0].done, 0);
+  EXPECT_EQ(r->heap->stats().live_blobs, 0u);
 }
 
 TEST(TypecheckTest, BadOptions) {
