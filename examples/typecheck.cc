@@ -325,6 +325,16 @@ void PrintStopped(const typecheck::Result& r) {
       r.files.size(), r.stopped_in.c_str(), static_cast<long long>(last.done),
       static_cast<long long>(last.files));
   PrintPhases(r);
+  if (r.stopped_in.rfind("check:", 0) == 0) {
+    // The parallel run and its recheck were complete.
+    std::printf(
+        "\n  the parallel run and its recheck were complete (digest "
+        "%016llx, verify %s); the serial reference was stopped, so the "
+        "digests were not compared\n",
+        static_cast<unsigned long long>(r.digest_recheck),
+        r.verify.ok() ? "OK" : std::string(r.verify.message()).c_str());
+    return;
+  }
   std::printf(
       "\n  each worker finished the file it was on and exited; the phases "
       "after %s did not run, and nothing was compared or verified\n",
@@ -382,7 +392,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (result->stopped) {
-    std::fputc('\n', stdout);
+    if (isatty(STDOUT_FILENO)) std::fputc('\n', stdout);  // ends the bar
     PrintStopped(*result);
     std::fflush(stdout);
     std::fprintf(stderr, "typecheck: stopped by a signal in %s\n",

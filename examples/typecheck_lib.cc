@@ -1042,6 +1042,15 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
     absl::StatusOr<Result> serial = RunAnalysis(reference);
     if (!serial.ok()) return serial.status();
     if (serial->stopped) {
+      // The parallel run is complete; the reference is what was stopped.
+      PhaseReport check{"check (serial)",
+                        SecondsSince(start),
+                        static_cast<int64_t>(n),
+                        serial->tallies,
+                        {}};
+      check.stopped = true;
+      check.done = serial->phases.back().done;
+      result.phases.push_back(check);
       result.stopped = true;
       result.stopped_in = absl::StrCat("check:", serial->stopped_in);
       return result;
