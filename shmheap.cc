@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "gc/clear.h"
 #include "gc/collector.h"
 #include "gc/grow.h"
 #include "hashtable/store.h"
@@ -349,6 +350,13 @@ absl::StatusOr<GcReport> Heap::Collect(const CollectOptions& options) {
   absl::StatusOr<internal::LocalSession*> session = store_->Session();
   if (!session.ok()) return session.status();
   return internal::Collect(store_->segment(), *session, options);
+}
+
+absl::StatusOr<GcReport> Heap::Clear(const CollectOptions& options) {
+  if (!store_) return MovedFrom();
+  absl::StatusOr<internal::LocalSession*> session = store_->Session();
+  if (!session.ok()) return session.status();
+  return internal::Clear(store_->segment(), *session, options);
 }
 
 absl::StatusOr<GcReport> Heap::MaybeCollect(double overhead,

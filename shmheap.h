@@ -48,9 +48,10 @@
 //                        directory)
 //   kDataLoss            corruption found, or a collector died mid-way
 //   kAborted             a Move's source changed under it
-//   kDeadlineExceeded    Collect could not stop the world in its deadline
-//   kFailedPrecondition  also: Collect while this process holds a view, a
-//                        call on a moved-from Heap
+//   kDeadlineExceeded    Collect or Clear could not stop the world in its
+//                        deadline
+//   kFailedPrecondition  also: Collect or Clear while this process holds a
+//                        view, a call on a moved-from Heap
 // The library never throws, never exits and never prints.
 
 #ifndef SHMHEAP_SHMHEAP_H_
@@ -502,6 +503,23 @@ class Heap {
   // parse, or a slot points at no blob the slide finds: it is then marked
   // damaged).
   absl::StatusOr<GcReport> Collect(const CollectOptions& options = {});
+
+  // Empties the heap in place (gc/clear.h): every key and counter
+  // (FetchAdd's are ordinary keys), the table's slots (it keeps its size)
+  // and the statistics; the freed pages are zeroed up to
+  // options.reuse_slack_bytes and the rest go back to the OS, as Collect
+  // does. A stop-the-world step like Collect, under the same lock (a Clear
+  // that meets a running collection waits for it, then clears): views stay
+  // valid while they live, since Clear waits for every process to leave its
+  // scope. No process re-attaches: afterwards every Get is kNotFound and
+  // Add works. The stop flag (RequestStop) is kept. A Clear killed midway
+  // is finished by the next process that enters the heap. Returns the
+  // report (bytes_before, bytes_kept, bytes_released, the times).
+  // kFailedPrecondition if this process holds a view, Pin or ReadScope;
+  // kDeadlineExceeded if some process stays in scope past the deadline, or
+  // a running collection does not finish in it (nothing changed);
+  // kDataLoss if the heap turns out damaged.
+  absl::StatusOr<GcReport> Clear(const CollectOptions& options = {});
 
   // Collects when the heap's used bytes reach `overhead` times its live
   // bytes (hh_shared's policy) and at least one chunk is dead. Returns the

@@ -10,30 +10,15 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "gc/clear.h"
 #include "gc/grow.h"
+#include "gc/world.h"
 #include "heap/blob.h"
 #include "heap/testing_hooks.h"
 #include "heap/walk.h"
 
 namespace shmheap::internal {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// Every store the collector makes to a slot is a release store: Contains
-// outside any scope reads the table as a seqlock under the gc epoch
-// (hashtable/store.h), and a probe that reads such a store (acquire) then
-// also sees the odd epoch, stored before it, when it re-loads the epoch. On
-// x86 a release store is a plain store. (A release fence after the epoch
-// store would do the same; GCC refuses fences under ThreadSanitizer.)
-constexpr std::memory_order kSlotStore = std::memory_order_release;
-// Stores to the progress record (Header::gc_*) are release stores too: the
-// compiler may not sink an earlier write below the record that says it is
-// done.
-constexpr std::memory_order kRecord = std::memory_order_release;
-// Relaxed loads everywhere else: the world is stopped (I3), and the
-// recovering process took gc_lock from the dead collector with acq_rel.
-constexpr std::memory_order kStopped = std::memory_order_relaxed;
 
 uint64_t ReadWord(const std::byte* p) {
   uint64_t w;
@@ -52,45 +37,6 @@ constexpr int kSlideAhead = 16;
 // must not be made before (a killed process leaves its stores in program
 // order, as long as the compiler kept that order).
 void KeepOrder() { std::atomic_signal_fence(std::memory_order_seq_cst); }
-
-// Whether every session of a live process is out of scope.
-bool Quiescent(const Segment& segment) {
-  const Header& h = segment.header();
-  SessionEntry* reg = segment.registry();
-  for (uint32_t i = 0; i < h.max_sessions; ++i) {
-    // seq_cst: the collector's half of the Dekker handshake (its epoch store
-    // precedes these loads in the single total order).
-    if (reg[i].pinned.load(std::memory_order_seq_cst) == 0) continue;
-    // Acquire: the identity was stored before pinned was set.
-    const uint64_t owner = reg[i].owner_pid.load(std::memory_order_acquire);
-    if (!OwnerAlive(reg[i], owner)) continue;  // free, or died in scope
-    return false;
-  }
-  return true;
-}
-
-// E: makes the epoch even and wakes waiting sessions, then releases the
-// lock. REQUIRES: the caller holds gc_lock.
-void OpenWorld(Header& h) {
-  const uint32_t epoch = h.gc_epoch.load(kStopped);
-  // seq_cst: sessions read the epoch with seq_cst (Dekker); everything the
-  // collector wrote happens before this store.
-  if (epoch & 1) h.gc_epoch.store(epoch + 1, std::memory_order_seq_cst);
-  FutexWakeAll(&h.gc_epoch);
-  // Release: the next collector that takes the lock sees our writes.
-  h.gc_lock.store(0, std::memory_order_release);
-}
-
-// Marks the heap damaged (it did not parse), reopens the world and returns
-// the kDataLoss that says where.
-absl::Status Damaged(const Segment& segment, const std::string& what) {
-  Header& h = segment.header();
-  // seq_cst: sessions check the phase right after pinning.
-  h.phase.store(kPhaseDamaged, std::memory_order_seq_cst);
-  OpenWorld(h);
-  return absl::DataLossError(
-      absl::StrCat(segment.Describe(), ": ", what, "; collection abandoned"));
-}
 
 // Whether a collection would change nothing: no open chunk or claim, no dead
 // session, no dead byte and no tombstone. With the world stopped and no
@@ -115,43 +61,6 @@ bool NothingToCollect(const Segment& segment) {
          c[kBytesPublished] - c[kBytesUnlinked] == used &&
          c[kSlotsClaimed] - c[kTombstonesCleared] ==
              c[kBlobsPublished] - c[kBlobsUnlinked];
-}
-
-// With the world stopped, after compaction: the counters restart from the
-// exact figures (a process killed between a table CAS and its counter
-// update left them off by that operation), and the entries of dead
-// processes are freed (their chunks are closed and their claims resolved).
-//
-// No table scan: once every tombstone is cleared (a slot with a hash and no
-// blob, including an add whose process died before publishing), the used
-// slots are exactly the live blobs.
-void RecountAndFreeDeadSessions(const Segment& segment, uint64_t live_blobs,
-                                uint64_t live_bytes, uint64_t used_bytes) {
-  Header& h = segment.header();
-  SessionEntry* reg = segment.registry();
-  uint64_t exact[kNumCounters] = {};
-  exact[kSlotsClaimed] = live_blobs;
-  exact[kBlobsPublished] = live_blobs;
-  exact[kBytesPublished] = live_bytes;
-  exact[kBytesAllocated] = used_bytes;
-  // Relaxed: statistics; reopening the world publishes them.
-  for (int c = 0; c < kNumCounters; ++c) {
-    h.retired_counters[c].store(exact[c], std::memory_order_relaxed);
-  }
-  for (uint32_t i = 0; i < h.max_sessions; ++i) {
-    for (int c = 0; c < kNumCounters; ++c) {
-      reg[i].counters[c].store(0, std::memory_order_relaxed);
-    }
-    // Acquire: pairs with the owner's release store of its pid.
-    uint64_t owner = reg[i].owner_pid.load(std::memory_order_acquire);
-    if (owner != kSessionFree && !OwnerAlive(reg[i], owner)) {
-      // acq_rel: a joiner racing to take this dead entry either wins (and
-      // finds it closed) or sees it free; release publishes the cleanup.
-      reg[i].owner_pid.compare_exchange_strong(owner, kSessionFree,
-                                               std::memory_order_acq_rel);
-    }
-  }
-  h.unclean_exits.store(0, std::memory_order_relaxed);
 }
 
 // Live blobs and bytes counted from the table, for a resumed collection
@@ -472,26 +381,11 @@ class Collection {
     // The new top and the end of the pages kept for reuse, then the
     // finishing phase's record.
     const uint64_t dest = h_.gc_slide_dest.load(kStopped);
-    h_.gc_keep_end.store(KeepEnd(dest), kRecord);
+    h_.gc_keep_end.store(KeepEnd(h_, old_top_, dest, options_), kRecord);
     h_.top.store(dest, std::memory_order_release);
     h_.gc_hole.store(0, kRecord);
     EnterPhase(kPhaseFinishing);
     return absl::OkStatus();
-  }
-
-  // Where the pages kept for reuse end for a new top `top`: the slack
-  // (CollectOptions::reuse_slack_bytes; the automatic one for a collection
-  // rolled forward by another process) past it, rounded up to a page, and
-  // never past the old top (nothing above it was freed).
-  uint64_t KeepEnd(uint64_t top) const {
-    uint64_t slack = options_ != nullptr ? options_->reuse_slack_bytes
-                                         : CollectOptions::kAutoReuseSlack;
-    if (slack == CollectOptions::kAutoReuseSlack) {
-      slack = std::max((top - h_.heap_start) / 4,
-                       CollectOptions::kMinAutoReuseSlack);
-    }
-    slack = std::min(slack, old_top_ - top);
-    return std::min(old_top_, AlignUp(top + slack, kPageSize));
   }
 
   // 3. Zeroes the freed pages kept for reuse, gives the ones above them
@@ -513,17 +407,7 @@ class Collection {
     // stay backed (below the old top, they were fallocated when claimed);
     // the whole pages above go back to the OS, which zeroes them, and any
     // range the OS refuses to release is cleared by hand too.
-    std::memset(base_ + top, 0, keep_end - top);
-    report_.bytes_kept = keep_end - top;
-    if (old_top_ > keep_end) {
-      const uint64_t release_bytes = AlignUp(old_top_, kPageSize) - keep_end;
-      if (segment_.Release(keep_end, release_bytes).ok()) {
-        report_.bytes_released = old_top_ - keep_end;
-      } else {
-        std::memset(base_ + keep_end, 0, old_top_ - keep_end);
-        report_.bytes_kept = old_top_ - top;
-      }
-    }
+    ZeroFreedRange(segment_, top, keep_end, old_top_, report_);
     RunTestingHook(TestingPoint::kGcReleasedTail);
     // Relaxed: the world is stopped; sessions read it in scope, after the
     // seq_cst epoch store that reopens the world.
@@ -565,64 +449,12 @@ class Collection {
   bool resumed_ = false;
 };
 
-// Takes gc_lock. Returns true when this process holds it; false when
-// another collection ran meanwhile (ran == false for the caller).
-absl::StatusOr<bool> LockCollector(const Segment& segment,
-                                   Clock::time_point deadline) {
-  Header& h = segment.header();
-  const uint32_t me = static_cast<uint32_t>(getpid());
-  for (;;) {
-    if (absl::Status s = CheckCollectorAlive(segment); !s.ok()) return s;
-    uint32_t expected = 0;
-    // acq_rel: taking the lock orders us after the previous collector.
-    if (h.gc_lock.compare_exchange_strong(expected, me,
-                                          std::memory_order_acq_rel)) {
-      return true;
-    }
-    // Another collection runs; wait for it, then report that it ran.
-    const uint64_t done = h.collections.load(std::memory_order_acquire);
-    while (h.gc_lock.load(std::memory_order_acquire) != 0 &&
-           h.collections.load(std::memory_order_acquire) == done) {
-      if (Clock::now() > deadline) {
-        return absl::DeadlineExceededError(
-            absl::StrCat(segment.Describe(), ": another collection (pid ",
-                         h.gc_lock.load(std::memory_order_relaxed),
-                         ") did not finish within the deadline"));
-      }
-      if (absl::Status s = CheckCollectorAlive(segment); !s.ok()) return s;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return false;
-  }
-}
-
-// H: makes the epoch odd and waits until every live session is out of
-// scope. At the deadline, reopens the world: kDeadlineExceeded, nothing
-// changed. REQUIRES: this process holds gc_lock.
-absl::Status StopWorld(const Segment& segment, Clock::time_point deadline,
-                       std::chrono::milliseconds budget) {
-  Header& h = segment.header();
-  const uint32_t epoch = h.gc_epoch.load(std::memory_order_relaxed) | 1;
-  // seq_cst: the collector's half of the Dekker handshake.
-  h.gc_epoch.store(epoch, std::memory_order_seq_cst);
-  auto sleep = std::chrono::microseconds(20);
-  while (!Quiescent(segment)) {
-    if (Clock::now() > deadline) {
-      OpenWorld(h);
-      return absl::DeadlineExceededError(absl::StrCat(
-          segment.Describe(),
-          ": a live process stayed in scope (holds a view, a Pin or a "
-          "ReadScope) for the whole deadline of ",
-          budget.count(), " ms; nothing was collected"));
-    }
-    std::this_thread::sleep_for(sleep);
-    if (sleep < std::chrono::milliseconds(2)) sleep *= 2;
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Recover(const Segment& segment) {
   GcReport report;
+  // A Clear is redone from its first step (gc/clear.h, R7).
+  if (segment.header().phase.load(kStopped) == kPhaseClearing) {
+    return RunClearing(segment, report);
+  }
   return Collection(segment, report, nullptr).Run(/*resumed=*/true);
 }
 
@@ -702,11 +534,8 @@ absl::StatusOr<GcReport> Collect(const Segment& segment, LocalSession* self,
   const auto t0 = Clock::now();
   const auto deadline = t0 + options.deadline;
   Header& h = segment.header();
-  if (self != nullptr && self->pinned()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        segment.Describe(),
-        ": Collect called while this process holds a view, a Pin or a "
-        "ReadScope; it would wait for itself"));
+  if (absl::Status s = CheckNotPinned(segment, self, "Collect"); !s.ok()) {
+    return s;
   }
   GcReport report;
   absl::StatusOr<bool> locked = LockCollector(segment, deadline);

@@ -508,8 +508,10 @@ absl::StatusOr<int64_t> Store::FetchAdd(const ResolvedKey& key,
         auto* value =
             reinterpret_cast<int64_t*>(const_cast<std::byte*>(b.payload()));
         static_assert(std::atomic_ref<int64_t>::is_always_lock_free);
-        return std::atomic_ref<int64_t>(*value).fetch_add(
+        const int64_t before = std::atomic_ref<int64_t>(*value).fetch_add(
             delta, std::memory_order_acq_rel);
+        RunTestingHook(TestingPoint::kFetchAddAdded);
+        return before;
       }
     }
     // Absent: create it at 0 (write-once; a racing creator's blob wins and

@@ -63,6 +63,11 @@ inline constexpr uint32_t kPhaseDamaged = 6;
 // The table is being rehashed into the other table area (gc/grow.h); the
 // compaction before it is complete.
 inline constexpr uint32_t kPhaseGrowing = 7;
+// Heap::Clear is emptying the heap (gc/clear.h): redone from its first step
+// by whoever rolls it forward, from gc_old_top and gc_keep_end. Format 6
+// files never hold it unless written by a build that has Clear; an older
+// build refuses to roll it forward (an unknown phase is damage).
+inline constexpr uint32_t kPhaseClearing = 8;
 
 // Header.flags bits.
 inline constexpr uint32_t kFlagKeepKeys = 1;

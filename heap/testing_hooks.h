@@ -64,7 +64,19 @@ enum class TestingPoint {
   // of the freed range is given back to the OS; Header::reuse_end is not
   // yet updated, nor are tombstones cleared.
   kGcReleasedTail,
+  // Clear (gc/clear.cc), world stopped, phase kPhaseClearing: another
+  // kClearSlotsPerHook slots of the table are zeroed; top is heap_start and
+  // the pages are not yet zeroed; everything is done but the phase.
+  kClearSlotsZeroed,
+  kClearTopReset,
+  kClearFinished,
+  // Heap::FetchAdd (hashtable/store.cc): the atomic add is done, its result
+  // not yet returned.
+  kFetchAddAdded,
 };
+
+// How many slots Clear zeroes between two kClearSlotsZeroed hooks.
+inline constexpr uint64_t kClearSlotsPerHook = 64;
 
 using TestingHook = void (*)(TestingPoint);
 
