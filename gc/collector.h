@@ -116,6 +116,11 @@
 //       and installs it with one store; recovery redoes the release of the
 //       old area after that store, the whole growth before it
 //       (gc/grow.h, "Recovery").
+//   R7  Clear (gc/clear.h, kPhaseClearing) records the old top and the
+//       keep end before it enters its phase, and then writes only values
+//       that do not depend on what it finds (empty slots, empty chunk
+//       records, top := heap_start, zeroed or released pages, counters 0),
+//       so a recovering process redoes it from its first step.
 // Who rolls forward: CheckCollectorAlive (heap/session.h) takes gc_lock
 // from a dead collector and runs the recovery that the Heap layer installs
 // (InstallCollectionRecovery): the next process to enter its scope,
