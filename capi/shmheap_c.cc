@@ -464,6 +464,15 @@ int shmheap_collect(shmheap_heap* heap, int64_t deadline_ms,
   FillReport(*r, report);
   return SHMHEAP_OK;
 }
+int shmheap_clear(shmheap_heap* heap, int64_t deadline_ms,
+                  shmheap_gc_report* report) {
+  shmheap::CollectOptions o;
+  if (deadline_ms > 0) o.deadline = std::chrono::milliseconds(deadline_ms);
+  absl::StatusOr<shmheap::GcReport> r = heap->heap.Clear(o);
+  if (!r.ok()) return Fail(r.status());
+  FillReport(*r, report);
+  return SHMHEAP_OK;
+}
 int shmheap_maybe_collect(shmheap_heap* heap, double overhead,
                           shmheap_gc_report* report) {
   absl::StatusOr<shmheap::GcReport> r = heap->heap.MaybeCollect(overhead);

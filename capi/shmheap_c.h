@@ -43,12 +43,12 @@ extern "C" {
 enum {
   SHMHEAP_OK = 0,
   SHMHEAP_EINVALID = 3,      /* bad dims, kind, layout, size, name, options */
-  SHMHEAP_EDEADLINE = 4,     /* collect: the world did not stop in time */
+  SHMHEAP_EDEADLINE = 4,     /* collect, clear: the world did not stop */
   SHMHEAP_ENOTFOUND = 5,     /* no such key, heap or file */
   SHMHEAP_EEXISTS = 6,       /* colliding key; move target; name to create */
   SHMHEAP_EPERMISSION = 7,   /* the heap belongs to another uid */
   SHMHEAP_EEXHAUSTED = 8,    /* table, heap, backing store, max_sessions */
-  SHMHEAP_EPRECONDITION = 9, /* not a heap; collect while pinned; closed */
+  SHMHEAP_EPRECONDITION = 9, /* not a heap; collect/clear pinned; closed */
   SHMHEAP_EABORTED = 10,     /* a move's source changed under it */
   SHMHEAP_EINTERNAL = 13,    /* a bug, or memory for a handle ran out */
   SHMHEAP_EUNAVAILABLE = 14, /* a named heap is still being created */
@@ -266,6 +266,14 @@ void shmheap_read_end(shmheap_read* read);
  * SHMHEAP_EDEADLINE, SHMHEAP_EDATALOSS. report may be NULL. */
 int shmheap_collect(shmheap_heap* heap, int64_t deadline_ms,
                     shmheap_gc_report* report);
+/* Empties the heap in place (Heap::Clear): every key and counter, the
+ * table's slots and the statistics; no process re-attaches, the stop flag is
+ * kept. A stop-the-world step like collect, with the same deadline and
+ * errors: SHMHEAP_EPRECONDITION (this process holds a view, builder or read
+ * scope), SHMHEAP_EDEADLINE (nothing changed), SHMHEAP_EDATALOSS. report
+ * (may be NULL) has bytes_before, bytes_after (0) and the times. */
+int shmheap_clear(shmheap_heap* heap, int64_t deadline_ms,
+                  shmheap_gc_report* report);
 /* Collects when used bytes reach `overhead` times the live bytes. */
 int shmheap_maybe_collect(shmheap_heap* heap, double overhead,
                           shmheap_gc_report* report);

@@ -226,6 +226,59 @@ static void TestWritesAndCollect(void) {
   shmheap_close(heap);
 }
 
+/* Clear empties the heap in place: keys and counters go, the heap works on
+ * with the same handle, a second clear finds nothing; refused while this
+ * process holds a view. */
+static void TestClear(void) {
+  shmheap_options o;
+  shmheap_options_default(&o);
+  o.heap_bytes = 16 << 20;
+  o.table_slots_log2 = 8;
+  shmheap_heap* heap = NULL;
+  CHECK(shmheap_create(&o, &heap) == SHMHEAP_OK);
+  if (heap == NULL) return;
+  const double v[4] = {1, 2, 3, 4};
+  const int64_t dims[1] = {4};
+  const shmheap_key a = Key("a");
+  const shmheap_key c = Key("counter");
+  int done = -1;
+  int64_t before = -1;
+  CHECK(shmheap_add(heap, &a, SHMHEAP_FLOAT64, SHMHEAP_C_LAYOUT, 1, dims, v,
+                    sizeof v, &done) == SHMHEAP_OK &&
+        done == 1);
+  CHECK(shmheap_fetch_add(heap, &c, 5, &before) == SHMHEAP_OK && before == 0);
+  shmheap_view* view = NULL;
+  CHECK(shmheap_get(heap, &a, &view) == SHMHEAP_OK);
+  CHECK(shmheap_clear(heap, 100, NULL) == SHMHEAP_EPRECONDITION);
+  if (view != NULL) shmheap_view_release(view);
+  CHECK(shmheap_contains(heap, &a) == 1);
+  shmheap_gc_report report;
+  CHECK(shmheap_clear(heap, 0, &report) == SHMHEAP_OK && report.ran);
+  CHECK(report.bytes_before > 0 && report.bytes_after == 0);
+  CHECK(shmheap_contains(heap, &a) == 0 && shmheap_contains(heap, &c) == 0);
+  CHECK(shmheap_get(heap, &a, &view) == SHMHEAP_ENOTFOUND);
+  shmheap_stats s;
+  shmheap_get_stats(heap, &s);
+  CHECK(s.live_blobs == 0 && s.heap_top == 0 && s.table_used == 0);
+  CHECK(shmheap_verify(heap) == SHMHEAP_OK);
+  CHECK(shmheap_fetch_add(heap, &c, 1, &before) == SHMHEAP_OK && before == 0);
+  CHECK(shmheap_add(heap, &a, SHMHEAP_FLOAT64, SHMHEAP_C_LAYOUT, 1, dims, v,
+                    sizeof v, &done) == SHMHEAP_OK &&
+        done == 1);
+  CHECK(shmheap_get(heap, &a, &view) == SHMHEAP_OK);
+  if (view != NULL) {
+    shmheap_ref r;
+    shmheap_view_ref(view, &r);
+    CHECK(((const double*)r.data)[3] == 4);
+    shmheap_view_release(view);
+  }
+  CHECK(shmheap_clear(heap, 0, &report) == SHMHEAP_OK);
+  CHECK(shmheap_clear(heap, 0, &report) == SHMHEAP_OK &&
+        report.bytes_before == 0);
+  CHECK(shmheap_verify(heap) == SHMHEAP_OK);
+  shmheap_close(heap);
+}
+
 static shmheap_add_item Item(shmheap_key key, const int64_t* dims,
                              const float* data, size_t bytes) {
   shmheap_add_item it;
@@ -432,9 +485,10 @@ static void TestNamedAndFile(void) {
 }
 
 int main(void) {
-  void (*const tests[])(void) = {TestErrors,           TestForkedWriters,
-                                 TestWritesAndCollect, TestAddMany,
-                                 TestRemoveMany,       TestNamedAndFile};
+  void (*const tests[])(void) = {
+      TestErrors,  TestForkedWriters, TestWritesAndCollect,
+      TestAddMany, TestRemoveMany,    TestNamedAndFile,
+      TestClear};
   const int n = (int)(sizeof tests / sizeof tests[0]);
   int passed = 0;
   for (int i = 0; i < n; ++i) {
