@@ -540,6 +540,46 @@ TEST_F(CliTest, SaveFailsWithinItsDeadlineWhileAProcessHoldsAView) {
   CliFails({"gc", name, "--deadline-ms=200"}, "stayed in scope");
 }
 
+// clear empties a heap that another process keeps attached (out of scope):
+// every key goes, the attached process reads kNotFound and adds again
+// without re-attaching; while it holds a view, clear fails within its
+// deadline and changes nothing.
+TEST_F(CliTest, ClearEmptiesAnAttachedHeap) {
+  const std::string name = HeapName("clear");
+  ASSERT_NO_FATAL_FAILURE(CreateAndFill(name));
+  absl::StatusOr<Heap> heap = Heap::OpenNamed(name);
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  const uint64_t live = heap->stats().live_blobs;
+  ASSERT_GT(live, 0u);
+  {
+    absl::StatusOr<ArrayView<float>> view = heap->Get<float>("temps");
+    ASSERT_TRUE(view.ok()) << view.status();
+    CliFails({"clear", name, "--deadline-ms", "200"}, "stayed in scope");
+  }
+  EXPECT_EQ(heap->stats().live_blobs, live);
+  const std::string out = CliOk({"clear", name});
+  EXPECT_NE(out.find(absl::StrCat("heap /", name, ": cleared")),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(Field(out, "values_dropped"), absl::StrCat(live));
+  EXPECT_EQ(heap->stats().live_blobs, 0u);
+  EXPECT_EQ(heap->Get<float>("temps").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(CliOk({"keys", name, ""}), "");
+  const float v[] = {1.5f, 2.5f};
+  const int64_t dims[] = {2};
+  absl::StatusOr<bool> added = heap->Add<float>("temps", v, dims);
+  ASSERT_TRUE(added.ok() && *added) << added.status();
+  absl::StatusOr<ArrayView<float>> back = heap->Get<float>("temps");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->flat()[0], 1.5f);
+  EXPECT_EQ(back->flat()[1], 2.5f);
+  CliOk({"verify", name});
+  CliFails({"clear", name, "--deadline-ms", "soon"}, "invalid --deadline-ms",
+           2);
+  CliFails({"clear"}, "", 2);
+}
+
 // Save's contract excludes concurrent writers, but a violation must never
 // leave a bad image behind: each save either succeeds with an image that
 // verifies, or fails with one line and leaves no file.
@@ -745,8 +785,8 @@ TEST_F(CliTest, HelpEverywhereAndCommandLineErrors) {
        std::vector<std::vector<std::string>>{{"--help"}, {"-h"}, {"help"}}) {
     EXPECT_EQ(CliOk(call).rfind("usage: shmheap COMMAND", 0), 0u);
   }
-  for (const char* command :
-       {"create", "ls", "stats", "verify", "gc", "get", "save", "load", "rm"}) {
+  for (const char* command : {"create", "ls", "stats", "verify", "gc", "clear",
+                              "get", "save", "load", "rm"}) {
     const std::string usage = absl::StrCat("usage: shmheap ", command, " ");
     for (const std::vector<std::string>& call :
          std::vector<std::vector<std::string>>{{command, "--help"},

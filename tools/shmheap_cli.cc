@@ -5,6 +5,7 @@
 //   shmheap stats NAME [--json]
 //   shmheap verify NAME
 //   shmheap gc NAME [--deadline-ms MS]
+//   shmheap clear NAME [--deadline-ms MS]
 //   shmheap get NAME KEY [-n N]
 //   shmheap save NAME FILE [--deadline-ms MS]
 //   shmheap load FILE NAME
@@ -30,8 +31,8 @@
 // a FIFO planted in /dev/shm or given as FILE.
 //
 // Signals: SIGHUP, SIGINT and SIGTERM never interrupt a collection or leave
-// a half-written file. create, gc, save and load hold them back while they
-// work (SignalGuard) and act on one at the next safe point: a collection
+// a half-written file. create, gc, clear, save and load hold them back while
+// they work (SignalGuard) and act on one at the next safe point: a collection
 // runs to its end, a copy is abandoned (save writes no FILE, load creates
 // no NAME; both build their output unnamed, so even SIGKILL leaves none).
 // The command then prints one line, "shmheap: COMMAND: SIGINT: what
@@ -649,6 +650,37 @@ int RunGc(const Invocation& inv) {
 }
 
 // ---------------------------------------------------------------------------
+// clear
+
+int RunClear(const Invocation& inv) {
+  absl::StatusOr<CollectOptions> options = CollectOptionsFrom(inv);
+  if (!options.ok()) return UsageError("clear", options.status().message());
+  absl::StatusOr<Heap> heap = Open(inv, 0);
+  if (!heap.ok()) return Fail(inv, heap.status());
+  const std::string described = heap->segment().Describe();
+  const uint64_t live = heap->stats().live_blobs;
+  SignalGuard guard;
+  absl::StatusOr<GcReport> report = heap->Clear(*options);
+  if (!report.ok()) {
+    guard.StopIfPending("clear", absl::StrCat("stopped; the clear failed: ",
+                                              report.status().message()));
+    return Fail(inv, report.status());
+  }
+  std::printf("%s: cleared\n", described.c_str());
+  std::printf("values_dropped      %llu\n",
+              static_cast<unsigned long long>(live));
+  std::printf("heap_top            %llu -> 0 (%s)\n",
+              static_cast<unsigned long long>(report->bytes_before),
+              HumanBytes(report->bytes_before).c_str());
+  std::printf("time                %.3f ms (%.3f ms to stop the world)\n",
+              report->seconds * 1e3, report->handshake_seconds * 1e3);
+  guard.StopIfPending(
+      "clear", absl::StrCat("stopped after the clear finished; ", described,
+                            " is empty"));
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------
 // get
 
 std::string Shortest(double v) {
@@ -994,6 +1026,26 @@ const std::vector<Command>& Commands() {
        1,
        1,
        RunGc},
+      {"clear",
+       "NAME [--deadline-ms MS]",
+       "empty a heap in place",
+       "Runs Heap::Clear: waits until no process holds a view or Pin, then\n"
+       "drops every key and counter, empties the table (it keeps its size),\n"
+       "returns the heap's pages to the OS and restarts the statistics.\n"
+       "Attached processes keep working without re-attaching; the stop flag\n"
+       "is kept.\n"
+       "\n"
+       "  --deadline-ms MS   how long to wait for other processes to leave\n"
+       "                     their scope (default 10000); past it nothing\n"
+       "                     changes and the command fails\n"
+       "\n"
+       "SIGINT, SIGTERM or SIGHUP never interrupt the clear: it runs to its\n"
+       "end (or its deadline), then the command stops with one line and dies\n"
+       "by that signal.\n",
+       {{"--deadline-ms", "MS"}},
+       1,
+       1,
+       RunClear},
       {"get",
        "NAME KEY [-n N]",
        "show an array: kind, layout, dims, elements",
