@@ -173,6 +173,17 @@ void FillReport(const shmheap::GcReport& g, shmheap_gc_report* out) {
   out->handshake_seconds = g.handshake_seconds;
 }
 
+// Collect and Clear: `run` (one of them) with the deadline, its report.
+template <class Run>
+int StopTheWorld(int64_t deadline_ms, shmheap_gc_report* report, Run run) {
+  shmheap::CollectOptions o;
+  if (deadline_ms > 0) o.deadline = std::chrono::milliseconds(deadline_ms);
+  absl::StatusOr<shmheap::GcReport> r = run(o);
+  if (!r.ok()) return Fail(r.status());
+  FillReport(*r, report);
+  return SHMHEAP_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -457,21 +468,13 @@ void shmheap_read_end(shmheap_read* read) { delete read; }
 
 int shmheap_collect(shmheap_heap* heap, int64_t deadline_ms,
                     shmheap_gc_report* report) {
-  shmheap::CollectOptions o;
-  if (deadline_ms > 0) o.deadline = std::chrono::milliseconds(deadline_ms);
-  absl::StatusOr<shmheap::GcReport> r = heap->heap.Collect(o);
-  if (!r.ok()) return Fail(r.status());
-  FillReport(*r, report);
-  return SHMHEAP_OK;
+  return StopTheWorld(deadline_ms, report,
+                      [&](const auto& o) { return heap->heap.Collect(o); });
 }
 int shmheap_clear(shmheap_heap* heap, int64_t deadline_ms,
                   shmheap_gc_report* report) {
-  shmheap::CollectOptions o;
-  if (deadline_ms > 0) o.deadline = std::chrono::milliseconds(deadline_ms);
-  absl::StatusOr<shmheap::GcReport> r = heap->heap.Clear(o);
-  if (!r.ok()) return Fail(r.status());
-  FillReport(*r, report);
-  return SHMHEAP_OK;
+  return StopTheWorld(deadline_ms, report,
+                      [&](const auto& o) { return heap->heap.Clear(o); });
 }
 int shmheap_maybe_collect(shmheap_heap* heap, double overhead,
                           shmheap_gc_report* report) {
