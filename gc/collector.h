@@ -139,7 +139,10 @@
 //
 // Concurrency: any process may call Collect. Collections are serialized by
 // Header::gc_lock (the collector's pid); a second caller waits for the
-// running one to finish and returns a report with ran == false.
+// running one to finish and returns a report with ran == false. Clear
+// (gc/clear.h) takes the same lock and the same handshake (gc/world.h); a
+// Clear that waited for a collection then clears, and a collection that
+// waited for a Clear returns ran == false (the heap is compact: empty).
 
 #ifndef SHMHEAP_GC_COLLECTOR_H_
 #define SHMHEAP_GC_COLLECTOR_H_

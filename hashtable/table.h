@@ -33,6 +33,10 @@
 //   |  collect          | borrowed ref stays valid until then              |
 //   | contains outside  | a probe that overlaps a collection sees the      |
 //   |  a scope / collect| epoch change and retries inside the scope        |
+//   | any op / clear    | as with collect (clear stops the world the same  |
+//   |                   | way, gc/clear.h): an op in a scope ends before   |
+//   |                   | the clear or begins after it, and then sees every|
+//   |                   | key absent; a write after it claims a new chunk  |
 //   | remove / get      | get sees the complete old value or absent        |
 //   | replace / get     | get sees the complete old or complete new value  |
 //   | replace / replace | both succeed in some order; the last CAS wins;   |
