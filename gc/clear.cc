@@ -14,9 +14,13 @@ absl::Status RunClearing(const Segment& segment, GcReport& report) {
   const uint64_t keep_end = h.gc_keep_end.load(kStopped);
   // A resumed clear's record comes from a file nobody verified: a range
   // past the backing object's end would make the zeroing fault (SIGBUS).
+  // If the size cannot be read, the world stays stopped with the phase
+  // set and only the lock is handed back: the next entrant tries again
+  // (CheckCollectorAlive), and nobody enters a half-cleared heap.
   absl::StatusOr<uint64_t> backed = segment.BackedBytes();
   if (!backed.ok()) {
-    OpenWorld(h);
+    // Release: the next process that takes the lock sees our writes.
+    h.gc_lock.store(0, std::memory_order_release);
     return backed.status();
   }
   if (old_top < h.heap_start || old_top > h.heap_limit || old_top > *backed ||
@@ -86,6 +90,12 @@ absl::StatusOr<GcReport> Clear(const Segment& segment, LocalSession* self,
   if (absl::Status s = StopWorld(segment, deadline, options.deadline);
       !s.ok()) {
     return s;
+  }
+  // Before anything changes: a heap whose size cannot be read is left as
+  // it is (RunClearing checks the record against it).
+  if (absl::StatusOr<uint64_t> backed = segment.BackedBytes(); !backed.ok()) {
+    OpenWorld(h);
+    return backed.status();
   }
   GcReport report;
   report.ran = true;

@@ -57,7 +57,9 @@ namespace shmheap::internal {
 // kDeadlineExceeded when some live session stays in scope past the
 // deadline, or another collection does not finish in it (nothing changed);
 // kDataLoss when the recorded top is outside the heap (a corrupt file; the
-// heap is marked damaged), or CheckCollectorAlive's. The report has
+// heap is marked damaged), or CheckCollectorAlive's; the error of
+// Segment::BackedBytes when the backing object's size cannot be read
+// (nothing changed). The report has
 // bytes_before, bytes_after (0), bytes_kept, bytes_released, the table's
 // size and the times; live_blobs is 0.
 absl::StatusOr<GcReport> Clear(const Segment& segment, LocalSession* self,
@@ -66,7 +68,9 @@ absl::StatusOr<GcReport> Clear(const Segment& segment, LocalSession* self,
 // K1..K5 from the record, for a clear that a dead process left in
 // kPhaseClearing, and for Clear itself. REQUIRES: this process holds
 // gc_lock; the world is stopped; phase == kPhaseClearing. Errors:
-// kDataLoss (the record is outside the heap; the heap is marked damaged).
+// kDataLoss (the record is outside the heap; the heap is marked damaged);
+// BackedBytes' error, with the world left stopped, the phase set and
+// gc_lock released, so that the next entrant redoes the clear.
 absl::Status RunClearing(const Segment& segment, GcReport& report);
 
 }  // namespace shmheap::internal
