@@ -261,6 +261,16 @@ void PrintSummary(const typecheck::Result& r) {
   std::printf("  files        %zu, %s read, %lld tokens (%s)\n", r.files.size(),
               Bytes(t[kBytesRead]).c_str(), static_cast<long long>(tokens),
               mix.c_str());
+  if (t[kFilesUnreadable] > 0) {
+    std::printf("  unreadable   %lld files, analysed as empty (first: %s)\n",
+                static_cast<long long>(t[kFilesUnreadable]),
+                r.phases.empty() ? "" : r.phases[0].first_unreadable.c_str());
+  }
+  if (r.unlisted_dirs > 0) {
+    std::printf("  unlisted     %lld directories skipped (first: %s)\n",
+                static_cast<long long>(r.unlisted_dirs),
+                r.first_unlisted.c_str());
+  }
   std::printf("  includes     %lld resolved, %lld unresolved\n",
               static_cast<long long>(t[kIncludesResolved]),
               static_cast<long long>(t[kIncludesUnresolved]));
