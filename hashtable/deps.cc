@@ -1,10 +1,12 @@
 #include "hashtable/deps.h"
 
-#include "absl/container/flat_hash_map.h"
+#include <xxhash.h>
+
+#include <unordered_map>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "heap/testing_hooks.h"
-#include "xxhash.h"
 
 namespace shmheap::internal {
 
@@ -130,7 +132,7 @@ absl::Status DepTable::Check() const {
   const bool full = first_empty == capacity();
   uint64_t run_start = full ? 0 : (first_empty + 1) & mask_;
   // Live edge -> the slot that holds it.
-  absl::flat_hash_map<uint64_t, uint64_t> live;
+  std::unordered_map<uint64_t, uint64_t> live;
   for (uint64_t n = 1; n <= capacity(); ++n) {
     const uint64_t i = full ? n - 1 : (first_empty + n) & mask_;
     const uint64_t word = load(i);
