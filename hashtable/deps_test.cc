@@ -10,6 +10,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -300,6 +301,89 @@ TEST(DepsTest, EdgesSurviveCollectionsAndTableGrowth) {
   EXPECT_TRUE(DepsOf(*heap, 6).empty());
   EXPECT_EQ(heap->stats().dep_used, 50u);
   EXPECT_EQ(heap->stats().dep_removed, 7u);
+  EXPECT_TRUE(heap->Verify().ok()) << heap->Verify();
+}
+
+// Threads of one process (the TSan pass runs this): 8 threads add
+// overlapping edge sets at once, exactly one add per distinct edge returns
+// true, and every key then holds exactly the union. Each edge (k, v) also
+// publishes a plain write made before it: a reader that sees the edge
+// reads that write, which TSan reports as a race unless the claim is a
+// release and the read an acquire.
+TEST(DepsTest, ThreadsAddOverlappingEdges) {
+  absl::StatusOr<Heap> heap = Heap::Create(Small(12));
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  constexpr int kThreads = 8;
+  constexpr uint32_t kKeys = 32, kValues = 40;
+  // payload[k * kValues + v]: k + 1, written once, before (k, v) is added.
+  std::vector<uint32_t> payload(kKeys * kValues, 0);
+  std::atomic<uint64_t> stored{0};
+  std::atomic<bool> done{false};
+  uint64_t seen = 0, wrong = 0;
+  std::thread reader([&] {
+    while (!done.load(std::memory_order_acquire)) {
+      for (uint32_t k = 0; k < kKeys; ++k) {
+        absl::StatusOr<std::vector<uint32_t>> got = heap->GetDeps(k);
+        if (!got.ok()) continue;
+        for (uint32_t v : *got) {
+          ++seen;
+          // Written by the thread that stored the edge, before it stored it.
+          if (payload[k * kValues + v] != k + 1) ++wrong;
+        }
+      }
+    }
+  });
+  std::set<std::pair<uint32_t, uint32_t>> all;
+  for (int t = 0; t < kThreads; ++t) {
+    for (uint32_t k = 0; k < kKeys; ++k) {
+      for (uint32_t v = 0; v < kValues; ++v) {
+        if ((k + v + static_cast<uint32_t>(t)) % 4 < 2) all.insert({k, v});
+      }
+    }
+  }
+  // Each edge's payload is written by the one thread that owns it (the
+  // lowest t that adds it), before that thread adds it; the other threads
+  // add it only after the owner has (they wait for its flag), so whoever
+  // stores the edge, the payload was written before.
+  std::vector<std::atomic<bool>> owned(kKeys * kValues);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (uint32_t k = 0; k < kKeys; ++k) {
+        for (uint32_t v = 0; v < kValues; ++v) {
+          if ((k + v + static_cast<uint32_t>(t)) % 4 >= 2) continue;
+          uint32_t owner = 0;  // the lowest thread that adds (k, v)
+          while ((k + v + owner) % 4 >= 2) ++owner;
+          std::atomic<bool>& flag = owned[k * kValues + v];
+          if (static_cast<uint32_t>(t) == owner) {
+            payload[k * kValues + v] = k + 1;
+          } else {
+            while (!flag.load(std::memory_order_acquire)) {
+              std::this_thread::yield();
+            }
+          }
+          absl::StatusOr<bool> r = heap->AddDep(k, v);
+          ASSERT_TRUE(r.ok()) << r.status();
+          if (*r) stored.fetch_add(1, std::memory_order_relaxed);
+          if (static_cast<uint32_t>(t) == owner) {
+            flag.store(true, std::memory_order_release);
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  done.store(true, std::memory_order_release);
+  reader.join();
+  EXPECT_EQ(wrong, 0u) << "of " << seen << " edges read";
+  EXPECT_EQ(stored.load(), all.size());
+  for (uint32_t k = 0; k < kKeys; ++k) {
+    std::vector<uint32_t> want;
+    for (const auto& [kk, v] : all) {
+      if (kk == k) want.push_back(v);
+    }
+    EXPECT_EQ(DepsOf(*heap, k), want) << "key " << k;
+  }
   EXPECT_TRUE(heap->Verify().ok()) << heap->Verify();
 }
 
