@@ -305,11 +305,14 @@ TEST(DepsTest, EdgesSurviveCollectionsAndTableGrowth) {
 }
 
 // Threads of one process (the TSan pass runs this): 8 threads add
-// overlapping edge sets at once, exactly one add per distinct edge returns
-// true, and every key then holds exactly the union. Each edge (k, v) also
-// publishes a plain write made before it: a reader that sees the edge
-// reads that write, which TSan reports as a race unless the claim is a
-// release and the read an acquire.
+// overlapping edge sets at once while a reader polls, exactly one add per
+// distinct edge returns true, and every key then holds exactly the union.
+// Each edge also carries a plain write made before it, which the reader
+// checks when it sees the edge. Within one process that write is ordered
+// by the scope's pin count as well as by the claim's release (each call
+// enters the scope, a locked RMW on one counter), so TSan does not single
+// out a weakened claim: checked, a relaxed claim CAS passes here. The
+// claim's order matters across processes, where no pin count is shared.
 TEST(DepsTest, ThreadsAddOverlappingEdges) {
   absl::StatusOr<Heap> heap = Heap::Create(Small(12));
   ASSERT_TRUE(heap.ok()) << heap.status();
