@@ -45,6 +45,7 @@ absl::StatusOr<bool> DepTable::Add(uint32_t key, uint32_t value) const {
     // published by another process (see the header, "Memory ordering").
     uint64_t word = slots_[i].load(std::memory_order_acquire);
     if (word == 0) {
+      RunTestingHook(TestingPoint::kDepEmptySeen);
       // acq_rel: release publishes what this process wrote before the edge;
       // acquire on failure reads the winner's edge, compared below.
       if (slots_[i].compare_exchange_strong(word, edge,

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "heap/layout.h"
 #include "heap/segment.h"
+#include "heap/testing_hooks.h"
 #include "shmheap.h"
 #include "tests/test_util.h"
 
@@ -116,6 +117,44 @@ TEST(DepsTest, RemoveThenAddAgain) {
   s = heap->stats();
   EXPECT_EQ(s.dep_used, 7u);
   EXPECT_EQ(s.dep_removed, 5u);
+  EXPECT_TRUE(heap->Verify().ok()) << heap->Verify();
+}
+
+// The loser of a claim race, made to lose every time: a testing hook at
+// kDepEmptySeen (between AddDep's read of an empty slot and its CAS) adds an
+// edge first, through a nested AddDep. Losing to the same edge returns
+// false and stores nothing; losing to another edge of the key moves on and
+// stores the edge in the next slot.
+Heap* g_racer_heap = nullptr;
+uint32_t g_racer_key = 0, g_racer_value = 0;
+bool g_racer_armed = false;
+bool g_racer_stored = false;
+
+void Racer(internal::TestingPoint point) {
+  if (point != internal::TestingPoint::kDepEmptySeen || !g_racer_armed) return;
+  g_racer_armed = false;  // the nested AddDep passes here too
+  absl::StatusOr<bool> r = g_racer_heap->AddDep(g_racer_key, g_racer_value);
+  g_racer_stored = r.ok() && *r;
+}
+
+TEST(DepsTest, TheLoserOfAClaimRaceSeesTheWinner) {
+  absl::StatusOr<Heap> heap = Heap::Create(Small());
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  g_racer_heap = &*heap;
+  internal::SetTestingHook(&Racer);
+  // The same edge wins the slot first: stored once, and this call says so.
+  g_racer_key = 5, g_racer_value = 6, g_racer_armed = true;
+  EXPECT_EQ(*heap->AddDep(5, 6), false);
+  EXPECT_TRUE(g_racer_stored);
+  EXPECT_EQ(DepsOf(*heap, 5), std::vector<uint32_t>{6});
+  EXPECT_EQ(heap->stats().dep_used, 1u);
+  // Another edge of the key wins the slot: this one goes to the next.
+  g_racer_key = 5, g_racer_value = 7, g_racer_armed = true;
+  EXPECT_EQ(*heap->AddDep(5, 8), true);
+  EXPECT_TRUE(g_racer_stored);
+  EXPECT_EQ(DepsOf(*heap, 5), (std::vector<uint32_t>{6, 7, 8}));
+  EXPECT_EQ(heap->stats().dep_used, 3u);
+  internal::SetTestingHook(nullptr);
   EXPECT_TRUE(heap->Verify().ok()) << heap->Verify();
 }
 

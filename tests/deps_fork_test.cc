@@ -1,8 +1,9 @@
 // The dependency table (hashtable/deps.h) across real forked processes.
 //
-// Union: 16 processes add overlapping edge sets to one heap at once, in
-// shuffled orders; afterwards every process reads every key and checks that
-// it holds exactly the union of all the processes' sets, each value once,
+// Union: 16 processes add overlapping edge sets to one heap at once (a
+// common part in one order, racing for the same slots, then parts of their
+// own in shuffled orders); afterwards every process reads every key and checks
+// that it holds exactly the union of all the processes' sets, each value once,
 // and across processes exactly one AddDep per distinct edge returned true
 // (the others false): adding an edge twice, even racing, stores it once.
 //
@@ -18,6 +19,7 @@
 // over removed entries.
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,20 +63,35 @@ constexpr int kProcesses = 16;
 constexpr uint32_t kKeys = 64;
 constexpr uint32_t kValues = 48;
 
-// Process p's edges: a pattern that overlaps every other process's, plus
-// edges that all processes add (k, k % 3).
+constexpr uint32_t kCommonValues = 8;
+
+// Process p's edges. First the edges every process adds, (k, 0..7) for
+// every key, in the same order everywhere, so that processes running at
+// once race to claim the same slot for the same edge (the loser of the CAS
+// must find the winner's edge there and return false). Then a pattern that
+// overlaps every other process's, in an order of its own.
 std::vector<Edge> EdgesOf(int p) {
-  std::vector<Edge> edges;
+  std::vector<Edge> edges, own;
   for (uint32_t k = 0; k < kKeys; ++k) {
-    edges.push_back({k, k % 3});
-    for (uint32_t v = 3; v < kValues; ++v) {
-      if ((k * 7 + v + static_cast<uint32_t>(p)) % 5 < 2)
-        edges.push_back({k, v});
+    for (uint32_t v = 0; v < kCommonValues; ++v) edges.push_back({k, v});
+    for (uint32_t v = kCommonValues; v < kValues; ++v) {
+      if ((k * 7 + v + static_cast<uint32_t>(p)) % 5 < 2) own.push_back({k, v});
     }
   }
   std::mt19937 rng(p);
-  std::shuffle(edges.begin(), edges.end(), rng);
+  std::shuffle(own.begin(), own.end(), rng);
+  edges.insert(edges.end(), own.begin(), own.end());
   return edges;
+}
+
+// Between reading an empty slot and claiming it, give the CPU away now and
+// then, so that another process reaches the same slot in the window: races
+// for one slot happen in every run, not by luck.
+void YieldBeforeClaim(internal::TestingPoint point) {
+  static unsigned n = 0;
+  if (point == internal::TestingPoint::kDepEmptySeen && ++n % 4 == 0) {
+    sched_yield();
+  }
 }
 
 TEST(DepsForkTest, SixteenProcessesReadExactlyTheUnion) {
@@ -98,6 +115,7 @@ TEST(DepsForkTest, SixteenProcessesReadExactlyTheUnion) {
   const std::vector<int> codes = testing::RunProcessesWithin(
       kProcesses,
       [&](int p) {
+        internal::SetTestingHook(&YieldBeforeClaim);
         start.Wait();
         for (const Edge& e : EdgesOf(p)) {
           absl::StatusOr<bool> r = heap->AddDep(e.first, e.second);
