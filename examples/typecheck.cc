@@ -285,6 +285,12 @@ void PrintSummary(const typecheck::Result& r) {
       Bytes(r.published.live_bytes).c_str(),
       static_cast<unsigned long long>(r.published.live_blobs),
       static_cast<unsigned long long>(r.published.table_slots));
+  std::printf(
+      "  deps         %llu include edges in the dependency table (%llu of "
+      "%llu slots)\n",
+      static_cast<unsigned long long>(t[kDepsAdded]),
+      static_cast<unsigned long long>(r.published.dep_used),
+      static_cast<unsigned long long>(r.published.dep_slots));
   std::string balance;
   if (!r.phases.empty()) {
     for (int64_t f : r.phases[0].files_per_worker) {
@@ -300,9 +306,9 @@ void PrintSummary(const typecheck::Result& r) {
     closures += k.rfind("closure:", 0) == 0;
   }
   std::printf(
-      "\n  recheck      %zu files edited: removed %zu keys (%zu closures), "
-      "%s live\n",
-      r.edited.size(), r.removed_keys.size(), closures,
+      "\n  recheck      %zu files edited, %zu dependents found in the "
+      "dependency table: removed %zu keys (%zu closures), %s live\n",
+      r.edited.size(), r.dependents.size(), r.removed_keys.size(), closures,
       Bytes(r.removed_bytes).c_str());
   std::printf(
       "  collection   heap %s -> %s (reclaimed %s; %s were dead), "

@@ -19,7 +19,6 @@
 #include <span>
 #include <string>
 #include <thread>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -447,6 +446,14 @@ class Analysis {
       if (state.stamp[target] == gen) continue;
       state.stamp[target] = gen;
       includes.push_back(index_.hashes[target]);
+      // The reverse edge, "target is included by file", in the heap's
+      // dependency table: what the recheck walks to find the files an
+      // edit invalidates. Idempotent, so the reparse of an edited file
+      // adds nothing twice.
+      absl::StatusOr<bool> added = heap_->AddDep(static_cast<uint32_t>(target),
+                                                 static_cast<uint32_t>(file));
+      if (!added.ok()) return added.status();
+      tallies[kDepsAdded] += *added ? 1 : 0;
     }
     const int64_t token_dims[] = {kNumTokenKinds};
     const int64_t def_dims[] = {static_cast<int64_t>(scan.defs.size())};
@@ -617,6 +624,38 @@ absl::StatusOr<std::vector<int32_t>> ChooseEdited(const Options& options,
   return edited;
 }
 
+// The files whose closure contains one of `edited` (file indexes below
+// `files`): the reflexive-transitive closure of `edited` over the
+// dependency table's reverse include edges, sorted.
+absl::StatusOr<std::vector<int32_t>> Dependents(
+    const Heap& heap, const std::vector<int32_t>& edited, size_t files) {
+  std::vector<char> seen(files, 0);
+  std::vector<int32_t> queue;
+  for (int32_t e : edited) {
+    if (!seen[e]) {
+      seen[e] = 1;
+      queue.push_back(e);
+    }
+  }
+  for (size_t q = 0; q < queue.size(); ++q) {
+    absl::StatusOr<std::vector<uint32_t>> includers =
+        heap.GetDeps(static_cast<uint32_t>(queue[q]));
+    if (!includers.ok()) return includers.status();
+    for (const uint32_t f : *includers) {
+      if (f >= files) {
+        return absl::DataLossError(
+            absl::StrCat("the dependency table names file ", f, " of ", files));
+      }
+      if (!seen[f]) {
+        seen[f] = 1;
+        queue.push_back(static_cast<int32_t>(f));
+      }
+    }
+  }
+  std::sort(queue.begin(), queue.end());
+  return queue;
+}
+
 // The report of a phase the master runs alone, begun at `start`.
 PhaseReport MasterPhase(std::string name, Clock::time_point start,
                         size_t files) {
@@ -626,6 +665,18 @@ PhaseReport MasterPhase(std::string name, Clock::time_point start,
   report.files = static_cast<int64_t>(files);
   report.done = report.files;
   return report;
+}
+
+// The dependency table holds one slot per distinct resolved include,
+// about 4.4 per file in /usr/include; room for 16 per file at a quarter
+// full keeps every key's probe run short.
+uint32_t DepSlotsLog2(size_t files) {
+  uint32_t log2 = 10;
+  while ((uint64_t{1} << log2) < 16 * static_cast<uint64_t>(files) &&
+         log2 < 28) {
+    ++log2;
+  }
+  return log2;
 }
 
 uint32_t TableSlotsLog2(size_t files, int workers) {
@@ -723,6 +774,7 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
   shmheap::Options heap_options;
   heap_options.heap_bytes = options.heap_bytes;
   heap_options.table_slots_log2 = TableSlotsLog2(n, workers);
+  heap_options.dep_table_slots_log2 = DepSlotsLog2(n);
   heap_options.max_sessions =
       std::max<uint32_t>(256, static_cast<uint32_t>(workers) + 16);
   absl::StatusOr<Heap> heap = Heap::Create(heap_options);
@@ -777,29 +829,21 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
   if (!digest.ok()) return digest.status();
   result.digest = *digest;
 
-  // Recheck. The dependents are read from the published closures: every
-  // file whose closure names an edited file (edited files included, since
-  // closures are reflexive).
+  // Recheck. The dependents come from the dependency table: every file
+  // that includes an edited file, directly or through others, and the
+  // edited files themselves (closures are reflexive), found by a
+  // breadth-first walk of the reverse include edges the parse added.
   auto start = Clock::now();
   absl::StatusOr<std::vector<int32_t>> edited =
       ChooseEdited(options, analysis.index());
   if (!edited.ok()) return edited.status();
-  std::unordered_set<int64_t> edited_hashes;
-  for (int32_t e : *edited) {
-    edited_hashes.insert(analysis.index().hashes[e]);
-    result.edited.push_back(result.files[e]);
-  }
-  std::vector<int32_t> dependents;
-  for (size_t i = 0; i < n && !edited->empty(); ++i) {
-    absl::StatusOr<ArrayView<int64_t>> c =
-        h.Get<int64_t>(ClosureKey(result.files[i]));
-    if (!c.ok()) return c.status();
-    const std::span<const int64_t> members = c->flat().subspan(1);
-    if (std::any_of(members.begin(), members.end(),
-                    [&](int64_t m) { return edited_hashes.count(m) != 0; })) {
-      dependents.push_back(static_cast<int32_t>(i));
-    }
-  }
+  for (int32_t e : *edited) result.edited.push_back(result.files[e]);
+  absl::StatusOr<std::vector<int32_t>> dependents_or =
+      Dependents(h, *edited, n);
+  if (!dependents_or.ok()) return dependents_or.status();
+  const std::vector<int32_t>& dependents = *dependents_or;
+  result.dependents.reserve(dependents.size());
+  for (int32_t d : dependents) result.dependents.push_back(result.files[d]);
   const uint64_t live_before = h.stats().live_bytes;
   for (int32_t e : *edited) {
     const std::string& path = result.files[e];

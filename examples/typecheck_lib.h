@@ -14,8 +14,11 @@
 //            dense identifier numbers), compute the transitive closure of its
 //            includes and the number of distinct identifiers visible in it,
 //            publish one array (built in place with Reserve);
-//   recheck  a seeded fraction of files counts as edited: the master removes
-//            their file entries and every closure that contains one of them,
+//   recheck  a seeded fraction of files counts as edited: the master finds
+//            every file that includes one (directly or not) by walking the
+//            heap's dependency table, where the parse added each resolved
+//            include as a reverse edge (Heap::AddDep(included, includer)),
+//            removes the edited files' entries and those files' closures;
 //            workers re-parse the edited files and re-resolve the removed
 //            closures, then the master runs Heap::Collect;
 //   check    (parallel runs) the whole analysis again in the master alone, on
@@ -108,6 +111,7 @@ enum Tally : int {
   kVisibleIdentifiers,  // visible identifier counts, summed (resolve)
   kBytesInPlace,        // bytes of published arrays read in place (resolve)
   kFilesUnreadable,     // files that could not be read, analysed as empty
+  kDepsAdded,           // reverse include edges newly stored (parse)
   kNumTallies
 };
 
@@ -174,7 +178,10 @@ struct Result {
   std::vector<PhaseReport> phases;
   shmheap::Stats published;  // after parse and resolve, claims removed
 
-  std::vector<std::string> edited;        // sorted
+  std::vector<std::string> edited;  // sorted
+  // The files the recheck re-resolves: the edited files and every file
+  // that includes one, directly or not, from the dependency table; sorted.
+  std::vector<std::string> dependents;
   std::vector<std::string> removed_keys;  // by the recheck, sorted
   uint64_t removed_bytes = 0;             // live bytes the removals freed
   uint64_t dead_bytes_before_collect = 0;

@@ -357,8 +357,64 @@ void ExpectExactlyTheResultKeys(const Result& r) {
   // room for any other key.
   EXPECT_EQ(heap.stats().live_blobs, 4 * r.files.size());
   for (const char* phase : {"parse", "resolve", "reparse", "reresolve"}) {
-    EXPECT_FALSE(heap.Contains(std::string("claim:") + phase + ":0"));
+    EXPECT_FALSE(heap.Contains(std::string("next:") + phase));
     EXPECT_FALSE(heap.Contains(std::string("tally:") + phase + ":0"));
+  }
+}
+
+// The dependency table holds exactly the model's reverse include edges
+// (each once, although io.h includes strings.h twice and the reparse adds
+// them again), and the recheck's dependents, found in it, are exactly the
+// files whose published closure names an edited file.
+TEST(TypecheckTest, DependencyTableHoldsTheReverseIncludes) {
+  for (bool serial : {false, true}) {
+    SCOPED_TRACE(serial ? "serial" : "forked");
+    Options o = TreeOptions();
+    o.serial = serial;
+    o.change = 0.5;
+    absl::StatusOr<Result> r = Analyse(o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    const shmheap::Heap& heap = *r->heap;
+    std::map<std::string, std::set<std::string>> includers;
+    size_t edges = 0;
+    for (const auto& [file, model] : Model()) {
+      for (const std::string& inc : model.includes) {
+        edges += includers[inc].insert(file).second;
+      }
+    }
+    EXPECT_EQ(edges, 14u);
+    EXPECT_EQ(r->tallies[kDepsAdded], 14);
+    EXPECT_EQ(r->published.dep_used, 14u);
+    for (size_t i = 0; i < r->files.size(); ++i) {
+      absl::StatusOr<std::vector<uint32_t>> deps =
+          heap.GetDeps(static_cast<uint32_t>(i));
+      ASSERT_TRUE(deps.ok()) << deps.status();
+      std::vector<std::string> got;
+      for (uint32_t d : *deps) got.push_back(r->files[d]);
+      std::sort(got.begin(), got.end());
+      std::vector<std::string> want;
+      const std::string rel = r->files[i].substr(std::string(kRoot).size() + 1);
+      for (const std::string& f : includers[rel]) want.push_back(Path(f));
+      EXPECT_EQ(got, want) << r->files[i];
+    }
+    // Independently: the closures the resolve published.
+    std::set<int64_t> edited_hashes;
+    for (const std::string& e : r->edited) edited_hashes.insert(StableHash(e));
+    std::vector<std::string> from_closures;
+    for (const std::string& f : r->files) {
+      absl::StatusOr<shmheap::ArrayView<int64_t>> c =
+          heap.Get<int64_t>(ClosureKey(f));
+      ASSERT_TRUE(c.ok()) << c.status();
+      for (int64_t m : c->flat().subspan(1)) {
+        if (edited_hashes.count(m)) {
+          from_closures.push_back(f);
+          break;
+        }
+      }
+    }
+    EXPECT_FALSE(r->edited.empty());
+    EXPECT_EQ(r->dependents, from_closures);
+    EXPECT_TRUE(r->digests_match());
   }
 }
 
