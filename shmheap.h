@@ -41,7 +41,8 @@
 //                        or file to create exists
 //   kResourceExhausted   table full, heap full, backing store full
 //                        (/dev/shm, disk, RLIMIT_FSIZE, memory floor), or
-//                        max_sessions live processes
+//                        max_sessions live processes; the dependency table
+//                        full
 //   kPermissionDenied    the heap belongs to another uid
 //   kFailedPrecondition  not a shmheap segment, another format version, or
 //                        a path that is not a regular file (FIFO, device,
@@ -50,7 +51,8 @@
 //   kAborted             a Move's source changed under it
 //   kDeadlineExceeded    Collect could not stop the world in its deadline
 //   kFailedPrecondition  also: Collect while this process holds a view, a
-//                        call on a moved-from Heap
+//                        call on a moved-from Heap, a dependency call on a
+//                        heap without a dependency table
 // The library never throws, never exits and never prints.
 
 #ifndef SHMHEAP_SHMHEAP_H_

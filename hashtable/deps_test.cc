@@ -6,6 +6,9 @@
 
 #include "hashtable/deps.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <set>
@@ -161,27 +164,38 @@ TEST(DepsTest, TheLoserOfAClaimRaceSeesTheWinner) {
 TEST(DepsTest, FullTableIsResourceExhausted) {
   absl::StatusOr<Heap> heap = Heap::Create(Small(4));  // 16 slots
   ASSERT_TRUE(heap.ok()) << heap.status();
+  // One key fills the table: its 16th edge lies 15 slots past its home, so
+  // every slot of the table is probed for it.
   for (uint32_t v = 0; v < 16; ++v) {
-    ASSERT_EQ(*heap->AddDep(v % 3, v), true) << v;
+    ASSERT_EQ(*heap->AddDep(1, v), true) << v;
   }
   absl::StatusOr<bool> r = heap->AddDep(5, 5);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("dependency table full: 16 slots"));
-  // An edge that is there is still found in a full table.
+  EXPECT_EQ(heap->AddDep(1, 16).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // An edge that is there is still found in a full table, the last one
+  // stored too.
   EXPECT_EQ(*heap->AddDep(1, 4), false);
-  EXPECT_EQ(DepsOf(*heap, 1), (std::vector<uint32_t>{1, 4, 7, 10, 13}));
+  EXPECT_EQ(*heap->AddDep(1, 15), false);
+  std::vector<uint32_t> all(16);
+  for (uint32_t v = 0; v < 16; ++v) all[v] = v;
+  EXPECT_EQ(DepsOf(*heap, 1), all);
   EXPECT_TRUE(DepsOf(*heap, 5).empty());
+  EXPECT_TRUE(heap->Verify().ok()) << heap->Verify();
   // Removed edges keep their slots: still full.
-  EXPECT_EQ(*heap->RemoveDeps(0), 6u);
+  EXPECT_EQ(*heap->RemoveDeps(1), 16u);
   EXPECT_EQ(heap->AddDep(5, 5).status().code(),
             absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(heap->stats().dep_removed, 16u);
   EXPECT_TRUE(heap->Verify().ok()) << heap->Verify();
   // A reset empties it.
   internal::ResetDepTable(heap->segment());
   EXPECT_EQ(heap->stats().dep_used, 0u);
   EXPECT_TRUE(DepsOf(*heap, 1).empty());
   EXPECT_EQ(*heap->AddDep(5, 5), true);
+  EXPECT_EQ(DepsOf(*heap, 5), std::vector<uint32_t>{5});
 }
 
 TEST(DepsTest, BadIdsAreInvalidArgument) {
@@ -239,6 +253,31 @@ TEST(DepsTest, OptionRange) {
   EXPECT_EQ(Options{}.dep_table_slots_log2, internal::kDefaultDepSlotsLog2);
   EXPECT_EQ(internal::SegmentOptions{}.dep_table_slots_log2,
             internal::kDefaultDepSlotsLog2);
+}
+
+// The area is backed (allocated) when the heap is created, as the live
+// table is: no write to it can fault on a full /dev/shm later.
+TEST(DepsTest, AreaIsBackedAtCreation) {
+  absl::StatusOr<Heap> heap = Heap::Create(Small(16));  // 512 KiB
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  const internal::Header& h = heap->segment().header();
+  ASSERT_NE(h.dep_offset, 0u);
+  EXPECT_EQ(h.dep_offset,
+            h.table_areas_offset +
+                2 * internal::TableAreaBytes(h.max_table_slots_log2));
+  EXPECT_EQ(h.heap_start, h.dep_offset + (uint64_t{8} << 16));
+  EXPECT_EQ(h.dep_offset % internal::kPageSize, 0u);
+  // The same heap without a table takes 512 KiB less, but for the page
+  // below heap_start, which every heap backs (st_blocks, not SEEK_HOLE:
+  // tmpfs reports fallocated pages never written as holes).
+  absl::StatusOr<Heap> none = Heap::Create(Small(0));
+  ASSERT_TRUE(none.ok()) << none.status();
+  struct stat with_table, without;
+  ASSERT_EQ(fstat(heap->segment().fd(), &with_table), 0);
+  ASSERT_EQ(fstat(none->segment().fd(), &without), 0);
+  EXPECT_GE(
+      static_cast<uint64_t>(with_table.st_blocks - without.st_blocks) * 512,
+      (uint64_t{8} << 16) - internal::kPageSize);
 }
 
 TEST(DepsTest, GeometryIsCheckedOnAttach) {
