@@ -261,6 +261,16 @@ void PrintSummary(const typecheck::Result& r) {
   std::printf("  files        %zu, %s read, %lld tokens (%s)\n", r.files.size(),
               Bytes(t[kBytesRead]).c_str(), static_cast<long long>(tokens),
               mix.c_str());
+  if (t[kFilesUnreadable] > 0) {
+    std::printf("  unreadable   %lld files, analysed as empty (first: %s)\n",
+                static_cast<long long>(t[kFilesUnreadable]),
+                r.phases.empty() ? "" : r.phases[0].first_unreadable.c_str());
+  }
+  if (r.unlisted_dirs > 0) {
+    std::printf("  unlisted     %lld directories skipped (first: %s)\n",
+                static_cast<long long>(r.unlisted_dirs),
+                r.first_unlisted.c_str());
+  }
   std::printf("  includes     %lld resolved, %lld unresolved\n",
               static_cast<long long>(t[kIncludesResolved]),
               static_cast<long long>(t[kIncludesUnresolved]));
@@ -275,6 +285,12 @@ void PrintSummary(const typecheck::Result& r) {
       Bytes(r.published.live_bytes).c_str(),
       static_cast<unsigned long long>(r.published.live_blobs),
       static_cast<unsigned long long>(r.published.table_slots));
+  std::printf(
+      "  deps         %llu include edges in the dependency table (%llu of "
+      "%llu slots)\n",
+      static_cast<unsigned long long>(t[kDepsAdded]),
+      static_cast<unsigned long long>(r.published.dep_used),
+      static_cast<unsigned long long>(r.published.dep_slots));
   std::string balance;
   if (!r.phases.empty()) {
     for (int64_t f : r.phases[0].files_per_worker) {
@@ -290,9 +306,9 @@ void PrintSummary(const typecheck::Result& r) {
     closures += k.rfind("closure:", 0) == 0;
   }
   std::printf(
-      "\n  recheck      %zu files edited: removed %zu keys (%zu closures), "
-      "%s live\n",
-      r.edited.size(), r.removed_keys.size(), closures,
+      "\n  recheck      %zu files edited, %zu dependents found in the "
+      "dependency table: removed %zu keys (%zu closures), %s live\n",
+      r.edited.size(), r.dependents.size(), r.removed_keys.size(), closures,
       Bytes(r.removed_bytes).c_str());
   std::printf(
       "  collection   heap %s -> %s (reclaimed %s; %s were dead), "

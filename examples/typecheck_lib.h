@@ -14,8 +14,11 @@
 //            dense identifier numbers), compute the transitive closure of its
 //            includes and the number of distinct identifiers visible in it,
 //            publish one array (built in place with Reserve);
-//   recheck  a seeded fraction of files counts as edited: the master removes
-//            their file entries and every closure that contains one of them,
+//   recheck  a seeded fraction of files counts as edited: the master finds
+//            every file that includes one (directly or not) by walking the
+//            heap's dependency table, where the parse added each resolved
+//            include as a reverse edge (Heap::AddDep(included, includer)),
+//            removes the edited files' entries and those files' closures;
 //            workers re-parse the edited files and re-resolve the removed
 //            closures, then the master runs Heap::Collect;
 //   check    (parallel runs) the whole analysis again in the master alone, on
@@ -90,6 +93,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "examples/typecheck_paths.h"
 #include "examples/typecheck_scan.h"
 #include "shmheap.h"
 
@@ -106,6 +110,8 @@ enum Tally : int {
   kClosureFiles,        // closure sizes, summed over files (resolve)
   kVisibleIdentifiers,  // visible identifier counts, summed (resolve)
   kBytesInPlace,        // bytes of published arrays read in place (resolve)
+  kFilesUnreadable,     // files that could not be read, analysed as empty
+  kDepsAdded,           // reverse include edges newly stored (parse)
   kNumTallies
 };
 
@@ -150,6 +156,8 @@ struct PhaseReport {
   std::vector<int64_t> tallies;
   // Work items each worker took through the counter.
   std::vector<int64_t> files_per_worker;
+  // The first unreadable file's error, by path order ("" when none).
+  std::string first_unreadable;
   // The phase was stopped (HandleStopSignals): `done` of `files` were done.
   bool stopped = false;
   int64_t done = 0;
@@ -158,6 +166,11 @@ struct PhaseReport {
 struct Result {
   std::vector<std::string> files;  // analysed, sorted
   std::vector<std::string> search_dirs;
+  // Directories below the roots that could not be listed (skipped), and
+  // the first one's error; unreadable files are in tallies
+  // [kFilesUnreadable] and in the parse's report.
+  int64_t unlisted_dirs = 0;
+  std::string first_unlisted;
   int workers = 0;
   // Tallies of the first parse and resolve (not the recheck).
   std::vector<int64_t> tallies;                     // [kNumTallies]
@@ -165,7 +178,10 @@ struct Result {
   std::vector<PhaseReport> phases;
   shmheap::Stats published;  // after parse and resolve, claims removed
 
-  std::vector<std::string> edited;        // sorted
+  std::vector<std::string> edited;  // sorted
+  // The files the recheck re-resolves: the edited files and every file
+  // that includes one, directly or not, from the dependency table; sorted.
+  std::vector<std::string> dependents;
   std::vector<std::string> removed_keys;  // by the recheck, sorted
   uint64_t removed_bytes = 0;             // live bytes the removals freed
   uint64_t dead_bytes_before_collect = 0;
@@ -206,11 +222,6 @@ std::string ClosureKey(std::string_view path);
 absl::StatusOr<uint64_t> Digest(const shmheap::Heap& heap,
                                 const std::vector<std::string>& files);
 
-// Lexically normalises a path: collapses "//", removes "." and resolves
-// ".." against the preceding component ("a/../b" is "b"; a leading ".." is
-// kept). Never touches the filesystem.
-std::string NormalizePath(std::string_view path);
-
 // Makes SIGINT and SIGTERM stop a run (see "Stopping" above) instead of
 // ending the process; process-wide, for the rest of the process's life. A
 // signal this process ignores (a background job's SIGINT) stays ignored.
@@ -219,12 +230,6 @@ void HandleStopSignals();
 
 // The number of CPUs this process may run on.
 int DefaultWorkers();
-
-// The search path gcc uses for C and C++ on this machine, for analysing
-// /usr/include: /usr/include/c++/V, /usr/include/<triplet>/c++/V,
-// /usr/include/<triplet>, /usr/include (those that exist; V the highest
-// version present).
-std::vector<std::string> SystemSearchDirs();
 
 }  // namespace typecheck
 

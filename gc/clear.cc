@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gc/world.h"
+#include "hashtable/deps.h"
 #include "heap/testing_hooks.h"
 
 namespace shmheap::internal {
@@ -62,7 +63,8 @@ absl::Status RunClearing(const Segment& segment, GcReport& report) {
   ZeroFreedRange(segment, h.heap_start, keep_end, old_top, report);
   // Relaxed: read by sessions in scope, after the world reopens (seq_cst).
   h.reuse_end.store(keep_end, std::memory_order_relaxed);
-  // K4: the dependency table is zeroed here once the heap has one.
+  // K4. Every slot 0 again (nothing when the heap has no table).
+  ResetDepTable(segment);
   // K5.
   RecountAndFreeDeadSessions(segment, 0, 0, 0);
   RunTestingHook(TestingPoint::kClearFinished);

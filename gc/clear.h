@@ -1,6 +1,6 @@
 // Clear: empties the heap in place (every key and counter, the table, the
-// statistics), as a stop-the-world step like a collection, so that no
-// process has to re-attach.
+// dependency table, the statistics), as a stop-the-world step like a
+// collection, so that no process has to re-attach.
 //
 // Steps (gc_lock held, the world stopped by the collector's handshake,
 // gc/world.h):
@@ -21,7 +21,8 @@
 //       again: kept pages zeroed by hand up to gc_keep_end, the rest given
 //       back to the OS (ZeroFreedRange, as a collection's finishing phase);
 //       reuse_end := gc_keep_end.
-//   K4  (the dependency table, once the heap has one, is zeroed here.)
+//   K4  the dependency table (hashtable/deps.h), when the heap has one, is
+//       emptied: every slot 0 (ResetDepTable), edges and removed edges.
 //   K5  the counters restart at 0 and dead processes' entries are freed
 //       (RecountAndFreeDeadSessions); phase := idle, epoch even.
 // Not cleared: Header::stop (a control word, RequestStop's cancellation:

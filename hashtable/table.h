@@ -55,6 +55,9 @@
 //   | remove_many / any | as one remove per key, in one scope              |
 //   | any / collect     | never: collection waits for every scope to end   |
 //
+// The dependency table (AddDep, GetDeps, RemoveDeps) has a contract of its
+// own, in hashtable/deps.h.
+//
 // Operations on different keys never interfere, except through a full
 // table (kResourceExhausted marked by IsTableFull, never an endless probe;
 // the Heap layer then grows the table by a collection where one can run,

@@ -73,6 +73,13 @@ enum class TestingPoint {
   // Heap::FetchAdd (hashtable/store.cc): the atomic add is done, its result
   // not yet returned.
   kFetchAddAdded,
+  // AddDep read an empty slot and is about to CAS it (hashtable/deps.h): a
+  // hook that stores an edge there first makes the CAS lose, every time.
+  kDepEmptySeen,
+  // A dependency edge was just stored: its claim CAS won (hashtable/deps.h).
+  // Nothing else is written after it, so a process killed here has stored
+  // the edge but not returned true.
+  kDepClaimed,
 };
 
 // How many slots Clear zeroes between two kClearSlotsZeroed hooks.

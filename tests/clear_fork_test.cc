@@ -320,6 +320,7 @@ TEST(ClearFork, KilledClearsFinish) {
     // Garbage and a tombstone, so the clear has more than values to drop.
     ASSERT_TRUE(heap->Remove(KeyName(0)).ok());
     ASSERT_TRUE(heap->FetchAdd("counter").ok());
+    ASSERT_TRUE(heap->AddDep(static_cast<uint32_t>(round), 1).ok());
     const int nth =
         target.external ? 0 : 1 + static_cast<int>(rng() % target.max_nth);
     const uint64_t delay = target.external ? rng() % external_delay_us : 0;
@@ -366,6 +367,7 @@ TEST(ClearFork, KilledClearsFinish) {
         ASSERT_FALSE(heap->Contains(KeyName(k))) << where;
       }
       ASSERT_FALSE(heap->Contains("counter")) << where;
+      ASSERT_EQ(s.dep_used, 0u) << where;
     }
     ASSERT_EQ(*heap->FetchAdd("counter"), 0) << where;
     ASSERT_TRUE(heap->Remove("counter").ok()) << where;

@@ -1,7 +1,8 @@
 // Heap::Clear in one process (gc/clear.h).
 //
 // What it proves: Clear empties the heap in place (every value, counters
-// made by FetchAdd among them, the table's slots, the statistics), keeps
+// made by FetchAdd among them, the table's slots, the dependency table's
+// edges, removed ones too, the statistics), keeps
 // the table's size and the stop flag, leaves a heap that verifies and
 // works with no re-attach (Get finds nothing, Add and FetchAdd start
 // afresh, a session's open chunk is gone), that a second Clear of the
@@ -90,6 +91,11 @@ TEST(Clear, EmptiesKeysCountersAndStats) {
     }
   }
   ASSERT_TRUE(heap.Remove(KeyName(0)).ok());  // a tombstone
+  // Dependency edges, a removed one among them (it keeps its slot).
+  for (uint32_t v = 1; v <= 20; ++v) ASSERT_TRUE(*heap.AddDep(7, v));
+  ASSERT_TRUE(*heap.AddDep(8, 1));
+  ASSERT_EQ(*heap.RemoveDeps(8), 1u);
+  ASSERT_EQ(heap.stats().dep_used, 21u);
   heap.RequestStop();
   const uint64_t slots = heap.stats().table_slots;
   const uint64_t collections = heap.stats().collections;
@@ -107,6 +113,10 @@ TEST(Clear, EmptiesKeysCountersAndStats) {
   for (int c = 0; c < 5; ++c) {
     EXPECT_FALSE(heap.Contains("counter" + std::to_string(c)));
   }
+  EXPECT_EQ(heap.stats().dep_used, 0u);
+  EXPECT_EQ(heap.stats().dep_removed, 0u);
+  EXPECT_TRUE(heap.GetDeps(7)->empty());
+  EXPECT_TRUE(heap.GetDeps(8)->empty());
   // The stop flag is a control word, not data; Clear is not a collection.
   EXPECT_TRUE(heap.StopRequested());
   EXPECT_EQ(heap.stats().collections, collections);
@@ -115,6 +125,8 @@ TEST(Clear, EmptiesKeysCountersAndStats) {
   // are added anew (in a new chunk: the old one was forgotten).
   EXPECT_EQ(*heap.FetchAdd("counter0"), 0);
   EXPECT_EQ(*heap.FetchAdd("counter0"), 1);
+  EXPECT_TRUE(*heap.AddDep(7, 1));  // stored anew
+  EXPECT_EQ(*heap.GetDeps(7), std::vector<uint32_t>{1});
   Fill(heap, 3);
   ExpectValues(heap, 3);
   EXPECT_TRUE(heap.Verify().ok()) << heap.Verify();
