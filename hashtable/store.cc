@@ -179,6 +179,13 @@ absl::StatusOr<uint64_t> Store::Claim(const ResolvedKey& key,
   return index;
 }
 
+void Store::WakeAll() const {
+  Header& h = segment_->header();
+  // Release: a waiter that reads the new value (acquire) sees the publish.
+  h.publish_seq.fetch_add(1, std::memory_order_release);
+  FutexWakeAll(&h.publish_seq);
+}
+
 absl::StatusOr<Store::Installed> Store::Install(const ResolvedKey& key,
                                                 uint64_t index, uint64_t blob,
                                                 bool replace) const {
@@ -204,18 +211,6 @@ absl::StatusOr<Store::Installed> Store::Install(const ResolvedKey& key,
   RunTestingHook(TestingPoint::kPublished);
   WakeWaiters();
   return Installed{true, expected};
-}
-
-void Store::WakeWaiters() const {
-  Header& h = segment_->header();
-  // seq_cst: the publisher's half of the pairing ("Waiting" in store.h):
-  // this load follows the seq_cst CAS that published in the single total
-  // order. A plain load on x86; with nobody waiting it is all a publish
-  // pays, and the line it reads is written only by waiters.
-  if (h.waiters.load(std::memory_order_seq_cst) == 0) return;
-  // Release: a waiter that reads the new value (acquire) sees the publish.
-  h.publish_seq.fetch_add(1, std::memory_order_release);
-  FutexWakeAll(&h.publish_seq);
 }
 
 void Store::CountUnlinked(uint64_t old_word, CounterDeltas& deltas) const {

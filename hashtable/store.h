@@ -363,8 +363,19 @@ class Store {
   absl::StatusOr<Installed> Install(const ResolvedKey& key, uint64_t index,
                                     uint64_t blob, bool replace) const;
   // After a publish: wakes the processes waiting for a key, if any (see
-  // "Waiting" above).
-  void WakeWaiters() const;
+  // "Waiting" above). Inline, with the wake out of line, so that a publish
+  // with nobody waiting pays one load and a branch, not a call.
+  void WakeWaiters() const {
+    // seq_cst: the publisher's half of the pairing ("Waiting" above): this
+    // load follows the seq_cst CAS that published in the single total
+    // order. A plain mov on x86 (objdump of Store::Install); the line it
+    // reads is written only by waiters.
+    if (segment_->header().waiters.load(std::memory_order_seq_cst) != 0) {
+      WakeAll();
+    }
+  }
+  // Bumps Header::publish_seq and wakes every waiter.
+  [[gnu::cold, gnu::noinline]] void WakeAll() const;
   // Claim, Install and one counter update: the reserved path.
   absl::StatusOr<bool> Publish(LocalSession& session, const ResolvedKey& key,
                                uint64_t blob, bool replace) const;
