@@ -6,6 +6,7 @@
 //   shmheap verify NAME
 //   shmheap gc NAME [--deadline-ms MS]
 //   shmheap get NAME KEY [-n N]
+//   shmheap wait NAME KEY [--timeout SECONDS]
 //   shmheap save NAME FILE [--deadline-ms MS]
 //   shmheap load FILE NAME
 //   shmheap rm NAME [--force]
@@ -72,6 +73,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "heap/layout.h"
 #include "heap/segment.h"
 #include "heap/session.h"
@@ -708,6 +710,29 @@ std::string FormatElement(Kind kind, const std::byte* p) {
   return "?";
 }
 
+int RunWait(const Invocation& inv) {
+  absl::Duration timeout = absl::InfiniteDuration();
+  if (const std::string* v = inv.Value("--timeout")) {
+    double seconds = 0;
+    // Up to a year: beyond that (and inf) there is no limit worth a number.
+    if (!absl::SimpleAtod(Sv(*v), &seconds) || !(seconds >= 0) ||
+        seconds > 365.0 * 24 * 3600) {
+      return UsageError(
+          "wait", absl::StrCat("invalid --timeout \"", absl::CHexEscape(Sv(*v)),
+                               "\": a number of seconds, 0 or more"));
+    }
+    timeout = absl::Seconds(seconds);
+  }
+  absl::StatusOr<Heap> heap = Open(inv, 0);
+  if (!heap.ok()) return Fail(inv, heap.status());
+  const std::string& key = inv.args[1];
+  if (absl::Status s = heap->WaitFor(key, timeout); !s.ok()) {
+    return Fail(inv, s);
+  }
+  std::printf("key \"%s\" present\n", absl::CHexEscape(Sv(key)).c_str());
+  return kExitOk;
+}
+
 int RunGet(const Invocation& inv) {
   // Element counts shown by default: a row of numbers fits a line; a char
   // array reads as a string, so it shows more.
@@ -1007,6 +1032,20 @@ const std::vector<Command>& Commands() {
        2,
        2,
        RunGet},
+      {"wait",
+       "NAME KEY [--timeout SECONDS]",
+       "wait until some process publishes KEY",
+       "Runs Heap::WaitFor: returns at once if KEY has a value, else sleeps\n"
+       "(holding no scope: collections run meanwhile) until some process\n"
+       "publishes it. Prints \"key \"KEY\" present\" and exits 0, or fails\n"
+       "(exit 1) when the timeout runs out first.\n"
+       "\n"
+       "  --timeout SECONDS  how long to wait at most (a decimal number; 0\n"
+       "                     checks once); default: no limit\n",
+       {{"--timeout", "SECONDS"}},
+       2,
+       2,
+       RunWait},
       {"keys",
        "NAME [PREFIX]",
        "list the keys of a heap, with kinds and dims",
