@@ -21,6 +21,9 @@
 //   6. A waiter killed while asleep leaves its count in Header::waiters
 //      until its session entry is reclaimed, by the next Collect or by a
 //      process that joins in its place; then the count is 0 again.
+//   7. Waits racing publishes, key by key (four waiter processes, 200
+//      keys, each published once all waiters returned from the last) are
+//      never lost: every wait returns ok and reads its value.
 //
 // Every wait has a finite timeout shorter than kWaitRecheck, so a publish
 // that fails to wake its waiter shows up as that waiter's
@@ -382,6 +385,65 @@ TEST(WaitFor, ACollectionRunsWhileAWaiterSleeps) {
             return Mismatch(h, "after-gc", ArrayFor(99, 0, kValueLength)) == 0;
           }),
       0);
+}
+
+// 7. Waits racing publishes, key by key: four waiter processes each wait
+// for keys 0..kKeys-1 in order; one publisher publishes key k as soon as
+// every waiter has returned from key k-1 (after a pause of 0 to ~60 us, so
+// that the publish falls before, during and after the waiters' checks and
+// sleeps), then waits for all of them to return from k. Each key is thus a
+// fresh race between a wait's start and the one publish that can wake it
+// (a later publish, which would wake it too, waits for it), so a lost
+// wakeup shows up as that key's timeout (below the re-check period). Every
+// wait returns ok and reads its key's value.
+TEST(WaitFor, WaitsRacingPublishesAreNeverLost) {
+  constexpr int kWaitersN = 4;
+  constexpr int kKeys = 200;
+  Heap heap = NewHeap();
+  SharedArray<std::atomic<int32_t>> returned(kWaitersN);
+  const std::vector<int> codes = RunProcessesWithin(
+      kWaitersN + 1,
+      [&](int p) {
+        const int64_t dims[] = {kValueLength};
+        if (p == kWaitersN) {
+          for (int k = 0; k < kKeys; ++k) {
+            const auto pause = std::chrono::steady_clock::now() +
+                               std::chrono::microseconds(k * 7 % 61);
+            while (std::chrono::steady_clock::now() < pause) {
+            }
+            absl::StatusOr<bool> added =
+                heap.Add<float>(KeyName(k), ArrayFor(k, 0, kValueLength), dims);
+            if (!added.ok() || !*added) return 12;
+            const auto end = std::chrono::steady_clock::now() + kSettle;
+            for (int w = 0; w < kWaitersN; ++w) {
+              while (returned[w].load() <= k) {
+                if (std::chrono::steady_clock::now() >= end) return 13;
+              }
+            }
+          }
+          return 0;
+        }
+        for (int k = 0; k < kKeys; ++k) {
+          const absl::Status s = heap.WaitFor(KeyName(k), kWait);
+          if (!s.ok()) return WaitCode(s);
+          if (Mismatch(heap, KeyName(k), ArrayFor(k, 0, kValueLength)) != 0) {
+            return 5;
+          }
+          returned[p] = k + 1;
+        }
+        return 0;
+      },
+      std::chrono::seconds(120));
+  for (int p = 0; p <= kWaitersN; ++p) {
+    EXPECT_EQ(codes[p], 0) << "process " << p << " (3: a wait timed out)";
+  }
+  for (int p = 0; p < kWaitersN; ++p) EXPECT_EQ(returned[p], kKeys) << p;
+  EXPECT_EQ(Waiters(heap), 0u);
+  // Publishers found waiters (each such publish bumps the word): the waits
+  // did sleep, rather than always finding their keys present.
+  EXPECT_GT(HeaderOf(heap).publish_seq.load(), 0u);
+  std::printf("publishes that found waiters: %u of %d\n",
+              HeaderOf(heap).publish_seq.load(), kKeys);
 }
 
 // Forks a waiter for an absent key, waits until it sleeps and kills it.
