@@ -71,6 +71,12 @@ uint64_t ProcessStartTime(pid_t pid) {
   return ReadProcStat(pid, &state, &start) ? start : 0;
 }
 
+char ProcessState(pid_t pid) {
+  char state;
+  uint64_t start = 0;
+  return ReadProcStat(pid, &state, &start) ? state : 0;
+}
+
 bool ProcessAlive(pid_t pid, uint64_t start_time) {
   if (pid <= 0) return false;
   if (kill(pid, 0) != 0 && errno == ESRCH) return false;

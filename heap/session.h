@@ -86,6 +86,9 @@ namespace shmheap::internal {
 
 // Start time of process `pid` (/proc/PID/stat field 22), 0 if unreadable.
 uint64_t ProcessStartTime(pid_t pid);
+// State of process `pid` (/proc/PID/stat field 3: 'R', 'S', 'D', 'Z', ...),
+// 0 if unreadable. Tests use it to see that a process sleeps.
+char ProcessState(pid_t pid);
 // Whether the process that registered as (pid, start_time) still runs.
 // Zombies count as dead. When /proc cannot tell, assumes alive.
 bool ProcessAlive(pid_t pid, uint64_t start_time);

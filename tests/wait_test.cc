@@ -49,6 +49,7 @@
 #include "hashtable/store.h"
 #include "heap/layout.h"
 #include "heap/segment.h"
+#include "heap/session.h"
 #include "shmheap.h"
 #include "tests/test_util.h"
 
@@ -89,20 +90,6 @@ const internal::Header& HeaderOf(const Heap& heap) {
 
 uint32_t Waiters(const Heap& heap) { return HeaderOf(heap).waiters.load(); }
 
-// /proc/PID/stat's state field: 'S' while the process sleeps.
-char ProcessState(pid_t pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  FILE* f = std::fopen(path, "re");
-  if (f == nullptr) return '?';
-  char buf[512];
-  const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = '\0';
-  const char* p = std::strrchr(buf, ')');
-  return p != nullptr && p[1] == ' ' ? p[2] : '?';
-}
-
 // Waits until `n` waiters are counted and every process in `pids` sleeps;
 // false if that does not happen within kSettle.
 bool AsleepWithin(const Heap& heap, uint32_t n,
@@ -110,13 +97,15 @@ bool AsleepWithin(const Heap& heap, uint32_t n,
   const auto end = std::chrono::steady_clock::now() + kSettle;
   while (std::chrono::steady_clock::now() < end) {
     bool asleep = Waiters(heap) == n;
-    for (pid_t pid : pids) asleep = asleep && ProcessState(pid) == 'S';
+    for (pid_t pid : pids)
+      asleep = asleep && internal::ProcessState(pid) == 'S';
     if (asleep) {
       // Still so a moment later: not a waiter passing between its count
       // and its sleep.
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       asleep = Waiters(heap) == n;
-      for (pid_t pid : pids) asleep = asleep && ProcessState(pid) == 'S';
+      for (pid_t pid : pids)
+        asleep = asleep && internal::ProcessState(pid) == 'S';
       if (asleep) return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
