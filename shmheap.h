@@ -428,9 +428,11 @@ class Heap {
   // until another thread or process publishes it by any path (Add,
   // AddMany, a Reserve's Publish, Replace, Move, a FetchAdd that creates
   // it), for at most `timeout` (absl::InfiniteDuration(): no limit; zero:
-  // one check). The waiter holds no scope while it sleeps: collections run
-  // meanwhile (a Collect changes nothing for it), and it may
-  // be called while this process holds views. A process killed while it
+  // one check). WaitFor takes no scope while it sleeps: collections run
+  // meanwhile (a Collect changes nothing for it). A caller that holds a
+  // view, Pin, ReadScope or builder keeps its process in scope while it
+  // waits, and so keeps collections out (other processes' Collect then
+  // fails at its deadline): wait out of scope. A process killed while it
   // waits costs later publishes a wake each until its session is
   // reclaimed (by a process that joins, or the next Collect). A
   // publisher killed between its publish and its wake, or one running a

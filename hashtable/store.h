@@ -295,10 +295,11 @@ class Store {
 
   // Returns once `key` is present, sleeping until some process publishes it
   // (see "Waiting" above) for at most `timeout` (absl::InfiniteDuration():
-  // no limit; zero: one check). Never sleeps in scope. Errors:
-  // kDeadlineExceeded (absent when the timeout ran out), kInvalidArgument
-  // (a negative timeout), Session()'s (this process's first call may join
-  // the heap), kDataLoss (a collector died mid-compaction).
+  // no limit; zero: one check). Takes no scope while it sleeps (a caller's
+  // own Pin is the caller's). Errors: kDeadlineExceeded (absent when the
+  // timeout ran out), kInvalidArgument (a negative timeout), Session()'s
+  // (this process's first call may join the heap), kDataLoss (a collector
+  // died mid-compaction).
   absl::Status WaitFor(const ResolvedKey& key, absl::Duration timeout) const;
 
   // Sums the counters and counts live sessions (reads /proc for each
