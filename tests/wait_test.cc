@@ -24,6 +24,8 @@
 //   7. Waits racing publishes, key by key (four waiter processes, 200
 //      keys, each published once all waiters returned from the last) are
 //      never lost: every wait returns ok and reads its value.
+//   8. A waiter interrupted by signals (EINTR from FUTEX_WAIT) sleeps
+//      again instead of returning, and is woken by the publish.
 //
 // Every wait has a finite timeout shorter than kWaitRecheck, so a publish
 // that fails to wake its waiter shows up as that waiter's
@@ -439,6 +441,49 @@ TEST(WaitFor, WaitsRacingPublishesAreNeverLost) {
   EXPECT_GT(HeaderOf(heap).publish_seq.load(), 0u);
   std::printf("publishes that found waiters: %u of %d\n",
               HeaderOf(heap).publish_seq.load(), kKeys);
+}
+
+// 8.
+void OnSignal(int) {}
+
+TEST(WaitFor, ASignalledWaiterSleepsAgainAndIsWoken) {
+  Heap heap = NewHeap();
+  SharedArray<std::atomic<pid_t>> pid(1);
+  const std::vector<int> codes = RunProcessesWithin(
+      2,
+      [&](int p) {
+        if (p == 0) {
+          // No SA_RESTART: each signal ends the FUTEX_WAIT with EINTR.
+          struct sigaction sa = {};
+          sa.sa_handler = OnSignal;
+          if (sigaction(SIGUSR1, &sa, nullptr) != 0) return 10;
+          pid[0] = getpid();
+          const absl::Status s = heap.WaitFor("signalled", kWait);
+          if (!s.ok()) return WaitCode(s);
+          return Mismatch(heap, "signalled", ArrayFor(8, 0, kValueLength)) == 0
+                     ? 0
+                     : 5;
+        }
+        const auto end = std::chrono::steady_clock::now() + kSettle;
+        while (pid[0].load() == 0) {
+          if (std::chrono::steady_clock::now() >= end) return 20;
+          std::this_thread::yield();
+        }
+        for (int i = 0; i < 5; ++i) {
+          if (!AsleepWithin(heap, 1, {pid[0].load()})) return 21;
+          kill(pid[0].load(), SIGUSR1);
+        }
+        // Back asleep after the last signal, still counted as waiting.
+        if (!AsleepWithin(heap, 1, {pid[0].load()})) return 22;
+        const int64_t dims[] = {kValueLength};
+        absl::StatusOr<bool> added =
+            heap.Add<float>("signalled", ArrayFor(8, 0, kValueLength), dims);
+        return added.ok() && *added ? 0 : 23;
+      },
+      std::chrono::seconds(30));
+  EXPECT_EQ(codes[0], 0) << "the waiter (5: returned before the publish)";
+  EXPECT_EQ(codes[1], 0) << "the signaller and publisher";
+  EXPECT_EQ(Waiters(heap), 0u);
 }
 
 // Forks a waiter for an absent key, waits until it sleeps and kills it.
