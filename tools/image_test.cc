@@ -30,12 +30,17 @@
 namespace shmheap::tools {
 namespace {
 
-std::string MakeImage(const std::string& path) {
+// A small heap: 4 MiB, 2^8 slots, 64 KiB chunks.
+absl::StatusOr<Heap> SmallHeap() {
   Options o;
   o.heap_bytes = 4 << 20;
   o.table_slots_log2 = 8;
   o.chunk_bytes = 64 << 10;
-  absl::StatusOr<Heap> heap = Heap::Create(o);
+  return Heap::Create(o);
+}
+
+std::string MakeImage(const std::string& path) {
+  absl::StatusOr<Heap> heap = SmallHeap();
   EXPECT_TRUE(heap.ok()) << heap.status();
   for (int i = 0; i < 20; ++i) {
     const std::vector<double> v(50, i + 0.5);
@@ -175,11 +180,7 @@ TEST(Image, AGrownTableSavesSparseAndLoadsWhole) {
 // processes, so nobody waits in it, and the loaded heap's publishes pay no
 // wake (Header::waiters 0).
 TEST(Image, AWaitInTheSourceIsNotCarriedIntoTheImage) {
-  Options o;
-  o.heap_bytes = 4 << 20;
-  o.table_slots_log2 = 8;
-  o.chunk_bytes = 64 << 10;
-  absl::StatusOr<Heap> heap = Heap::Create(o);
+  absl::StatusOr<Heap> heap = SmallHeap();
   ASSERT_TRUE(heap.ok()) << heap.status();
   const std::vector<double> v(3, 1.5);
   const int64_t dims[] = {3};
