@@ -745,7 +745,9 @@ TEST_F(CliTest, NamesWithControlCharactersAreRefusedAndListedEscaped) {
 // wait: a `shmheap wait` process that sleeps (the heap's waiter count says
 // so) exits 0 once this process publishes its key, printing that it is
 // present; a present key returns at once; an absent one fails (exit 1, one
-// line) once its timeout has passed; bad timeouts are command-line errors.
+// line) once its timeout has passed; SIGINT or SIGTERM end a wait with one
+// line and that signal, its count taken off the heap's waiters; bad
+// timeouts are command-line errors.
 TEST_F(CliTest, WaitReturnsOnceTheKeyIsPublishedAndTimesOut) {
   const std::string name = HeapName("wait");
   CliOk({"create", name, "--heap", "16M", "--slots", "1K"});
@@ -777,6 +779,28 @@ TEST_F(CliTest, WaitReturnsOnceTheKeyIsPublishedAndTimesOut) {
   EXPECT_GE(absent.seconds, 0.05);  // a lower bound only: never early
   CliFails({"wait", name, "absent", "--timeout", "0.05"},
            "key \"absent\" was not published within 50ms");
+  // A signal ends the wait, not the heap's count of it: the command takes
+  // itself off the waiters before it dies by the signal.
+  for (const int sig : {SIGINT, SIGTERM}) {
+    Running stopped = StartCli({"wait", name, "never", "--timeout", "20"});
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (heap->segment().header().waiters.load() == 0 &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_EQ(heap->segment().header().waiters.load(), 1u);
+    kill(stopped.pid, sig);
+    const Result killed = WaitCli(stopped, std::chrono::seconds(10));
+    EXPECT_EQ(killed.code, 1000 + sig) << killed.err;
+    EXPECT_EQ(killed.out, "");
+    EXPECT_EQ(
+        killed.err,
+        absl::StrCat("shmheap: wait: ", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                     ": stopped waiting; key \"never\" is not present\n"));
+    EXPECT_EQ(heap->segment().header().waiters.load(), 0u)
+        << "a signalled wait left its count in the heap";
+  }
   CliFails({"wait", name, "absent", "--timeout", "-1"}, "invalid --timeout", 2);
   CliFails({"wait", name, "absent", "--timeout", "soon"}, "invalid --timeout",
            2);

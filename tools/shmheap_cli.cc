@@ -40,7 +40,8 @@
 // (130 for SIGINT, 143 for SIGTERM) and a script running it stops as for
 // any other program. The other commands only read, or attach as a session,
 // which a killed process may do at any instruction: signals kill them as
-// usual.
+// usual. wait holds them back too, so that it never dies counted among the
+// heap's waiters: it waits in slices and stops between two.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -726,8 +727,37 @@ int RunWait(const Invocation& inv) {
   absl::StatusOr<Heap> heap = Open(inv, 0);
   if (!heap.ok()) return Fail(inv, heap.status());
   const std::string& key = inv.args[1];
-  if (absl::Status s = heap->WaitFor(key, timeout); !s.ok()) {
-    return Fail(inv, s);
+  // A signal must not end the process while its wait is counted in the
+  // heap (Header::waiters): the count would stay until the session is
+  // reclaimed, and every publish meanwhile would pay a wake. So signals are
+  // held back and the wait runs in slices of kWaitSlice, between which a
+  // held signal ends the command (the wait taken off first).
+  constexpr absl::Duration kWaitSlice = absl::Milliseconds(100);
+  SignalGuard guard;
+  // Monotonic, as WaitFor's own deadline.
+  using Clock = std::chrono::steady_clock;
+  const bool forever = timeout == absl::InfiniteDuration();
+  const Clock::time_point deadline =
+      forever ? Clock::time_point::max()
+              : Clock::now() + absl::ToChronoNanoseconds(timeout);
+  for (;;) {
+    const absl::Duration left =
+        forever ? kWaitSlice
+                : std::max(absl::FromChrono(deadline - Clock::now()),
+                           absl::ZeroDuration());
+    const absl::Status s = heap->WaitFor(key, std::min(left, kWaitSlice));
+    if (s.ok()) break;
+    if (s.code() != absl::StatusCode::kDeadlineExceeded) return Fail(inv, s);
+    if (!forever && Clock::now() >= deadline) {
+      return Fail(
+          inv,
+          absl::DeadlineExceededError(absl::StrCat(
+              heap->segment().Describe(), ": key \"", absl::CHexEscape(Sv(key)),
+              "\" was not published within ", absl::FormatDuration(timeout))));
+    }
+    guard.StopIfPending(
+        "wait", absl::StrCat("stopped waiting; key \"",
+                             absl::CHexEscape(Sv(key)), "\" is not present"));
   }
   std::printf("key \"%s\" present\n", absl::CHexEscape(Sv(key)).c_str());
   return kExitOk;
@@ -1041,7 +1071,11 @@ const std::vector<Command>& Commands() {
        "(exit 1) when the timeout runs out first.\n"
        "\n"
        "  --timeout SECONDS  how long to wait at most (a decimal number; 0\n"
-       "                     checks once); default: no limit\n",
+       "                     checks once); default: no limit\n"
+       "\n"
+       "SIGINT, SIGTERM or SIGHUP stop the wait within a tenth of a second:\n"
+       "the command takes itself off the heap's waiters, prints one line and\n"
+       "dies by that signal.\n",
        {{"--timeout", "SECONDS"}},
        2,
        2,
