@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gc/collector.h"
 #include "gc/grow.h"
+#include "hashtable/deps.h"
 #include "hashtable/store.h"
 #include "hashtable/table.h"
 #include "heap/layout.h"
@@ -36,6 +37,7 @@ SegmentOptions ToSegmentOptions(const Options& o) {
   s.chunk_bytes = o.chunk_bytes;
   s.min_available_bytes = o.min_available_bytes;
   s.seed = o.seed;
+  s.dep_table_slots_log2 = o.dep_table_slots_log2;
   return s;
 }
 
@@ -326,6 +328,54 @@ bool Heap::StopRequested() const {
   // Acquire: pairs with RequestStop's release store.
   return store_ &&
          store_->segment().header().stop.load(std::memory_order_acquire) != 0;
+}
+
+namespace {
+
+// The dependency table of `store`, in scope (`pin`): the checks every
+// dependency call makes, in the order its errors are listed.
+absl::StatusOr<internal::DepTable> EnterDeps(const Store& store, Pin& pin) {
+  absl::StatusOr<internal::DepTable> deps =
+      internal::DepTable::Of(store.segment());
+  if (!deps.ok()) return deps.status();
+  // In scope, so that a whole-heap reset (with the world stopped) orders
+  // each call wholly before or after it (hashtable/deps.h, "Scopes").
+  absl::StatusOr<Pin> entered = store.Enter();
+  if (!entered.ok()) return entered.status();
+  pin = *std::move(entered);
+  return deps;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> Heap::AddDep(uint32_t key, uint32_t value) {
+  if (!store_) return MovedFrom();
+  if (absl::Status s = internal::CheckDepId("key", key); !s.ok()) return s;
+  if (absl::Status s = internal::CheckDepId("value", value); !s.ok()) return s;
+  Pin pin;
+  absl::StatusOr<internal::DepTable> deps = EnterDeps(*store_, pin);
+  if (!deps.ok()) return deps.status();
+  return deps->Add(key, value);
+}
+
+absl::StatusOr<std::vector<uint32_t>> Heap::GetDeps(uint32_t key) const {
+  if (!store_) return MovedFrom();
+  if (absl::Status s = internal::CheckDepId("key", key); !s.ok()) return s;
+  Pin pin;
+  absl::StatusOr<internal::DepTable> deps = EnterDeps(*store_, pin);
+  if (!deps.ok()) return deps.status();
+  std::vector<uint32_t> values;
+  deps->Get(key, &values);
+  return values;
+}
+
+absl::StatusOr<size_t> Heap::RemoveDeps(uint32_t key) {
+  if (!store_) return MovedFrom();
+  if (absl::Status s = internal::CheckDepId("key", key); !s.ok()) return s;
+  Pin pin;
+  absl::StatusOr<internal::DepTable> deps = EnterDeps(*store_, pin);
+  if (!deps.ok()) return deps.status();
+  return deps->Remove(key);
 }
 
 absl::StatusOr<int64_t> Heap::FetchAdd(Key key, int64_t delta) {

@@ -41,7 +41,8 @@
 //                        or file to create exists
 //   kResourceExhausted   table full, heap full, backing store full
 //                        (/dev/shm, disk, RLIMIT_FSIZE, memory floor), or
-//                        max_sessions live processes
+//                        max_sessions live processes; the dependency table
+//                        full
 //   kPermissionDenied    the heap belongs to another uid
 //   kFailedPrecondition  not a shmheap segment, another format version, or
 //                        a path that is not a regular file (FIFO, device,
@@ -51,7 +52,8 @@
 //   kDeadlineExceeded    Collect could not stop the world in its deadline;
 //                        WaitFor's key was not published in its timeout
 //   kFailedPrecondition  also: Collect while this process holds a view, a
-//                        call on a moved-from Heap
+//                        call on a moved-from Heap, a dependency call on a
+//                        heap without a dependency table
 // The library never throws, never exits and never prints.
 
 #ifndef SHMHEAP_SHMHEAP_H_
@@ -65,6 +67,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -110,6 +113,11 @@ struct Options {
   uint64_t min_available_bytes = uint64_t{64} << 20;
   // Hash seed; 0 picks a random one.
   uint64_t seed = 0;
+  // The dependency table (Heap::AddDep): 2^dep_table_slots_log2 slots of 8
+  // bytes, one per edge, all backed when the heap is created; it never
+  // grows. 4..32, or 0 for none. The default, 17 (2^17 edges, 1 MiB), is
+  // hh_shared's dep_table_pow for Hack.
+  uint32_t dep_table_slots_log2 = 17;
 };
 
 namespace internal {
@@ -456,6 +464,31 @@ class Heap {
   void RequestStop();
   void ClearStop();
   bool StopRequested() const;
+
+  // The dependency table (hh_shared's hh_add_dep / hh_get_dep): a
+  // lock-free multimap of keys to sets of values, both below 2^31, in the
+  // heap's segment (hashtable/deps.h has the protocol and its concurrency
+  // table). Each call enters this process's scope for its duration (so it
+  // waits while a collection runs). A collection leaves the table as it is.
+  //
+  // Adds edge key -> value: true when this call stored it, false when it
+  // was there already (adding an edge twice, from any processes at once,
+  // stores it once). Errors: kInvalidArgument (key or value 2^31 or more),
+  // kFailedPrecondition ("heap has no dependency table
+  // (dep_table_slots_log2 = 0)"), kResourceExhausted ("dependency table
+  // full: N slots": removed edges keep their slots until the table is
+  // reset; also max_sessions), kDataLoss (a collector died mid-compaction).
+  absl::StatusOr<bool> AddDep(uint32_t key, uint32_t value);
+  // Every value added for `key` and not removed since, each once, in no
+  // promised order (empty for a key with none). Errors: as AddDep, less
+  // the full table.
+  absl::StatusOr<std::vector<uint32_t>> GetDeps(uint32_t key) const;
+  // Removes every edge of `key`; returns how many this call removed. A
+  // removed edge keeps its slot (GetDeps skips it; adding it again stores
+  // it anew in another slot) until the table is reset, so a table that
+  // sees many removals needs room for them (Stats::dep_removed).
+  // Errors: as GetDeps.
+  absl::StatusOr<size_t> RemoveDeps(uint32_t key);
 
   // Unlinks the value; its bytes become dead. Errors: kNotFound, and
   // Add's kResourceExhausted (max_sessions) and kDataLoss.

@@ -10,6 +10,16 @@
 //   +2 rmw          + two locked read-modify-writes on a process-local
 //                   counter (what entering and leaving a Pin costs)
 //   +4 rmw          + four (what Get<T> did before RawView::As moved its pin)
+//   probe+blob+N    probe+blob plus N independent register additions per
+//                   lookup (N = 64, 128, 192): no memory access and no
+//                   dependence between lookups, a few ns of ALU work. What
+//                   they take away is overlap: consecutive lookups are
+//                   independent, so the core runs the next ones while one
+//                   waits for its blob's cache miss, but only as many as
+//                   its reorder buffer holds (a few hundred instructions).
+//                   Every instruction a lookup adds pushes the next
+//                   lookup's miss later, until the misses no longer
+//                   overlap at all and each lookup pays a whole miss.
 //   shmheap Contains / GetRaw / Get<float>, inside a held Pin
 //   shmheap Contains / Get<float> of absent keys
 //   the same through a held ReadScope (Heap::Read, issue 11): Contains,
@@ -99,7 +109,19 @@ const Model<kHash>& TheModel() {
   return *m;
 }
 
-template <bool kBlob, bool kHash, int kRmw>
+// kPad groups of 16 register additions on four independent chains.
+template <int kPad>
+[[gnu::always_inline]] inline void Pad() {
+  for (int p = 0; p < kPad; ++p) {
+#define SHMHEAP_ADD4 \
+  "add $1, %%r8\n add $1, %%r9\n add $1, %%r10\n add $1, %%r11\n"
+    asm volatile(SHMHEAP_ADD4 SHMHEAP_ADD4 SHMHEAP_ADD4 SHMHEAP_ADD4 ::
+                     : "r8", "r9", "r10", "r11");
+#undef SHMHEAP_ADD4
+  }
+}
+
+template <bool kBlob, bool kHash, int kRmw, int kPad = 0>
 void BM_Model(benchmark::State& state) {
   const Model<kHash>& model = TheModel<kHash>();
   const Keys& keys = Keys::Get();
@@ -126,6 +148,7 @@ void BM_Model(benchmark::State& state) {
     for (int i = 0; i < kRmw / 2; ++i) {
       pins.fetch_sub(1, std::memory_order_release);
     }
+    Pad<kPad>();
   }
   if (bad) state.SkipWithError("model lookup failed");
 }
@@ -233,6 +256,9 @@ void RegisterAll() {
   add("anatomy/probe+blob+xxh3", BM_Model<true, true, 0>);
   add("anatomy/probe+blob+xxh3+2rmw", BM_Model<true, true, 2>);
   add("anatomy/probe+blob+xxh3+4rmw", BM_Model<true, true, 4>);
+  add("anatomy/probe+blob+64", BM_Model<true, false, 0, 4>);
+  add("anatomy/probe+blob+128", BM_Model<true, false, 0, 8>);
+  add("anatomy/probe+blob+192", BM_Model<true, false, 0, 12>);
   add("anatomy/shmheap_contains", BM_Shmheap<Call::kContains>);
   add("anatomy/shmheap_getraw", BM_Shmheap<Call::kGetRaw>);
   add("anatomy/shmheap_get", BM_Shmheap<Call::kGet>);

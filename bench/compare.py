@@ -332,6 +332,10 @@ ANATOMY_ROWS = [
     ("probe+blob+xxh3", "+ XXH3 of the key"),
     ("probe+blob+xxh3+2rmw", "+ 2 locked RMWs (enter and leave a pin)"),
     ("probe+blob+xxh3+4rmw", "+ 4 locked RMWs"),
+    ("probe+blob+64", "probe+blob + 64 independent register additions "
+     "(no memory access)"),
+    ("probe+blob+128", "probe+blob + 128 additions"),
+    ("probe+blob+192", "probe+blob + 192 additions"),
     ("shmheap_contains", "shmheap `Contains` (in a held Pin)"),
     ("shmheap_getraw", "shmheap `GetRaw` (in a held Pin)"),
     ("shmheap_get", "shmheap `Get<float>` (in a held Pin)"),

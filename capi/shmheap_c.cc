@@ -106,6 +106,7 @@ shmheap::Options ToOptions(const shmheap_options* o) {
   r.keep_keys = o->keep_keys != 0;
   r.checksums = o->checksums != 0;
   r.max_table_slots_log2 = o->max_table_slots_log2;
+  r.dep_table_slots_log2 = o->dep_table_slots_log2;
   return r;
 }
 
@@ -195,6 +196,7 @@ void shmheap_options_default(shmheap_options* o) {
   o->keep_keys = d.keep_keys ? 1 : 0;
   o->checksums = d.checksums ? 1 : 0;
   o->max_table_slots_log2 = d.max_table_slots_log2;
+  o->dep_table_slots_log2 = d.dep_table_slots_log2;
 }
 
 int shmheap_create(const shmheap_options* options, shmheap_heap** out) {
@@ -397,6 +399,38 @@ int shmheap_remove_many(shmheap_heap* heap, const shmheap_key* keys, size_t n,
   if (removed != nullptr) *removed = *r;
   return SHMHEAP_OK;
 }
+int shmheap_add_dep(shmheap_heap* heap, uint32_t key, uint32_t value,
+                    int* added) {
+  if (added != nullptr) *added = 0;
+  absl::StatusOr<bool> r = heap->heap.AddDep(key, value);
+  if (!r.ok()) return Fail(r.status());
+  if (added != nullptr) *added = *r ? 1 : 0;
+  return SHMHEAP_OK;
+}
+int shmheap_get_deps(const shmheap_heap* heap, uint32_t key, uint32_t* values,
+                     size_t* count) {
+  if (count == nullptr) {
+    return Fail(absl::StatusCode::kInvalidArgument,
+                "shmheap_get_deps: count is NULL");
+  }
+  const size_t room = *count;
+  if (values == nullptr && room > 0) {
+    return Fail(absl::StatusCode::kInvalidArgument,
+                "shmheap_get_deps: values is NULL but *count is not 0");
+  }
+  absl::StatusOr<std::vector<uint32_t>> r = heap->heap.GetDeps(key);
+  if (!r.ok()) return Fail(r.status());
+  std::copy_n(r->begin(), std::min(room, r->size()), values);
+  *count = r->size();
+  return SHMHEAP_OK;
+}
+int shmheap_remove_deps(shmheap_heap* heap, uint32_t key, size_t* removed) {
+  if (removed != nullptr) *removed = 0;
+  absl::StatusOr<size_t> r = heap->heap.RemoveDeps(key);
+  if (!r.ok()) return Fail(r.status());
+  if (removed != nullptr) *removed = *r;
+  return SHMHEAP_OK;
+}
 int shmheap_fetch_add(shmheap_heap* heap, const shmheap_key* key, int64_t delta,
                       int64_t* before) {
   absl::StatusOr<int64_t> r = heap->heap.FetchAdd(ToKey(key), delta);
@@ -491,6 +525,9 @@ void shmheap_get_stats(const shmheap_heap* heap, shmheap_stats* out) {
   out->dead_bytes = s.dead_bytes;
   out->sessions = s.sessions;
   out->collections = s.collections;
+  out->dep_slots = s.dep_slots;
+  out->dep_used = s.dep_used;
+  out->dep_removed = s.dep_removed;
 }
 int shmheap_verify(const shmheap_heap* heap) {
   absl::Status s = heap->heap.Verify();

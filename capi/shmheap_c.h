@@ -103,12 +103,18 @@ typedef struct shmheap_options {
   /* The largest table a collection may grow it to (0: table_slots_log2 + 6,
    * at most 32); see Options::max_table_slots_log2. */
   uint32_t max_table_slots_log2;
+  /* The dependency table: 2^n slots of 8 bytes (4..32), 0 for none; see
+   * Options::dep_table_slots_log2 (default 17). */
+  uint32_t dep_table_slots_log2;
 } shmheap_options;
 
 typedef struct shmheap_stats {
   uint64_t table_slots, table_used, table_tombstones, live_blobs;
   uint64_t heap_capacity, heap_top, live_bytes, dead_bytes;
   uint64_t sessions, collections;
+  /* The dependency table (0 when the heap has none): slots, non-empty
+   * slots (removed edges included), slots of removed edges. */
+  uint64_t dep_slots, dep_used, dep_removed;
 } shmheap_stats;
 
 typedef struct shmheap_gc_report {
@@ -232,6 +238,30 @@ int shmheap_remove(shmheap_heap* heap, const shmheap_key* key);
  * SHMHEAP_EDATALOSS; then nothing was removed. */
 int shmheap_remove_many(shmheap_heap* heap, const shmheap_key* keys, size_t n,
                         size_t* removed);
+/* The dependency table (shmheap::Heap::AddDep, hh_shared's hh_add_dep):
+ * keys and values below 2^31. Every call may also return
+ * SHMHEAP_EINVALID (a key or value of 2^31 or more), SHMHEAP_EPRECONDITION
+ * (the heap has no dependency table: dep_table_slots_log2 = 0),
+ * SHMHEAP_EEXHAUSTED (max_sessions) and SHMHEAP_EDATALOSS.
+ *
+ * Adds edge key -> value; *added (may be NULL) is 1 when this call stored
+ * it, 0 when it was there. Also SHMHEAP_EEXHAUSTED: the table is full
+ * (removed edges keep their slots). */
+int shmheap_add_dep(shmheap_heap* heap, uint32_t key, uint32_t value,
+                    int* added);
+/* The values of `key` (in no promised order), snprintf style: on entry
+ * *count is the room in values[] (values may be NULL when it is 0); on
+ * return *count is how many values the key has, and the first
+ * min(room, *count) of them are in values[]. A *count larger than the room
+ * means the buffer was too small: call again with at least that much (the
+ * set may have grown in between, so loop). Also SHMHEAP_EINVALID: values
+ * NULL with room, or count NULL. */
+int shmheap_get_deps(const shmheap_heap* heap, uint32_t key, uint32_t* values,
+                     size_t* count);
+/* Removes every edge of `key`; *removed (may be NULL) is how many this call
+ * removed. Removed edges keep their slots until the table is reset. */
+int shmheap_remove_deps(shmheap_heap* heap, uint32_t key, size_t* removed);
+
 /* A named counter (shmheap::Heap::FetchAdd): adds delta atomically and
  * stores the value before in *before (may be NULL). Errors: SHMHEAP_EINVALID
  * (the key holds another kind or shape, or a checksummed int64),

@@ -443,6 +443,68 @@ static void TestWaitFor(void) {
   shmheap_close(heap);
 }
 
+/* The dependency table: idempotent adds, the snprintf-style get (size
+ * query, short buffer, full buffer), removal, stats, and the errors. */
+static void TestDeps(void) {
+  shmheap_heap* heap = NewHeap(16 << 20, 8);
+  if (heap == NULL) return;
+  int added = -1;
+  CHECK(shmheap_add_dep(heap, 7, 70, &added) == SHMHEAP_OK && added == 1);
+  CHECK(shmheap_add_dep(heap, 7, 70, &added) == SHMHEAP_OK && added == 0);
+  CHECK(shmheap_add_dep(heap, 7, 71, NULL) == SHMHEAP_OK);
+  CHECK(shmheap_add_dep(heap, 7, 72, &added) == SHMHEAP_OK && added == 1);
+  size_t count = 0;
+  CHECK(shmheap_get_deps(heap, 7, NULL, &count) == SHMHEAP_OK && count == 3);
+  uint32_t values[8] = {0};
+  count = 2;
+  CHECK(shmheap_get_deps(heap, 7, values, &count) == SHMHEAP_OK && count == 3);
+  CHECK(values[0] >= 70 && values[0] <= 72 && values[1] >= 70 &&
+        values[1] <= 72 && values[0] != values[1] && values[2] == 0);
+  count = 8;
+  CHECK(shmheap_get_deps(heap, 7, values, &count) == SHMHEAP_OK && count == 3);
+  CHECK(values[0] + values[1] + values[2] == 70 + 71 + 72);
+  count = 8;
+  CHECK(shmheap_get_deps(heap, 8, values, &count) == SHMHEAP_OK && count == 0);
+  shmheap_stats st;
+  shmheap_get_stats(heap, &st);
+  CHECK(st.dep_slots == (uint64_t)1 << 17 && st.dep_used == 3 &&
+        st.dep_removed == 0);
+  size_t removed = 99;
+  CHECK(shmheap_remove_deps(heap, 7, &removed) == SHMHEAP_OK && removed == 3);
+  CHECK(shmheap_remove_deps(heap, 7, NULL) == SHMHEAP_OK);
+  count = 8;
+  CHECK(shmheap_get_deps(heap, 7, values, &count) == SHMHEAP_OK && count == 0);
+  shmheap_get_stats(heap, &st);
+  CHECK(st.dep_used == 3 && st.dep_removed == 3);
+  /* Errors. */
+  CHECK(shmheap_add_dep(heap, 1u << 31, 1, &added) == SHMHEAP_EINVALID &&
+        added == 0);
+  CHECK(strstr(shmheap_last_error(), "key 2147483648") != NULL);
+  CHECK(shmheap_add_dep(heap, 1, 0xffffffffu, NULL) == SHMHEAP_EINVALID);
+  count = 1;
+  CHECK(shmheap_get_deps(heap, 7, NULL, &count) == SHMHEAP_EINVALID);
+  CHECK(shmheap_get_deps(heap, 7, values, NULL) == SHMHEAP_EINVALID);
+  CHECK(shmheap_verify(heap) == SHMHEAP_OK);
+  shmheap_close(heap);
+
+  shmheap_options o;
+  shmheap_options_default(&o);
+  CHECK(o.dep_table_slots_log2 == 17);
+  o.heap_bytes = 4 << 20;
+  o.table_slots_log2 = 6;
+  o.dep_table_slots_log2 = 0;
+  CHECK(shmheap_create(&o, &heap) == SHMHEAP_OK);
+  if (heap == NULL) return;
+  CHECK(shmheap_add_dep(heap, 1, 2, NULL) == SHMHEAP_EPRECONDITION);
+  CHECK(strstr(shmheap_last_error(), "no dependency table") != NULL);
+  count = 0;
+  CHECK(shmheap_get_deps(heap, 1, NULL, &count) == SHMHEAP_EPRECONDITION);
+  CHECK(shmheap_remove_deps(heap, 1, NULL) == SHMHEAP_EPRECONDITION);
+  shmheap_close(heap);
+  o.dep_table_slots_log2 = 2;
+  CHECK(shmheap_create(&o, &heap) == SHMHEAP_EINVALID);
+}
+
 static void TestNamedAndFile(void) {
   char name[64], path[256];
   snprintf(name, sizeof name, "shmheap-c-test-%d", (int)getpid());
@@ -481,8 +543,9 @@ static void TestNamedAndFile(void) {
 
 int main(void) {
   void (*const tests[])(void) = {
-      TestErrors,     TestForkedWriters, TestWritesAndCollect, TestAddMany,
-      TestRemoveMany, TestWaitFor,       TestNamedAndFile};
+      TestErrors,  TestForkedWriters, TestWritesAndCollect,
+      TestAddMany, TestRemoveMany,    TestWaitFor,
+      TestDeps,    TestNamedAndFile};
   const int n = (int)(sizeof tests / sizeof tests[0]);
   int passed = 0;
   for (int i = 0; i < n; ++i) {

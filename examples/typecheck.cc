@@ -11,8 +11,9 @@
 // Output: a progress bar per phase when stdout is a terminal (one plain line
 // per finished phase otherwise), then a summary. Exit status: 0 when the
 // parallel, rechecked and serial digests agree and Verify passes; 1 when the
-// run failed or they do not; 2 for a usage error. Errors are one line on
-// stderr.
+// run failed or they do not; 2 for a usage error; 130 when Ctrl-C (SIGINT or
+// SIGTERM) stopped it: the workers finish their file and exit, and the
+// summary says what was done. Errors are one line on stderr.
 
 #include <unistd.h>
 
@@ -207,46 +208,10 @@ class Progress {
   std::chrono::steady_clock::time_point last_draw_;
 };
 
-void PrintSummary(const typecheck::Result& r) {
+// The table of phases: wall time, files per second and what each moved.
+void PrintPhases(const typecheck::Result& r) {
   using namespace typecheck;
-  const auto& t = r.tallies;
-  const double files = static_cast<double>(r.files.size());
-  std::printf("\nsummary\n");
-  int64_t tokens = 0;
-  for (int64_t c : r.histogram) tokens += c;
-  std::string mix;
-  for (int k = 0; k < kNumTokenKinds; ++k) {
-    if (tokens == 0) break;
-    absl::StrAppend(&mix, k ? ", " : "", Sv(TokenKindName(k)), " ",
-                    absl::StrFormat("%.1f%%", 100.0 * r.histogram[k] / tokens));
-  }
-  std::printf("  files        %zu, %s read, %lld tokens (%s)\n", r.files.size(),
-              Bytes(t[kBytesRead]).c_str(), static_cast<long long>(tokens),
-              mix.c_str());
-  std::printf("  includes     %lld resolved, %lld unresolved\n",
-              static_cast<long long>(t[kIncludesResolved]),
-              static_cast<long long>(t[kIncludesUnresolved]));
-  std::printf(
-      "  closures     %.1f files and %.0f visible identifiers per file on "
-      "average; %lld identifiers defined in all\n",
-      t[kClosureFiles] / files, t[kVisibleIdentifiers] / files,
-      static_cast<long long>(t[kDefs]));
-  std::printf(
-      "  published    %llu blobs, %s live (table: %llu of %llu slots)\n",
-      static_cast<unsigned long long>(r.published.live_blobs),
-      Bytes(r.published.live_bytes).c_str(),
-      static_cast<unsigned long long>(r.published.live_blobs),
-      static_cast<unsigned long long>(r.published.table_slots));
-  std::string balance;
-  if (!r.phases.empty()) {
-    for (int64_t f : r.phases[0].files_per_worker) {
-      absl::StrAppend(&balance, " ", f);
-    }
-  }
-  std::printf("  workers      %d %s; files parsed per worker:%s\n", r.workers,
-              r.workers == 1 ? "(serial: no fork)" : "(forked per phase)",
-              balance.c_str());
-  std::printf("\n  %-16s %9s %12s %14s\n", "phase", "wall", "files/s",
+  std::printf("\n  %-20s %9s %12s %14s\n", "phase", "wall", "files/s",
               "throughput");
   for (const PhaseReport& p : r.phases) {
     // What each phase moves: bytes read from disk for the parses, closure
@@ -267,21 +232,83 @@ void PrintSummary(const typecheck::Result& r) {
           MibPerSecond(static_cast<double>(r.gc.bytes_moved), p.seconds),
           " compacted");
     }
+    // A stopped phase did `done` of its files.
+    const int64_t count = p.stopped ? p.done : p.files;
     const std::string per_second =
-        p.files > 0
-            ? absl::StrCat(Rate(static_cast<double>(p.files), p.seconds), "/s")
+        count > 0
+            ? absl::StrCat(Rate(static_cast<double>(count), p.seconds), "/s")
             : "";
-    std::printf("  %-16s %7.3f s %12s   %s\n", p.name.c_str(), p.seconds,
+    const std::string name =
+        p.stopped ? absl::StrCat(p.name, " (stopped)") : p.name;
+    std::printf("  %-20s %7.3f s %12s   %s\n", name.c_str(), p.seconds,
                 per_second.c_str(), throughput.c_str());
   }
+}
+
+void PrintSummary(const typecheck::Result& r) {
+  using namespace typecheck;
+  const auto& t = r.tallies;
+  const double files = static_cast<double>(r.files.size());
+  std::printf("\nsummary\n");
+  int64_t tokens = 0;
+  for (int64_t c : r.histogram) tokens += c;
+  std::string mix;
+  for (int k = 0; k < kNumTokenKinds; ++k) {
+    if (tokens == 0) break;
+    absl::StrAppend(&mix, k ? ", " : "", Sv(TokenKindName(k)), " ",
+                    absl::StrFormat("%.1f%%", 100.0 * r.histogram[k] / tokens));
+  }
+  std::printf("  files        %zu, %s read, %lld tokens (%s)\n", r.files.size(),
+              Bytes(t[kBytesRead]).c_str(), static_cast<long long>(tokens),
+              mix.c_str());
+  if (t[kFilesUnreadable] > 0) {
+    std::printf("  unreadable   %lld files, analysed as empty (first: %s)\n",
+                static_cast<long long>(t[kFilesUnreadable]),
+                r.phases.empty() ? "" : r.phases[0].first_unreadable.c_str());
+  }
+  if (r.unlisted_dirs > 0) {
+    std::printf("  unlisted     %lld directories skipped (first: %s)\n",
+                static_cast<long long>(r.unlisted_dirs),
+                r.first_unlisted.c_str());
+  }
+  std::printf("  includes     %lld resolved, %lld unresolved\n",
+              static_cast<long long>(t[kIncludesResolved]),
+              static_cast<long long>(t[kIncludesUnresolved]));
+  std::printf(
+      "  closures     %.1f files and %.0f visible identifiers per file on "
+      "average; %lld identifiers defined in all\n",
+      t[kClosureFiles] / files, t[kVisibleIdentifiers] / files,
+      static_cast<long long>(t[kDefs]));
+  std::printf(
+      "  published    %llu blobs, %s live (table: %llu of %llu slots)\n",
+      static_cast<unsigned long long>(r.published.live_blobs),
+      Bytes(r.published.live_bytes).c_str(),
+      static_cast<unsigned long long>(r.published.live_blobs),
+      static_cast<unsigned long long>(r.published.table_slots));
+  std::printf(
+      "  deps         %llu include edges in the dependency table (%llu of "
+      "%llu slots)\n",
+      static_cast<unsigned long long>(t[kDepsAdded]),
+      static_cast<unsigned long long>(r.published.dep_used),
+      static_cast<unsigned long long>(r.published.dep_slots));
+  std::string balance;
+  if (!r.phases.empty()) {
+    for (int64_t f : r.phases[0].files_per_worker) {
+      absl::StrAppend(&balance, " ", f);
+    }
+  }
+  std::printf("  workers      %d %s; files parsed per worker:%s\n", r.workers,
+              r.workers == 1 ? "(serial: no fork)" : "(forked per phase)",
+              balance.c_str());
+  PrintPhases(r);
   size_t closures = 0;
   for (const std::string& k : r.removed_keys) {
     closures += k.rfind("closure:", 0) == 0;
   }
   std::printf(
-      "\n  recheck      %zu files edited: removed %zu keys (%zu closures), "
-      "%s live\n",
-      r.edited.size(), r.removed_keys.size(), closures,
+      "\n  recheck      %zu files edited, %zu dependents found in the "
+      "dependency table: removed %zu keys (%zu closures), %s live\n",
+      r.edited.size(), r.dependents.size(), r.removed_keys.size(), closures,
       Bytes(r.removed_bytes).c_str());
   std::printf(
       "  collection   heap %s -> %s (reclaimed %s; %s were dead), "
@@ -302,6 +329,32 @@ void PrintSummary(const typecheck::Result& r) {
   std::printf(": %s\n", r.digests_match() ? "identical" : "MISMATCH");
   std::printf("  verify       %s\n",
               r.verify.ok() ? "OK" : std::string(r.verify.message()).c_str());
+}
+
+// A run stopped by Ctrl-C: what was done, and what was not.
+void PrintStopped(const typecheck::Result& r) {
+  const typecheck::PhaseReport& last = r.phases.back();
+  std::printf("\nstopped\n");
+  std::printf(
+      "  files        %zu analysed; the stop came in %s, with %lld of its "
+      "%lld files done\n",
+      r.files.size(), r.stopped_in.c_str(), static_cast<long long>(last.done),
+      static_cast<long long>(last.files));
+  PrintPhases(r);
+  if (r.stopped_in.rfind("check:", 0) == 0) {
+    // The parallel run and its recheck were complete.
+    std::printf(
+        "\n  the parallel run and its recheck were complete (digest "
+        "%016llx, verify %s); the serial reference was stopped, so the "
+        "digests were not compared\n",
+        static_cast<unsigned long long>(r.digest_recheck),
+        r.verify.ok() ? "OK" : std::string(r.verify.message()).c_str());
+    return;
+  }
+  std::printf(
+      "\n  each worker finished the file it was on and exited; the phases "
+      "after %s did not run, and nothing was compared or verified\n",
+      r.stopped_in.c_str());
 }
 
 }  // namespace
@@ -327,6 +380,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   typecheck::Options& o = flags.options;
+  // Ctrl-C stops the workers through the heap's stop flag (before the
+  // first line, so that a signal from then on is always a clean stop).
+  typecheck::HandleStopSignals();
   Progress progress(isatty(STDOUT_FILENO) != 0);
   o.progress = [&progress](std::string_view phase, int64_t done,
                            int64_t total) {
@@ -350,6 +406,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "typecheck: %s\n",
                  std::string(result.status().message()).c_str());
     return 1;
+  }
+  if (result->stopped) {
+    if (isatty(STDOUT_FILENO)) std::fputc('\n', stdout);  // ends the bar
+    PrintStopped(*result);
+    std::fflush(stdout);
+    std::fprintf(stderr, "typecheck: stopped by a signal in %s\n",
+                 result->stopped_in.c_str());
+    return 130;  // 128 + SIGINT: what a shell reports for Ctrl-C
   }
   PrintSummary(*result);
   std::fflush(stdout);

@@ -70,4 +70,49 @@ if grep -q $'\r' "$out"; then
   fail=1
 fi
 
+# -I: analysed alone, base/list.h's <base/types.h> is not found (the search
+# path is the DIR itself); with the tree's root searched first it is.
+expect_exit 0 --workers 2 "$tree/base"
+grep -q "includes     2 resolved, 1 unresolved" "$out" ||
+  { echo "FAIL: without -I:" >&2; cat "$out" >&2; fail=1; }
+expect_exit 0 --workers 2 -I "$tree/util" -I"$tree" "$tree/base"
+grep -q "search path: $tree/util $tree $tree/base" "$out" &&
+  grep -q "includes     3 resolved, 0 unresolved" "$out" ||
+  { echo "FAIL: with -I:" >&2; cat "$out" >&2; fail=1; }
+expect_exit 2 "$tree/base" -I
+expect_one_line_error "usage error: -I needs a directory"
+
+# Stopping: SIGTERM to a run over /usr/include (seconds of work) once it
+# has printed its first line (the handlers are installed before it): the
+# workers finish their file and exit, the summary says what was done, and
+# the exit status is 130. (SIGINT takes the same path, but a background
+# job of this non-interactive shell starts with SIGINT ignored, which the
+# program respects; typecheck_test raises SIGINT itself.)
+if [[ -d /usr/include ]]; then
+  "$bin" --workers 2 --no-check /usr/include >"$out" 2>"$err" &
+  pid=$!
+  for _ in $(seq 100); do
+    grep -q "^typecheck: /usr/include" "$out" 2>/dev/null && break
+    sleep 0.05
+  done
+  sleep 0.5
+  kill -TERM "$pid"
+  wait "$pid"
+  got=$?
+  if [[ "$got" != 130 ]]; then
+    echo "FAIL: SIGTERM: exit status $got, want 130" >&2
+    cat "$out" "$err" >&2
+    fail=1
+  fi
+  for want in "^stopped" "the stop came in [a-z]*, with [0-9]* of its" \
+              "each worker finished the file it was on"; do
+    if ! grep -q -- "$want" "$out"; then
+      echo "FAIL: SIGTERM: no line matching '$want' in:" >&2
+      cat "$out" >&2
+      fail=1
+    fi
+  done
+  expect_one_line_error "typecheck: stopped by a signal in"
+fi
+
 exit "$fail"

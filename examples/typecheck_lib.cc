@@ -2,36 +2,33 @@
 
 #include "examples/typecheck_lib.h"
 
-#include <fcntl.h>
 #include <sched.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <span>
 #include <string>
 #include <thread>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "examples/typecheck_paths.h"
 #include "heap/strings.h"
 
 namespace typecheck {
 namespace {
 
-namespace fs = std::filesystem;
 using shmheap::ArrayView;
 using shmheap::Heap;
 using shmheap::internal::Sv;
@@ -39,129 +36,6 @@ using shmheap::internal::Sv;
 using Clock = std::chrono::steady_clock;
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// The analysed files: sorted paths, their StableHash, and both lookups.
-// Built by the master before any fork, so every worker has its own copy.
-struct FileIndex {
-  std::vector<std::string> paths;
-  std::vector<int64_t> hashes;
-  std::vector<std::string> search_dirs;
-  std::unordered_map<std::string_view, int32_t> by_path;
-  std::unordered_map<int64_t, int32_t> by_hash;
-
-  int32_t Find(const std::string& path) const {
-    auto it = by_path.find(path);
-    return it == by_path.end() ? -1 : it->second;
-  }
-};
-
-absl::StatusOr<std::vector<std::string>> ListFiles(
-    const std::vector<std::string>& roots) {
-  std::vector<std::string> files;
-  for (const std::string& root : roots) {
-    std::error_code ec;
-    if (!fs::is_directory(root, ec)) {
-      return absl::NotFoundError(
-          absl::StrCat(root, ": not a directory",
-                       ec ? absl::StrCat(" (", ec.message(), ")") : ""));
-    }
-    const std::string base = NormalizePath(root);
-    // Symbolic links to directories are not followed (the default), so a
-    // link cycle cannot make the walk endless.
-    fs::recursive_directory_iterator it(
-        base, fs::directory_options::skip_permission_denied, ec);
-    if (ec) return absl::NotFoundError(absl::StrCat(root, ": ", ec.message()));
-    for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) break;
-      std::error_code type_ec;
-      if (it->is_regular_file(type_ec)) {
-        files.push_back(NormalizePath(it->path().native()));
-      }
-    }
-    if (ec) {
-      return absl::UnavailableError(
-          absl::StrCat(root, ": listing failed: ", ec.message()));
-    }
-  }
-  std::sort(files.begin(), files.end());
-  files.erase(std::unique(files.begin(), files.end()), files.end());
-  if (files.empty()) {
-    return absl::NotFoundError("no files to analyse under the given roots");
-  }
-  return files;
-}
-
-std::string Dirname(std::string_view path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string_view::npos) return ".";
-  if (slash == 0) return "/";
-  return std::string(path.substr(0, slash));
-}
-
-std::string Join(std::string_view dir, std::string_view name) {
-  if (!name.empty() && name[0] == '/') return NormalizePath(name);
-  return NormalizePath(absl::StrCat(Sv(dir), "/", Sv(name)));
-}
-
-// The index of the file `inc` names when `includer` contains it, or -1.
-int32_t ResolveInclude(const FileIndex& index, int32_t includer,
-                       const IncludeDirective& inc) {
-  if (inc.computed || inc.name.empty()) return -1;
-  const std::string& from = index.paths[includer];
-  if (!inc.name.empty() && inc.name[0] == '/') return index.Find(inc.name);
-  if (!inc.angled && !inc.next) {
-    const int32_t found = index.Find(Join(Dirname(from), inc.name));
-    if (found >= 0) return found;
-  }
-  size_t first = 0;
-  if (inc.next) {
-    for (size_t d = 0; d < index.search_dirs.size(); ++d) {
-      const std::string& dir = index.search_dirs[d];
-      if (from.size() > dir.size() && from.compare(0, dir.size(), dir) == 0 &&
-          (from[dir.size()] == '/' || dir == "/")) {
-        first = d + 1;
-        break;
-      }
-    }
-  }
-  for (size_t d = first; d < index.search_dirs.size(); ++d) {
-    const int32_t found = index.Find(Join(index.search_dirs[d], inc.name));
-    if (found >= 0 && !(inc.next && found == includer)) return found;
-  }
-  return -1;
-}
-
-absl::Status ReadFile(const std::string& path, std::string* out) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    const int e = errno;
-    close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("cannot stat ", path, ": ", std::strerror(e)));
-  }
-  out->resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < out->size()) {
-    const ssize_t n = read(fd, out->data() + done, out->size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      close(fd);
-      return absl::UnavailableError(
-          absl::StrCat("cannot read ", path, ": ", std::strerror(e)));
-    }
-    if (n == 0) break;  // the file shrank: analyse what is there
-    done += static_cast<size_t>(n);
-  }
-  out->resize(done);
-  close(fd);
-  return absl::OkStatus();
 }
 
 // Numbers the identifier hashes a worker meets densely (0, 1, 2, ...), so
@@ -207,17 +81,61 @@ class DenseIds {
   size_t size_ = 0;
 };
 
-std::string ClaimKey(std::string_view phase, int64_t batch) {
-  return absl::StrCat("claim:", Sv(phase), ":", batch);
+std::string NextKey(std::string_view phase) {
+  return absl::StrCat("next:", Sv(phase));
 }
 std::string TallyKey(std::string_view phase, int worker) {
   return absl::StrCat("tally:", Sv(phase), ":", worker);
+}
+std::string UnreadableKey(std::string_view phase, int worker) {
+  return absl::StrCat("unreadable:", Sv(phase), ":", worker);
 }
 std::string ErrorKey(std::string_view phase, int worker) {
   return absl::StrCat("error:", Sv(phase), ":", worker);
 }
 
 enum class Work { kParse, kResolve };
+
+// Ctrl-C (HandleStopSignals): the handler requests a stop on the heap of
+// the analysis in progress, or remembers the signal until there is one.
+// Heap::RequestStop is one atomic store to the heap's header, so the
+// handler is async-signal-safe; the pointer is a lock-free atomic for the
+// same reason. A forked worker inherits both, pointing at its own copy of
+// the master's Heap, so a Ctrl-C that reaches the whole process group
+// stops the workers through the same flag.
+std::atomic<Heap*> g_stop_heap{nullptr};
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+// The heap a signal stops (null: none). If a signal came before it existed,
+// the stop is requested now.
+void StopTarget(Heap* heap) {
+  // seq_cst: ordered with the handler's reads in this process (a signal
+  // handler runs on this thread; the atomic only keeps the store whole).
+  g_stop_heap.store(heap, std::memory_order_seq_cst);
+  if (heap != nullptr && g_stop_signal != 0) heap->RequestStop();
+}
+
+extern "C" void OnStopSignal(int sig) {
+  if (g_stop_signal != 0) {
+    // The second one: stop at once, as if nothing were handled.
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_stop_signal = sig;
+  if (Heap* heap = g_stop_heap.load(std::memory_order_seq_cst)) {
+    heap->RequestStop();
+  }
+}
+
+// Points the handler at `heap` for the lifetime of this object.
+class StopTargetScope {
+ public:
+  explicit StopTargetScope(Heap* heap) { StopTarget(heap); }
+  ~StopTargetScope() { StopTarget(nullptr); }
+  StopTargetScope(const StopTargetScope&) = delete;
+  StopTargetScope& operator=(const StopTargetScope&) = delete;
+};
 
 class Analysis {
  public:
@@ -239,7 +157,7 @@ class Analysis {
     report->name = std::string(name);
     const int workers = options_.serial ? 1 : options_.workers;
     const int64_t n = static_cast<int64_t>(items.size());
-    // Small batches balance the load; 64 files per claim keeps the claim
+    // Small batches balance the load; 64 files per batch keeps the counter
     // traffic negligible on big trees.
     const int64_t batch = std::clamp<int64_t>(n / (workers * 64), 1, 64);
     const int64_t batches = (n + batch - 1) / batch;
@@ -254,18 +172,21 @@ class Analysis {
                  !s.ok()) {
         return s;
       }
-      if (absl::Status s =
-              Gather(name, workers, batches, &sum, &report->files_per_worker);
+      if (absl::Status s = Gather(name, workers, batches, &sum, report);
           !s.ok()) {
         return s;
       }
     }
-    if (sum[kFiles] != n) {
+    // A stop (Heap::RequestStop) lets every worker end after its current
+    // file, so the phase may have done fewer; otherwise it did them all.
+    report->stopped = heap_->StopRequested();
+    if (sum[kFiles] != n && !(report->stopped && sum[kFiles] < n)) {
       return absl::InternalError(absl::StrCat(Sv(name), ": workers processed ",
                                               sum[kFiles], " files of ", n));
     }
     for (int t = 0; t < kNumTallies; ++t) (*tallies)[t] += sum[t];
     report->files = n;
+    report->done = sum[kFiles];
     report->tallies = sum;
     report->seconds = SecondsSince(start);
     return absl::OkStatus();
@@ -294,7 +215,9 @@ class Analysis {
         }
         // Leave the heap: closes this process's chunk and folds its
         // counters into the header, instead of leaving it to the next
-        // joiner to notice a dead session.
+        // joiner to notice a dead session. The signal handler must not
+        // reach for it afterwards.
+        StopTarget(nullptr);
         heap_.reset();
         _exit(s.ok() ? 0 : 1);
       }
@@ -306,7 +229,6 @@ class Analysis {
     std::vector<bool> done(pids.size(), false);
     std::string wait_error;
     size_t running = pids.size();
-    int64_t claimed = 0;
     while (running > 0) {
       for (size_t i = 0; i < pids.size(); ++i) {
         if (done[i]) continue;
@@ -322,15 +244,18 @@ class Analysis {
         }
       }
       if (options_.progress && running > 0) {
-        // The claim keys are the work counter: count the claimed prefix.
-        while (claimed < batches && heap_->Contains(ClaimKey(name, claimed))) {
-          ++claimed;
+        // The counter says how many batches were handed out (FetchAdd of 0
+        // reads it; it creates the counter at 0 if no worker has yet).
+        absl::StatusOr<int64_t> next = heap_->FetchAdd(NextKey(name), 0);
+        if (next.ok()) {
+          options_.progress(name, std::min(*next, batches) * batch, n);
         }
-        options_.progress(name, std::min(claimed * batch, n), n);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
     }
-    if (options_.progress) options_.progress(name, n, n);
+    if (options_.progress && !heap_->StopRequested()) {
+      options_.progress(name, n, n);
+    }
     if (!fork_error.ok()) return fork_error;
     if (!wait_error.empty()) return absl::InternalError(wait_error);
     for (size_t w = 0; w < pids.size(); ++w) {
@@ -352,10 +277,10 @@ class Analysis {
     return absl::OkStatus();
   }
 
-  // Reads and removes the tallies and the claims of phase `name`.
+  // Reads and removes the tallies, unreadable-file messages and the
+  // counter of phase `name`.
   absl::Status Gather(std::string_view name, int workers, int64_t batches,
-                      std::vector<int64_t>* sum,
-                      std::vector<int64_t>* files_per_worker) {
+                      std::vector<int64_t>* sum, PhaseReport* report) {
     for (int w = 0; w < workers; ++w) {
       const std::string key = TallyKey(name, w);
       {
@@ -365,17 +290,37 @@ class Analysis {
           return absl::DataLossError(absl::StrCat(key, ": wrong size"));
         }
         for (int i = 0; i < kNumTallies; ++i) (*sum)[i] += t->flat()[i];
-        files_per_worker->push_back(t->flat()[kFiles]);
+        report->files_per_worker.push_back(t->flat()[kFiles]);
+        if (t->flat()[kFilesUnreadable] == 0) {
+          if (absl::Status s = heap_->Remove(key); !s.ok()) return s;
+          continue;
+        }
       }
       if (absl::Status s = heap_->Remove(key); !s.ok()) return s;
-    }
-    for (int64_t b = 0; b < batches; ++b) {
-      if (absl::Status s = heap_->Remove(ClaimKey(name, b)); !s.ok()) {
-        return absl::InternalError(absl::StrCat(
-            Sv(name), ": batch ", b, " was never claimed: ", s.message()));
+      // The worker's first unreadable file; the smallest message is the
+      // first by path, whichever workers met them.
+      const std::string unreadable = UnreadableKey(name, w);
+      {
+        absl::StatusOr<ArrayView<char>> m = heap_->Get<char>(unreadable);
+        if (!m.ok()) return m.status();
+        std::string message(m->data(), static_cast<size_t>(m->size()));
+        if (report->first_unreadable.empty() ||
+            message < report->first_unreadable) {
+          report->first_unreadable = std::move(message);
+        }
       }
+      if (absl::Status s = heap_->Remove(unreadable); !s.ok()) return s;
     }
-    return absl::OkStatus();
+    // Every worker takes batches until the counter passes the last one, so
+    // it ends at batches + workers unless a stop ended the phase early.
+    absl::StatusOr<int64_t> next = heap_->FetchAdd(NextKey(name), 0);
+    if (!next.ok()) return next.status();
+    if (*next < batches && !heap_->StopRequested()) {
+      return absl::InternalError(absl::StrCat(Sv(name), ": only ", *next,
+                                              " of ", batches,
+                                              " batches were handed out"));
+    }
+    return heap_->Remove(NextKey(name));
   }
 
   // The body of one worker (a forked child, or the master with --serial).
@@ -391,22 +336,36 @@ class Analysis {
     std::vector<int64_t> tallies(kNumTallies, 0);
     WorkerState state(index_.paths.size());
     const int64_t n = static_cast<int64_t>(items.size());
-    const int32_t me = worker;
-    for (int64_t b = 0; b * batch < n; ++b) {
-      absl::StatusOr<bool> won = heap_->Add<int32_t>(
-          ClaimKey(name, b), std::span<const int32_t>(&me, 1), {});
-      if (!won.ok()) return won.status();
-      if (!*won) continue;
-      const int64_t end = std::min(n, (b + 1) * batch);
-      for (int64_t k = b * batch; k < end; ++k) {
+    const int64_t batches = (n + batch - 1) / batch;
+    // The shared counter hands out batch numbers: each FetchAdd returns a
+    // number no other worker got. A stop ends the loop after the current
+    // file (one load of a header word per file).
+    bool stop = false;
+    while (!stop) {
+      absl::StatusOr<int64_t> b = heap_->FetchAdd(NextKey(name), 1);
+      if (!b.ok()) return b.status();
+      if (*b >= batches) break;
+      const int64_t end = std::min(n, (*b + 1) * batch);
+      for (int64_t k = *b * batch; k < end; ++k) {
+        if (heap_->StopRequested()) {
+          stop = true;
+          break;
+        }
         absl::Status s = work == Work::kParse
                              ? Parse(items[k], state, tallies)
                              : Resolve(items[k], state, tallies);
         if (!s.ok()) return s;
       }
-      if (report_progress && options_.progress) {
+      if (report_progress && options_.progress && !stop) {
         options_.progress(name, end, n);
       }
+    }
+    if (!state.first_unreadable.empty()) {
+      const int64_t dims[] = {
+          static_cast<int64_t>(state.first_unreadable.size())};
+      absl::StatusOr<bool> added = heap_->Add<char>(
+          UnreadableKey(name, worker), state.first_unreadable, dims);
+      if (!added.ok()) return added.status();
     }
     const int64_t dims[] = {kNumTallies};
     absl::StatusOr<bool> added = heap_->Add<int64_t>(
@@ -424,6 +383,8 @@ class Analysis {
     explicit WorkerState(size_t files)
         : stamp(files, 0), includes(files), defs(files), loaded(files, 0) {}
     std::string buffer;
+    // This worker's first unreadable file's error, by path order.
+    std::string first_unreadable;
     // stamp[i] == generation: file i was reached in the current search.
     std::vector<uint32_t> stamp;
     uint32_t generation = 0;
@@ -449,7 +410,7 @@ class Analysis {
   static absl::Status Published(absl::StatusOr<bool> added,
                                 std::string_view key) {
     if (!added.ok()) return added.status();
-    // The claims hand each file to exactly one worker, so a key that is
+    // The counter hands each file to exactly one worker, so a key that is
     // already there means the phases ran out of order.
     if (!*added) {
       return absl::InternalError(
@@ -461,7 +422,17 @@ class Analysis {
   absl::Status Parse(int32_t file, WorkerState& state,
                      std::vector<int64_t>& tallies) {
     const std::string& path = index_.paths[file];
-    if (absl::Status s = ReadFile(path, &state.buffer); !s.ok()) return s;
+    if (absl::Status s = ReadFile(path, &state.buffer); !s.ok()) {
+      // One unreadable file does not stop the run: it is analysed as an
+      // empty file (its arrays are published, empty, so that every reader
+      // finds them) and counted.
+      ++tallies[kFilesUnreadable];
+      std::string message(s.message());
+      if (state.first_unreadable.empty() || message < state.first_unreadable) {
+        state.first_unreadable = std::move(message);
+      }
+      state.buffer.clear();
+    }
     const ScanResult scan = Scan(state.buffer);
     std::vector<int64_t> includes;
     const uint32_t gen = state.NextGeneration();
@@ -475,6 +446,14 @@ class Analysis {
       if (state.stamp[target] == gen) continue;
       state.stamp[target] = gen;
       includes.push_back(index_.hashes[target]);
+      // The reverse edge, "target is included by file", in the heap's
+      // dependency table: what the recheck walks to find the files an
+      // edit invalidates. Idempotent, so the reparse of an edited file
+      // adds nothing twice.
+      absl::StatusOr<bool> added = heap_->AddDep(static_cast<uint32_t>(target),
+                                                 static_cast<uint32_t>(file));
+      if (!added.ok()) return added.status();
+      tallies[kDepsAdded] += *added ? 1 : 0;
     }
     const int64_t token_dims[] = {kNumTokenKinds};
     const int64_t def_dims[] = {static_cast<int64_t>(scan.defs.size())};
@@ -613,33 +592,6 @@ absl::Status ValidateOptions(const Options& o) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<FileIndex> BuildIndex(const Options& options) {
-  FileIndex index;
-  absl::StatusOr<std::vector<std::string>> files = ListFiles(options.roots);
-  if (!files.ok()) return files.status();
-  index.paths = *std::move(files);
-  for (const std::string& d :
-       options.search_dirs.empty() ? options.roots : options.search_dirs) {
-    index.search_dirs.push_back(NormalizePath(d));
-  }
-  index.hashes.reserve(index.paths.size());
-  index.by_path.reserve(index.paths.size());
-  index.by_hash.reserve(index.paths.size());
-  for (size_t i = 0; i < index.paths.size(); ++i) {
-    const int32_t id = static_cast<int32_t>(i);
-    const int64_t h = StableHash(index.paths[i]);
-    index.hashes.push_back(h);
-    index.by_path.emplace(index.paths[i], id);
-    if (!index.by_hash.emplace(h, id).second) {
-      // Closures name files by hash, so two paths must not share one.
-      return absl::FailedPreconditionError(
-          absl::StrCat(index.paths[i], " and ", index.paths[index.by_hash[h]],
-                       " have the same hash"));
-    }
-  }
-  return index;
-}
-
 // Which files the recheck edits: Options::edited, or a seeded sample.
 absl::StatusOr<std::vector<int32_t>> ChooseEdited(const Options& options,
                                                   const FileIndex& index) {
@@ -672,11 +624,66 @@ absl::StatusOr<std::vector<int32_t>> ChooseEdited(const Options& options,
   return edited;
 }
 
+// The files whose closure contains one of `edited` (file indexes below
+// `files`): the reflexive-transitive closure of `edited` over the
+// dependency table's reverse include edges, sorted.
+absl::StatusOr<std::vector<int32_t>> Dependents(
+    const Heap& heap, const std::vector<int32_t>& edited, size_t files) {
+  std::vector<char> seen(files, 0);
+  std::vector<int32_t> queue;
+  for (int32_t e : edited) {
+    if (!seen[e]) {
+      seen[e] = 1;
+      queue.push_back(e);
+    }
+  }
+  for (size_t q = 0; q < queue.size(); ++q) {
+    absl::StatusOr<std::vector<uint32_t>> includers =
+        heap.GetDeps(static_cast<uint32_t>(queue[q]));
+    if (!includers.ok()) return includers.status();
+    for (const uint32_t f : *includers) {
+      if (f >= files) {
+        return absl::DataLossError(
+            absl::StrCat("the dependency table names file ", f, " of ", files));
+      }
+      if (!seen[f]) {
+        seen[f] = 1;
+        queue.push_back(static_cast<int32_t>(f));
+      }
+    }
+  }
+  std::sort(queue.begin(), queue.end());
+  return queue;
+}
+
+// The report of a phase the master runs alone, begun at `start`.
+PhaseReport MasterPhase(std::string name, Clock::time_point start,
+                        size_t files) {
+  PhaseReport report;
+  report.name = std::move(name);
+  report.seconds = SecondsSince(start);
+  report.files = static_cast<int64_t>(files);
+  report.done = report.files;
+  return report;
+}
+
+// The dependency table holds one slot per distinct resolved include,
+// about 4.4 per file in /usr/include; room for 16 per file at a quarter
+// full keeps every key's probe run short.
+uint32_t DepSlotsLog2(size_t files) {
+  uint32_t log2 = 10;
+  while ((uint64_t{1} << log2) < 16 * static_cast<uint64_t>(files) &&
+         log2 < 28) {
+    ++log2;
+  }
+  return log2;
+}
+
 uint32_t TableSlotsLog2(size_t files, int workers) {
   // Keys that can hold a slot at once (a removed key keeps its slot as a
-  // tombstone until a collection): four results per file, the claims of
-  // four phases (at most one per file each), tallies and errors. Twice
-  // that keeps linear probing short.
+  // tombstone until a collection): four results per file, as many again
+  // for the recheck's removed and republished ones, the phases' counters,
+  // tallies and errors. Twice that keeps linear probing short.
   const uint64_t keys = 8 * static_cast<uint64_t>(files) +
                         8 * static_cast<uint64_t>(workers) + 64;
   uint32_t log2 = 10;
@@ -699,34 +706,22 @@ std::string ClosureKey(std::string_view path) {
   return absl::StrCat("closure:", Sv(path));
 }
 
-std::string NormalizePath(std::string_view path) {
-  const bool absolute = !path.empty() && path[0] == '/';
-  std::vector<std::string_view> parts;
-  size_t i = 0;
-  while (i <= path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string_view::npos) j = path.size();
-    const std::string_view part = path.substr(i, j - i);
-    if (part.empty() || part == ".") {
-      // nothing
-    } else if (part == "..") {
-      if (!parts.empty() && parts.back() != "..") {
-        parts.pop_back();
-      } else if (!absolute) {
-        parts.push_back(part);  // "/.." is "/"
-      }
-    } else {
-      parts.push_back(part);
+void HandleStopSignals() {
+  struct sigaction action = {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  // Restarted: the master's waitpid and the workers' reads carry on; the
+  // flag is what ends the work.
+  action.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM}) {
+    // A signal the parent ignores stays ignored (what a shell does for a
+    // background job's SIGINT, and nohup for SIGHUP).
+    struct sigaction old = {};
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) {
+      continue;
     }
-    i = j + 1;
+    sigaction(sig, &action, nullptr);
   }
-  if (parts.empty()) return std::string(absolute ? "/" : ".");
-  std::string out;
-  for (size_t p = 0; p < parts.size(); ++p) {
-    if (p > 0 || absolute) out += '/';
-    out.append(parts[p].data(), parts[p].size());
-  }
-  return out;
 }
 
 int DefaultWorkers() {
@@ -737,45 +732,6 @@ int DefaultWorkers() {
   }
   const unsigned n = std::thread::hardware_concurrency();
   return n > 0 ? static_cast<int>(n) : 1;
-}
-
-std::vector<std::string> SystemSearchDirs() {
-  std::vector<std::string> dirs;
-  std::error_code ec;
-  auto highest_version = [&](const std::string& dir) -> std::string {
-    std::string best;
-    int best_major = -1;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end;
-         it.increment(ec)) {
-      const std::string v = it->path().filename().native();
-      const int major = std::atoi(v.c_str());
-      if (major > best_major && it->is_directory(ec)) {
-        best_major = major;
-        best = v;
-      }
-    }
-    return best;
-  };
-  std::string triplet;
-  for (fs::directory_iterator it("/usr/include", ec), end; !ec && it != end;
-       it.increment(ec)) {
-    const std::string name = it->path().filename().native();
-    if (name.find("-linux-gnu") != std::string::npos && it->is_directory(ec)) {
-      triplet = name;
-      break;
-    }
-  }
-  const std::string cxx = highest_version("/usr/include/c++");
-  if (!cxx.empty()) {
-    dirs.push_back("/usr/include/c++/" + cxx);
-    if (!triplet.empty() &&
-        fs::is_directory("/usr/include/" + triplet + "/c++/" + cxx, ec)) {
-      dirs.push_back("/usr/include/" + triplet + "/c++/" + cxx);
-    }
-  }
-  if (!triplet.empty()) dirs.push_back("/usr/include/" + triplet);
-  dirs.push_back("/usr/include");
-  return dirs;
 }
 
 absl::StatusOr<uint64_t> Digest(const Heap& heap,
@@ -809,7 +765,8 @@ absl::StatusOr<uint64_t> Digest(const Heap& heap,
 
 absl::StatusOr<Result> RunAnalysis(const Options& options) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
-  absl::StatusOr<FileIndex> index = BuildIndex(options);
+  absl::StatusOr<FileIndex> index =
+      BuildIndex(options.roots, options.search_dirs);
   if (!index.ok()) return index.status();
   const size_t n = index->paths.size();
   const int workers = options.serial ? 1 : options.workers;
@@ -817,6 +774,7 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
   shmheap::Options heap_options;
   heap_options.heap_bytes = options.heap_bytes;
   heap_options.table_slots_log2 = TableSlotsLog2(n, workers);
+  heap_options.dep_table_slots_log2 = DepSlotsLog2(n);
   heap_options.max_sessions =
       std::max<uint32_t>(256, static_cast<uint32_t>(workers) + 16);
   absl::StatusOr<Heap> heap = Heap::Create(heap_options);
@@ -825,10 +783,22 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
   Result result;
   result.files = index->paths;
   result.search_dirs = index->search_dirs;
+  result.unlisted_dirs = index->unlisted_dirs;
+  result.first_unlisted = index->first_unlisted;
   result.workers = workers;
   result.tallies.assign(kNumTallies, 0);
   Analysis analysis(options, *std::move(index), *std::move(heap));
   Heap& h = analysis.heap();
+  StopTargetScope stop_target(&h);
+  // A stopped phase ends the run: its report says how far it got.
+  auto stopped = [&](const PhaseReport& report) {
+    result.stopped = true;
+    result.stopped_in = report.name;
+    g_stop_signal = 0;  // consumed: a later run in this process starts anew
+    StopTarget(nullptr);
+    if (options.keep_heap) result.heap = analysis.TakeHeap();
+    return std::move(result);
+  };
 
   std::vector<int32_t> all(n);
   for (size_t i = 0; i < n; ++i) all[i] = static_cast<int32_t>(i);
@@ -839,12 +809,14 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
     return s;
   }
   result.phases.push_back(report);
+  if (report.stopped) return stopped(report);
   if (absl::Status s = analysis.RunPhase("resolve", Work::kResolve, all,
                                          &result.tallies, &report);
       !s.ok()) {
     return s;
   }
   result.phases.push_back(report);
+  if (report.stopped) return stopped(report);
   for (const std::string& path : result.files) {
     absl::StatusOr<ArrayView<int32_t>> t = h.Get<int32_t>(TokensKey(path));
     if (!t.ok()) return t.status();
@@ -857,29 +829,21 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
   if (!digest.ok()) return digest.status();
   result.digest = *digest;
 
-  // Recheck. The dependents are read from the published closures: every
-  // file whose closure names an edited file (edited files included, since
-  // closures are reflexive).
+  // Recheck. The dependents come from the dependency table: every file
+  // that includes an edited file, directly or through others, and the
+  // edited files themselves (closures are reflexive), found by a
+  // breadth-first walk of the reverse include edges the parse added.
   auto start = Clock::now();
   absl::StatusOr<std::vector<int32_t>> edited =
       ChooseEdited(options, analysis.index());
   if (!edited.ok()) return edited.status();
-  std::unordered_set<int64_t> edited_hashes;
-  for (int32_t e : *edited) {
-    edited_hashes.insert(analysis.index().hashes[e]);
-    result.edited.push_back(result.files[e]);
-  }
-  std::vector<int32_t> dependents;
-  for (size_t i = 0; i < n && !edited->empty(); ++i) {
-    absl::StatusOr<ArrayView<int64_t>> c =
-        h.Get<int64_t>(ClosureKey(result.files[i]));
-    if (!c.ok()) return c.status();
-    const std::span<const int64_t> members = c->flat().subspan(1);
-    if (std::any_of(members.begin(), members.end(),
-                    [&](int64_t m) { return edited_hashes.count(m) != 0; })) {
-      dependents.push_back(static_cast<int32_t>(i));
-    }
-  }
+  for (int32_t e : *edited) result.edited.push_back(result.files[e]);
+  absl::StatusOr<std::vector<int32_t>> dependents_or =
+      Dependents(h, *edited, n);
+  if (!dependents_or.ok()) return dependents_or.status();
+  const std::vector<int32_t>& dependents = *dependents_or;
+  result.dependents.reserve(dependents.size());
+  for (int32_t d : dependents) result.dependents.push_back(result.files[d]);
   const uint64_t live_before = h.stats().live_bytes;
   for (int32_t e : *edited) {
     const std::string& path = result.files[e];
@@ -895,8 +859,7 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
   }
   std::sort(result.removed_keys.begin(), result.removed_keys.end());
   result.removed_bytes = live_before - h.stats().live_bytes;
-  result.phases.push_back(
-      {"invalidate", SecondsSince(start), static_cast<int64_t>(n), {}, {}});
+  result.phases.push_back(MasterPhase("invalidate", start, n));
 
   std::vector<int64_t> recheck_tallies(kNumTallies, 0);
   if (absl::Status s = analysis.RunPhase("reparse", Work::kParse, *edited,
@@ -905,25 +868,28 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
     return s;
   }
   result.phases.push_back(report);
+  if (report.stopped) return stopped(report);
   if (absl::Status s = analysis.RunPhase("reresolve", Work::kResolve,
                                          dependents, &recheck_tallies, &report);
       !s.ok()) {
     return s;
   }
   result.phases.push_back(report);
+  if (report.stopped) return stopped(report);
 
   start = Clock::now();
   result.dead_bytes_before_collect = h.stats().dead_bytes;
   absl::StatusOr<shmheap::GcReport> gc = h.Collect();
   if (!gc.ok()) return gc.status();
   result.gc = *gc;
-  result.phases.push_back({"collect", SecondsSince(start), 0, {}, {}});
+  result.phases.push_back(MasterPhase("collect", start, 0));
   result.final_stats = h.stats();
   result.verify = h.Verify();
   digest = Digest(h, result.files);
   if (!digest.ok()) return digest.status();
   result.digest_recheck = *digest;
 
+  StopTarget(nullptr);  // the heap leaves `analysis` now
   if (options.keep_heap) {
     result.heap = analysis.TakeHeap();
   } else {
@@ -947,12 +913,20 @@ absl::StatusOr<Result> RunAnalysis(const Options& options) {
     }
     absl::StatusOr<Result> serial = RunAnalysis(reference);
     if (!serial.ok()) return serial.status();
+    if (serial->stopped) {
+      // The parallel run is complete; the reference is what was stopped.
+      PhaseReport check = MasterPhase("check (serial)", start, n);
+      check.tallies = serial->tallies;
+      check.stopped = true;
+      check.done = serial->phases.back().done;
+      result.phases.push_back(check);
+      result.stopped = true;
+      result.stopped_in = absl::StrCat("check:", serial->stopped_in);
+      return result;
+    }
     result.digest_serial = serial->digest;
-    result.phases.push_back({"check (serial)",
-                             SecondsSince(start),
-                             static_cast<int64_t>(n),
-                             serial->tallies,
-                             {}});
+    result.phases.push_back(MasterPhase("check (serial)", start, n));
+    result.phases.back().tallies = serial->tallies;
   }
   return result;
 }

@@ -14,8 +14,11 @@
 //            dense identifier numbers), compute the transitive closure of its
 //            includes and the number of distinct identifiers visible in it,
 //            publish one array (built in place with Reserve);
-//   recheck  a seeded fraction of files counts as edited: the master removes
-//            their file entries and every closure that contains one of them,
+//   recheck  a seeded fraction of files counts as edited: the master finds
+//            every file that includes one (directly or not) by walking the
+//            heap's dependency table, where the parse added each resolved
+//            include as a reverse edge (Heap::AddDep(included, includer)),
+//            removes the edited files' entries and those files' closures;
 //            workers re-parse the edited files and re-resolve the removed
 //            closures, then the master runs Heap::Collect;
 //   check    (parallel runs) the whole analysis again in the master alone, on
@@ -51,18 +54,23 @@
 // The search path is Options::search_dirs, or the roots when that is empty.
 //
 // Work distribution lives in the heap too. A phase cuts its work list into
-// batches; batch b belongs to the first worker whose write-once
-// Add("claim:<phase>:<b>") publishes (a 0-dimensional int32: the worker's
-// number). Every worker walks the batches in order and skips the ones
-// already claimed, which costs one table probe (Add's write-once fast path
-// builds no blob for an existing key). So the claim keys are the shared work
-// counter: the number of claimed keys is how far the phase has got, which is
-// also what the progress bar reads. Two workers racing for one key each
-// build a blob and one of them is left as garbage; the collector reclaims
-// it. Each worker ends by publishing its tallies as "tally:<phase>:<w>"
-// (int64 [kNumTallies]) or, when it fails, its error message as
-// "error:<phase>:<w>" (char); the master reads them, then removes every
-// claim and tally key, so after each phase the heap holds results only.
+// batches and hands them out through one shared counter,
+// Heap::FetchAdd("next:<phase>", 1) (hh_shared's hh_counter_next): each call
+// returns a batch number no other worker got, and a worker stops when the
+// number passes the last batch. The master's progress bar reads the counter
+// (FetchAdd of 0). Each worker ends by publishing its tallies as
+// "tally:<phase>:<w>" (int64 [kNumTallies]) or, when it fails, its error
+// message as "error:<phase>:<w>" (char); the master reads them, then removes
+// every counter and tally key, so after each phase the heap holds results
+// only.
+//
+// Stopping (Ctrl-C): with HandleStopSignals installed, SIGINT or SIGTERM
+// sets the heap's stop flag (Heap::RequestStop). Every worker polls it
+// (Heap::StopRequested, one load) before each file, so it finishes the file
+// it is on, publishes its tallies and exits; the phase reports how many
+// files it did, and RunAnalysis returns the Result so far with `stopped`
+// set, skipping the phases after it. A second signal ends the process at
+// once (the default action).
 //
 // Digest: XXH3-64 over, for each file in sorted order and each of its four
 // keys in the order above, the key, the kind, the layout, the dims and the
@@ -85,6 +93,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "examples/typecheck_paths.h"
 #include "examples/typecheck_scan.h"
 #include "shmheap.h"
 
@@ -101,6 +110,8 @@ enum Tally : int {
   kClosureFiles,        // closure sizes, summed over files (resolve)
   kVisibleIdentifiers,  // visible identifier counts, summed (resolve)
   kBytesInPlace,        // bytes of published arrays read in place (resolve)
+  kFilesUnreadable,     // files that could not be read, analysed as empty
+  kDepsAdded,           // reverse include edges newly stored (parse)
   kNumTallies
 };
 
@@ -143,13 +154,23 @@ struct PhaseReport {
   // The phase's tallies summed over its workers ([kNumTallies]); empty for
   // the phases the master runs alone.
   std::vector<int64_t> tallies;
-  // Work items each worker took through the claims.
+  // Work items each worker took through the counter.
   std::vector<int64_t> files_per_worker;
+  // The first unreadable file's error, by path order ("" when none).
+  std::string first_unreadable;
+  // The phase was stopped (HandleStopSignals): `done` of `files` were done.
+  bool stopped = false;
+  int64_t done = 0;
 };
 
 struct Result {
   std::vector<std::string> files;  // analysed, sorted
   std::vector<std::string> search_dirs;
+  // Directories below the roots that could not be listed (skipped), and
+  // the first one's error; unreadable files are in tallies
+  // [kFilesUnreadable] and in the parse's report.
+  int64_t unlisted_dirs = 0;
+  std::string first_unlisted;
   int workers = 0;
   // Tallies of the first parse and resolve (not the recheck).
   std::vector<int64_t> tallies;                     // [kNumTallies]
@@ -157,7 +178,10 @@ struct Result {
   std::vector<PhaseReport> phases;
   shmheap::Stats published;  // after parse and resolve, claims removed
 
-  std::vector<std::string> edited;        // sorted
+  std::vector<std::string> edited;  // sorted
+  // The files the recheck re-resolves: the edited files and every file
+  // that includes one, directly or not, from the dependency table; sorted.
+  std::vector<std::string> dependents;
   std::vector<std::string> removed_keys;  // by the recheck, sorted
   uint64_t removed_bytes = 0;             // live bytes the removals freed
   uint64_t dead_bytes_before_collect = 0;
@@ -174,6 +198,12 @@ struct Result {
   }
 
   std::optional<shmheap::Heap> heap;  // with Options::keep_heap
+
+  // A signal stopped the run in phase `stopped_in` (its report is the last
+  // in `phases`; a stop in the serial reference is "check:<phase>"). The
+  // phases after it did not run, and the digests and Verify are not set.
+  bool stopped = false;
+  std::string stopped_in;
 };
 
 // Runs every phase. Errors: kInvalidArgument for bad options; kNotFound for
@@ -192,19 +222,14 @@ std::string ClosureKey(std::string_view path);
 absl::StatusOr<uint64_t> Digest(const shmheap::Heap& heap,
                                 const std::vector<std::string>& files);
 
-// Lexically normalises a path: collapses "//", removes "." and resolves
-// ".." against the preceding component ("a/../b" is "b"; a leading ".." is
-// kept). Never touches the filesystem.
-std::string NormalizePath(std::string_view path);
+// Makes SIGINT and SIGTERM stop a run (see "Stopping" above) instead of
+// ending the process; process-wide, for the rest of the process's life. A
+// signal this process ignores (a background job's SIGINT) stays ignored.
+// Call it before RunAnalysis, from a single-threaded process.
+void HandleStopSignals();
 
 // The number of CPUs this process may run on.
 int DefaultWorkers();
-
-// The search path gcc uses for C and C++ on this machine, for analysing
-// /usr/include: /usr/include/c++/V, /usr/include/<triplet>/c++/V,
-// /usr/include/<triplet>, /usr/include (those that exist; V the highest
-// version present).
-std::vector<std::string> SystemSearchDirs();
 
 }  // namespace typecheck
 

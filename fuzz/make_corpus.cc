@@ -9,7 +9,8 @@
 // and without a collection after it; no stored keys; a cache-line aligned
 // large payload; a writer killed with an open chunk, with and without a free
 // registry entry left; a table full to the last slot, its cluster wrapping
-// around; and collector states (died before or while compacting, an odd
+// around; a dependency table with live and removed edges (raw form); and
+// collector states (died before or while compacting, an odd
 // epoch with no collector). Mutations of these reach deep states: the
 // header validates, the walk parses, Verify gets to the counters.
 //
@@ -78,6 +79,10 @@ Options TinyOptions() {
   o.chunk_bytes = 4096;
   o.min_available_bytes = 0;
   o.seed = 0x5eed;
+  // No dependency table: the sparse input form (fuzz/heap_image.h) carries
+  // none, and the default one (1 MiB) would not fit kMaxImageBytes. The
+  // "deps_raw" seed has a small one.
+  o.dep_table_slots_log2 = 0;
   return o;
 }
 
@@ -302,6 +307,20 @@ void HeapSeeds(Maker& m) {
   const std::string kinds = m.Heap("kinds", tiny, EveryKind);
   m.HeapSeed("every_kind", kinds);
   m.Seed("open_verify_fuzzer", "every_kind_raw", EncodeRaw(kinds));
+  // A dependency table of 16 slots (one page) with live and removed edges
+  // and a run that wraps around, in the raw form (the sparse one has no
+  // dependency area).
+  Options deps = tiny;
+  deps.dep_table_slots_log2 = 4;
+  m.Seed("open_verify_fuzzer", "deps_raw",
+         EncodeRaw(m.Heap("deps", deps, [](shmheap::Heap& heap) {
+           for (uint32_t v = 0; v < 9; ++v) {
+             Ok(heap.AddDep(v % 3, v * 7).status(), "add_dep");
+           }
+           Ok(heap.AddDep(1u << 30, 5).status(), "add_dep");
+           Ok(heap.RemoveDeps(1).status(), "remove_deps");
+           Ok(heap.AddDep(1, 7).status(), "add_dep");
+         })));
   const std::string churn = m.Heap("churn", tiny, Churn);
   m.HeapSeed("churn", churn);
   m.HeapSeed("churn_collected",

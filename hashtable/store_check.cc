@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "hashtable/deps.h"
 #include "hashtable/store.h"
 #include "heap/array_view.h"
 #include "heap/blob.h"
@@ -35,6 +36,13 @@ Stats Store::GetStats() const {
   s.live_bytes = sub(c[kBytesPublished], c[kBytesUnlinked]);
   s.dead_bytes = sub(sub(c[kBytesAllocated], c[kBytesCollected]), s.live_bytes);
   s.collections = h.collections.load(std::memory_order_relaxed);
+  // The table never moves: no scope is needed to scan it.
+  if (absl::StatusOr<DepTable> deps = DepTable::Of(seg); deps.ok()) {
+    const DepTable::Counts counts = deps->Count();
+    s.dep_slots = deps->capacity();
+    s.dep_used = counts.used;
+    s.dep_removed = counts.removed;
+  }
   return s;
 }
 
@@ -156,6 +164,9 @@ absl::Status Store::Verify() const {
                                        i, AddrTag(word), tag));
     }
     live_bytes += bh.size_bytes();
+  }
+  if (absl::StatusOr<DepTable> deps = DepTable::Of(seg); deps.ok()) {
+    if (absl::Status s = deps->Check(); !s.ok()) return s;
   }
   // Counters are exact unless a process died since the last collection:
   // one killed between a table CAS and its counter update leaves them off

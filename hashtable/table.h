@@ -56,6 +56,9 @@
 //   |  publish, collect | wakes on the publish (any path) that makes its   |
 //   |                   | key present; collections run while it sleeps     |
 //
+// The dependency table (AddDep, GetDeps, RemoveDeps) has a contract of its
+// own, in hashtable/deps.h.
+//
 // Operations on different keys never interfere, except through a full
 // table (kResourceExhausted marked by IsTableFull, never an endless probe;
 // the Heap layer then grows the table by a collection where one can run,

@@ -4,6 +4,9 @@
 //   registry_offset     SessionEntry[max_sessions]   (192 bytes each)
 //   table_areas_offset  table area 0: room for Slot[1 << max_table_slots_log2]
 //   + TableAreaBytes()  table area 1: as much room again
+//   dep_offset          the dependency table: 2^dep_slots_log2 slots of 8
+//                       bytes (hashtable/deps.h), in whole pages; absent
+//                       (and dep_offset 0) when dep_slots_log2 is 0
 //   heap_start          chunks of blobs, bump-allocated up to heap_limit
 //
 // The live table is Slot[1 << TableSlotsLog2(table)] at the start of area
@@ -88,7 +91,11 @@ struct Header {
   uint32_t flags;                 // kFlag*
   uint32_t owner_uid;
   int32_t owner_pid;
-  uint32_t reserved0;
+  // The dependency table (hashtable/deps.h) has 2^dep_slots_log2 slots of 8
+  // bytes at dep_offset, below heap_start. 0: the heap has none (so a heap
+  // made by a build that predates it, where this was reserved and reads 0,
+  // has none; the format is unchanged).
+  uint32_t dep_slots_log2;
   // A saved image's XXH3-64 of its whole file, this field read as 0
   // (tools/image.h); 0 for a live heap. Attaching to a file clears it,
   // since the file is then live and changes.
@@ -114,7 +121,10 @@ struct Header {
   // when somebody waits: a publish with no waiter only loads `waiters`.
   std::atomic<uint32_t> publish_seq;
   std::atomic<uint32_t> waiters;
-  uint8_t reserved1[12];
+  uint8_t reserved1[4];
+  // Where the dependency table starts (0 when dep_slots_log2 is 0). Taken
+  // from reserved space, like dep_slots_log2.
+  uint64_t dep_offset;
 
   // --- Allocation: the global bump pointer (its own cache line, since every
   // chunk allocation of every process CASes it).
@@ -284,6 +294,14 @@ constexpr uint64_t TableAreaBytes(uint32_t max_slots_log2) {
          ~(kPageSize - 1);
 }
 
+// The bytes of the dependency table's area: 2^slots_log2 slots of 8 bytes
+// (hashtable/deps.h) in whole pages; none for slots_log2 0 (no table).
+constexpr uint64_t DepAreaBytes(uint32_t slots_log2) {
+  return slots_log2 == 0 ? 0
+                         : ((uint64_t{1} << slots_log2) * 8 + kPageSize - 1) &
+                               ~(kPageSize - 1);
+}
+
 // Blob offsets fit in the low 48 bits of an address word: a segment is
 // smaller than 2^48 bytes (heap/segment.cc refuses larger ones; x86-64 and
 // AArch64 user address spaces are smaller still).
@@ -312,13 +330,15 @@ static_assert(offsetof(Header, total_bytes) == 16);
 static_assert(offsetof(Header, seed) == 56);
 static_assert(offsetof(Header, max_sessions) == 88);
 static_assert(offsetof(Header, owner_uid) == 100);
+static_assert(offsetof(Header, dep_slots_log2) == 108);
 static_assert(offsetof(Header, image_checksum) == 112);
 static_assert(offsetof(Header, table) == 120);
 static_assert(offsetof(Header, stop) == 128);
 static_assert(offsetof(Header, publish_seq) == 132);
 static_assert(offsetof(Header, waiters) == 136);
 static_assert(offsetof(Header, reserved1) == 140 &&
-              sizeof(Header::reserved1) == 12);
+              sizeof(Header::reserved1) == 4);
+static_assert(offsetof(Header, dep_offset) == 144);
 static_assert(offsetof(Header, top) == 192);
 static_assert(offsetof(Header, reuse_end) == 200);
 static_assert(offsetof(Header, gc_epoch) == 256);

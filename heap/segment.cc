@@ -37,7 +37,7 @@ static_assert(TableAreaBytes(4) == kPageSize &&
               "TableAreaBytes counts 16-byte slots in whole pages");
 static_assert(kPageSize + uint64_t{kMaxSessions} * sizeof(SessionEntry) +
                       kPageSize + 2 * TableAreaBytes(kMaxTableSlotsLog2) +
-                      kMaxHeapBytes <
+                      DepAreaBytes(kMaxDepSlotsLog2) + kMaxHeapBytes <
                   kMaxSegmentBytes,
               "every segment offset fits in 48 bits");
 
@@ -92,7 +92,8 @@ uint64_t NowUnixNs() {
 absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
                                                 uint32_t table_slots_log2,
                                                 uint32_t max_table_slots_log2,
-                                                uint64_t heap_bytes) {
+                                                uint64_t heap_bytes,
+                                                uint32_t dep_slots_log2) {
   if (max_sessions < 1 || max_sessions > kMaxSessions) {
     return OutOfRange("max_sessions", max_sessions, 1, kMaxSessions);
   }
@@ -114,13 +115,21 @@ absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
   if (heap_bytes < kPageSize || heap_bytes > kMaxHeapBytes) {
     return OutOfRange("heap_bytes", heap_bytes, kPageSize, kMaxHeapBytes);
   }
+  if (dep_slots_log2 != 0 && (dep_slots_log2 < kMinDepSlotsLog2 ||
+                              dep_slots_log2 > kMaxDepSlotsLog2)) {
+    return OutOfRange("dep_table_slots_log2", dep_slots_log2, kMinDepSlotsLog2,
+                      kMaxDepSlotsLog2, "0 (none) or ");
+  }
   Geometry g;
   g.registry_offset = kPageSize;
   g.table_areas_offset =
       PageUp(g.registry_offset + uint64_t{max_sessions} * sizeof(SessionEntry));
   g.max_table_slots_log2 = max_table_slots_log2;
-  g.heap_start =
+  const uint64_t tables_end =
       g.table_areas_offset + 2 * TableAreaBytes(max_table_slots_log2);
+  g.dep_slots_log2 = dep_slots_log2;
+  g.dep_offset = dep_slots_log2 == 0 ? 0 : tables_end;
+  g.heap_start = tables_end + DepAreaBytes(dep_slots_log2);
   g.total_bytes = g.heap_start + PageUp(heap_bytes);
   return g;
 }
@@ -132,16 +141,17 @@ absl::Status CheckHeaderGeometry(const Header& h) {
   const uint64_t table = h.table.load(std::memory_order_relaxed);
   absl::StatusOr<Geometry> g = ComputeSegmentGeometry(
       h.max_sessions, TableSlotsLog2(table), h.max_table_slots_log2,
-      h.heap_limit - h.heap_start);
+      h.heap_limit - h.heap_start, h.dep_slots_log2);
   if (!g.ok() || TableArea(table) > 1 || h.max_table_slots_log2 == 0 ||
       g->registry_offset != h.registry_offset ||
       g->table_areas_offset != h.table_areas_offset ||
-      g->heap_start != h.heap_start || g->total_bytes != h.total_bytes ||
-      h.heap_limit != h.total_bytes) {
+      g->dep_offset != h.dep_offset || g->heap_start != h.heap_start ||
+      g->total_bytes != h.total_bytes || h.heap_limit != h.total_bytes) {
     return absl::DataLossError(absl::StrCat(
         "inconsistent geometry (sessions ", h.max_sessions, ", table 2^",
         TableSlotsLog2(table), " in area ", TableArea(table), " of 2^",
-        h.max_table_slots_log2, ", heap [", h.heap_start, ", ", h.heap_limit,
+        h.max_table_slots_log2, ", dependency table 2^", h.dep_slots_log2,
+        " at ", h.dep_offset, ", heap [", h.heap_start, ", ", h.heap_limit,
         "), total ", h.total_bytes, ")"));
   }
   if (h.chunk_bytes < kPageSize || h.chunk_bytes % kPageSize ||
@@ -185,7 +195,8 @@ Segment::~Segment() {
 absl::StatusOr<Geometry> Segment::CheckOptions(const SegmentOptions& options) {
   absl::StatusOr<Geometry> geometry =
       ComputeSegmentGeometry(options.max_sessions, options.table_slots_log2,
-                             options.max_table_slots_log2, options.heap_bytes);
+                             options.max_table_slots_log2, options.heap_bytes,
+                             options.dep_table_slots_log2);
   if (!geometry.ok()) return geometry.status();
   if (options.chunk_bytes < kPageSize || options.chunk_bytes > kMaxHeapBytes ||
       options.chunk_bytes % kPageSize != 0) {
@@ -224,6 +235,11 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
       geometry.table_areas_offset +
       (uint64_t{1} << options.table_slots_log2) * sizeof(Slot);
   absl::Status backed = seg->Back(0, live_table_end);
+  // The dependency table is written at random places too, and never grows:
+  // all of it is backed now.
+  if (backed.ok())
+    backed =
+        seg->Back(geometry.dep_offset, DepAreaBytes(geometry.dep_slots_log2));
   if (backed.ok())
     backed = seg->Back(geometry.heap_start - kPageSize, kPageSize);
   if (!backed.ok()) {
@@ -237,6 +253,8 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Initialize(
   h.registry_offset = geometry.registry_offset;
   h.table_areas_offset = geometry.table_areas_offset;
   h.max_table_slots_log2 = geometry.max_table_slots_log2;
+  h.dep_slots_log2 = geometry.dep_slots_log2;
+  h.dep_offset = geometry.dep_offset;
   h.heap_start = geometry.heap_start;
   h.heap_limit = geometry.total_bytes;
   h.seed = options.seed != 0 ? options.seed : RandomSeed();

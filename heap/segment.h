@@ -77,6 +77,12 @@ inline constexpr uint64_t kMaxHeapBytes = uint64_t{1} << 46;  // 64 TiB
 inline constexpr uint32_t kMinTableSlotsLog2 = 4;
 inline constexpr uint32_t kMaxTableSlotsLog2 = 32;
 inline constexpr uint32_t kMaxSessions = 1 << 16;
+// The dependency table (hashtable/deps.h): 0 (none) or 2^4..2^32 slots.
+inline constexpr uint32_t kMinDepSlotsLog2 = 4;
+inline constexpr uint32_t kMaxDepSlotsLog2 = 32;
+// hh_shared's default dep_table_pow for Hack: 2^17 slots, 1 MiB backed at
+// creation (the key-value table's default takes 16 MiB).
+inline constexpr uint32_t kDefaultDepSlotsLog2 = 17;
 // A floor above any machine's memory means "never grow"; one near 2^64 is
 // an unsigned wrap of a negative number, so it is refused.
 inline constexpr uint64_t kMaxMinAvailableBytes = uint64_t{1} << 48;
@@ -100,6 +106,9 @@ struct SegmentOptions {
   uint64_t chunk_bytes = uint64_t{1} << 20;
   uint64_t min_available_bytes = uint64_t{64} << 20;  // 0..2^48
   uint64_t seed = 0;                                  // 0: a random seed
+  // The dependency table: 0 (none) or 4..32, 2^n slots of 8 bytes, all
+  // backed at creation; it never grows.
+  uint32_t dep_table_slots_log2 = kDefaultDepSlotsLog2;
 };
 
 enum class BackingKind { kAnonymous, kNamed, kFile };
@@ -110,6 +119,8 @@ struct Geometry {
   uint64_t registry_offset;
   uint64_t table_areas_offset;  // area 0; area 1 at + TableAreaBytes(max)
   uint32_t max_table_slots_log2;
+  uint32_t dep_slots_log2;  // 0: no dependency table
+  uint64_t dep_offset;      // 0 when dep_slots_log2 is 0
   uint64_t heap_start;
   uint64_t total_bytes;
 };
@@ -244,16 +255,18 @@ class Segment {
 };
 
 // The geometry of a segment with these fields (max_table_slots_log2 0: the
-// default above); kInvalidArgument naming the field, its value and its range
-// when one is out of range.
+// default above; dep_slots_log2 0: no dependency table); kInvalidArgument
+// naming the field, its value and its range when one is out of range.
 absl::StatusOr<Geometry> ComputeSegmentGeometry(uint32_t max_sessions,
                                                 uint32_t table_slots_log2,
                                                 uint32_t max_table_slots_log2,
-                                                uint64_t heap_bytes);
+                                                uint64_t heap_bytes,
+                                                uint32_t dep_slots_log2);
 
 // Checks the geometry fields of a header read from an object of unknown
 // origin: the registry, table areas and heap offsets agree with
-// max_sessions, max_table_slots_log2 and the heap size, the live table
+// max_sessions, max_table_slots_log2, dep_slots_log2 (the dependency
+// table's offset too) and the heap size, the live table
 // (Header::table) names area 0 or 1 and a size that fits it, and the chunk
 // size is sane.
 // kDataLoss saying what disagrees (the caller names the object).

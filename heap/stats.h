@@ -18,6 +18,12 @@ struct Stats {
   uint64_t dead_bytes = 0;     // removed, replaced, lost blobs, fillers
   uint64_t sessions = 0;       // sessions of live processes
   uint64_t collections = 0;
+  // The dependency table (Heap::AddDep), counted by a scan of its slots
+  // when stats are taken (so a crash cannot make them drift; the scan reads
+  // 8 bytes a slot): 0 when the heap has none.
+  uint64_t dep_slots = 0;    // capacity
+  uint64_t dep_used = 0;     // non-empty slots, removed edges included
+  uint64_t dep_removed = 0;  // slots of removed edges (kept until a reset)
 };
 
 }  // namespace shmheap

@@ -64,6 +64,13 @@ enum class TestingPoint {
   // of the freed range is given back to the OS; Header::reuse_end is not
   // yet updated, nor are tombstones cleared.
   kGcReleasedTail,
+  // AddDep read an empty slot and is about to CAS it (hashtable/deps.h): a
+  // hook that stores an edge there first makes the CAS lose, every time.
+  kDepEmptySeen,
+  // A dependency edge was just stored: its claim CAS won (hashtable/deps.h).
+  // Nothing else is written after it, so a process killed here has stored
+  // the edge but not returned true.
+  kDepClaimed,
 };
 
 using TestingHook = void (*)(TestingPoint);

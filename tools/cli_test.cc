@@ -303,7 +303,13 @@ class CliTest : public ::testing::Test {
       const int rc = [&] {
         absl::StatusOr<Heap> heap = Heap::OpenNamed(name);
         if (!heap.ok()) return 2;
-        return tools::testing::WriteSampleArrays(*heap).ok() ? 0 : 3;
+        if (!tools::testing::WriteSampleArrays(*heap).ok()) return 3;
+        // Three dependency edges, one of them removed.
+        if (!heap->AddDep(1, 2).ok() || !heap->AddDep(1, 3).ok() ||
+            !heap->AddDep(2, 4).ok() || !heap->RemoveDeps(2).ok()) {
+          return 4;
+        }
+        return 0;
       }();
       _exit(rc);
     }
@@ -341,7 +347,12 @@ TEST_F(CliTest, EndToEnd) {
   EXPECT_NE(json.find(absl::StrCat("\"name\": \"/", name, "\"")),
             std::string::npos);
   EXPECT_NE(json.find("\"keep_keys\": true"), std::string::npos);
+  EXPECT_EQ(JsonNumber(json, "dep_slots"), uint64_t{1} << 17);
+  EXPECT_EQ(JsonNumber(json, "dep_used"), 3u);
+  EXPECT_EQ(JsonNumber(json, "dep_removed"), 1u);
   const std::string text = CliOk({"stats", name});
+  EXPECT_EQ(Field(text, "dep_slots"), "131072");
+  EXPECT_EQ(Field(text, "dep_used"), "3");
   EXPECT_EQ(Field(text, "name"), "/" + name);
   EXPECT_EQ(Field(text, "live_blobs"), absl::StrCat(n));
   EXPECT_EQ(Field(text, "table_slots"), "4096");
@@ -485,6 +496,7 @@ TEST_F(CliTest, EndToEnd) {
   CliFails({"get", copy, "scratch:0"}, "no key \"scratch:0\"");
   EXPECT_NE(CliOk({"verify", copy}).find(": ok ("), std::string::npos);
   EXPECT_EQ(JsonNumber(CliOk({"stats", copy, "--json"}), "live_blobs"), n - 2);
+  EXPECT_EQ(JsonNumber(CliOk({"stats", copy, "--json"}), "dep_used"), 3u);
 
   // ls lists both; rm removes them.
   out = CliOk({"ls"});

@@ -251,10 +251,12 @@ absl::Status CopyImage(int src, const ImageInfo& info, uint64_t top, int dst,
       !s.ok()) {
     return s;
   }
-  // Header, registry, the live table and the heap; the rest of the two
+  // Header, registry, the live table, the dependency table (whole, as a
+  // live heap backs it: hashtable/deps.h) and the heap; the rest of the two
   // table areas stays a hole, as in a live heap (gc/grow.h): allocated, it
   // would cost two tables of the largest size. The heap's range comes last,
-  // so the file ends at top.
+  // so the file ends at top. Every byte in [meta_bytes, top), the
+  // dependency table's included, is copied below.
   const uint64_t table =
       info.table_offset +
       info.table_area * internal::TableAreaBytes(info.max_table_slots_log2);
@@ -262,7 +264,9 @@ absl::Status CopyImage(int src, const ImageInfo& info, uint64_t top, int dst,
        {std::pair<uint64_t, uint64_t>{0, meta_bytes},
         {table,
          (uint64_t{1} << info.table_slots_log2) * sizeof(internal::Slot)},
+        {info.dep_offset, internal::DepAreaBytes(info.dep_slots_log2)},
         {info.heap_start, top - info.heap_start}}) {
+    if (bytes == 0) continue;  // no dependency table (fallocate refuses 0)
     if (absl::Status s = Allocate(dst, offset, bytes, dst_what); !s.ok()) {
       return s;
     }
@@ -405,6 +409,8 @@ absl::StatusOr<ImageInfo> ReadImageInfo(int fd, std::string_view what) {
   info.table_area =
       internal::TableArea(h.table.load(std::memory_order_relaxed));
   info.max_table_slots_log2 = h.max_table_slots_log2;
+  info.dep_offset = h.dep_offset;
+  info.dep_slots_log2 = h.dep_slots_log2;
   info.owner_uid = h.owner_uid;
   info.phase = h.phase.load(std::memory_order_relaxed);
   info.gc_lock = h.gc_lock.load(std::memory_order_relaxed);

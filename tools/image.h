@@ -94,6 +94,8 @@ struct ImageInfo {
   uint32_t table_slots_log2 = 0;  // the live table (Header::table)
   uint32_t table_area = 0;        // 0 or 1: where the live table is
   uint32_t max_table_slots_log2 = 0;
+  uint64_t dep_offset = 0;      // the dependency table (0: none)
+  uint32_t dep_slots_log2 = 0;  // its size (0: none)
   uint32_t owner_uid = 0;
   uint32_t phase = 0;    // Header::phase (kPhase*)
   uint32_t gc_lock = 0;  // pid of a collector that held the lock

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -144,6 +145,8 @@ TEST(Image, AGrownTableSavesSparseAndLoadsWhole) {
   o.table_slots_log2 = 6;
   o.max_table_slots_log2 = 16;  // two areas of 1 MiB
   o.chunk_bytes = 64 << 10;
+  // A dependency table of 8 KiB: an image allocates it whole.
+  o.dep_table_slots_log2 = 10;
   absl::StatusOr<Heap> heap = Heap::Create(o);
   ASSERT_TRUE(heap.ok()) << heap.status();
   for (int i = 0; i < 300; ++i) {
@@ -159,7 +162,8 @@ TEST(Image, AGrownTableSavesSparseAndLoadsWhole) {
   const uint64_t slots = heap->stats().table_slots;
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0);
-  // Header, registry, a table of at most 64 KiB and a few KiB of heap.
+  // Header, registry, a table of at most 64 KiB, the dependency table and
+  // a few KiB of heap.
   EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, uint64_t{1} << 20);
   const std::string name = testing::UniqueName("image-grown");
   absl::StatusOr<Heap> loaded = LoadImage(path, name, {});
@@ -202,6 +206,71 @@ TEST(Image, AWaitInTheSourceIsNotCarriedIntoTheImage) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->segment().header().waiters.load(), 0u);
   EXPECT_TRUE(loaded->Verify().ok()) << loaded->Verify();
+  Heap::UnlinkNamed(name).IgnoreError();
+  unlink(path.c_str());
+}
+
+// The dependency table is part of the image: save copies it, load brings
+// it back whole (allocated, so a write to it cannot fault on a full disk)
+// with its removed edges, and the loaded heap verifies and takes new edges.
+TEST(Image, DependencyTableRoundTrips) {
+  Options o;
+  o.heap_bytes = 4 << 20;
+  o.table_slots_log2 = 6;
+  o.chunk_bytes = 64 << 10;
+  // 512 KiB: 128 pages for 150 edges, so that many pages hold none.
+  o.dep_table_slots_log2 = 16;
+  absl::StatusOr<Heap> heap = Heap::Create(o);
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  for (uint32_t k = 0; k < 50; ++k) {
+    for (uint32_t v = 0; v <= k % 5; ++v) {
+      ASSERT_TRUE(*heap->AddDep(k, k * 100 + v));
+    }
+  }
+  ASSERT_EQ(*heap->RemoveDeps(3), 4u);
+  const Stats before = heap->stats();
+  const std::string path = testing::TempPath("image-deps");
+  absl::StatusOr<SaveReport> saved = SaveImage(*heap, path, {}, {});
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  const std::string name = testing::UniqueName("image-deps");
+  absl::StatusOr<Heap> loaded = LoadImage(path, name, {});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(loaded->Verify().ok()) << loaded->Verify();
+  const Stats after = loaded->stats();
+  EXPECT_EQ(after.dep_slots, 65536u);
+  EXPECT_EQ(after.dep_used, before.dep_used);
+  EXPECT_EQ(after.dep_removed, 4u);
+  for (uint32_t k = 0; k < 50; ++k) {
+    absl::StatusOr<std::vector<uint32_t>> got = loaded->GetDeps(k);
+    ASSERT_TRUE(got.ok()) << got.status();
+    std::sort(got->begin(), got->end());
+    std::vector<uint32_t> want;
+    if (k != 3) {
+      for (uint32_t v = 0; v <= k % 5; ++v) want.push_back(k * 100 + v);
+    }
+    EXPECT_EQ(*got, want) << "key " << k;
+  }
+  EXPECT_EQ(*loaded->AddDep(3, 7), true);
+  EXPECT_EQ(*loaded->AddDep(4, 400), false);
+  // The loaded heap's dependency area is allocated whole, though most of
+  // its pages hold no edge: the file has at least the header and registry,
+  // the live table, the whole area and the heap's used bytes allocated.
+  // (st_blocks, not SEEK_HOLE: tmpfs reports fallocated pages never
+  // written as holes.)
+  const internal::Header& h = loaded->segment().header();
+  const uint64_t least = h.table_areas_offset +
+                         (uint64_t{16} << o.table_slots_log2) +
+                         internal::DepAreaBytes(h.dep_slots_log2) +
+                         (h.top.load(std::memory_order_relaxed) - h.heap_start);
+  struct stat st;
+  ASSERT_EQ(fstat(loaded->segment().fd(), &st), 0);
+  EXPECT_GE(static_cast<uint64_t>(st.st_blocks) * 512, least);
+  // And so is the image's, which Heap::OpenFile maps straight back.
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_GE(static_cast<uint64_t>(st.st_blocks) * 512, least);
+  absl::StatusOr<Heap> opened = Heap::OpenFile(path);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->stats().dep_used, before.dep_used);
   Heap::UnlinkNamed(name).IgnoreError();
   unlink(path.c_str());
 }

@@ -549,6 +549,9 @@ int RunStats(const Invocation& inv) {
       {"dead_bytes", s.dead_bytes, kBytes},
       {"sessions", s.sessions, kCount},
       {"collections", s.collections, kCount},
+      {"dep_slots", s.dep_slots, kCount},
+      {"dep_used", s.dep_used, kCount},
+      {"dep_removed", s.dep_removed, kCount},
       {"keep_keys", (h.flags & internal::kFlagKeepKeys) != 0, kBool},
       {"max_sessions", h.max_sessions, kCount},
       {"chunk_bytes", h.chunk_bytes, kBytes},
@@ -1011,6 +1014,8 @@ const std::vector<Command>& Commands() {
        "  --json   one JSON object; its keys are stable: name, table_slots,\n"
        "           table_used, table_tombstones, live_blobs, heap_capacity,\n"
        "           heap_top, live_bytes, dead_bytes, sessions, collections,\n"
+       "           dep_slots, dep_used, dep_removed (the dependency table:\n"
+       "           slots, non-empty slots, removed edges; 0 without one),\n"
        "           keep_keys, max_sessions, chunk_bytes, segment_bytes,\n"
        "           file_bytes, resident_bytes (numbers are bytes or counts)\n"
        "\n"
