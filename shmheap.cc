@@ -307,6 +307,11 @@ absl::StatusOr<size_t> Heap::RemoveMany(std::span<const Key> keys) {
   return store_->RemoveMany(keys);
 }
 
+absl::Status Heap::WaitFor(Key key, absl::Duration timeout) const {
+  if (!store_) return MovedFrom();
+  return store_->WaitFor(store_->Resolve(key), timeout);
+}
+
 void Heap::RequestStop() {
   // Release: what this process published before is visible to a process
   // that sees the flag.

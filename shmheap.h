@@ -50,7 +50,8 @@
 //   kDataLoss            corruption found, or a collector died mid-way
 //   kAborted             a Move's source changed under it
 //   kDeadlineExceeded    Collect or Clear could not stop the world in its
-//                        deadline
+//                        deadline; WaitFor's key was not published in its
+//                        timeout
 //   kFailedPrecondition  also: Collect or Clear while this process holds a
 //                        view, a call on a moved-from Heap, a dependency
 //                        call on a heap without a dependency table
@@ -71,6 +72,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "gc/options.h"
 #include "hashtable/add_item.h"
 #include "hashtable/key.h"
@@ -429,6 +431,29 @@ class Heap {
   // (a seqlock read of the table; hashtable/store.h); false also for a
   // moved-from Heap or a heap whose collector died mid-compaction.
   bool Contains(Key key) const;
+
+  // Waits until `key` has a value (Plasma's wait for an object not created
+  // yet): returns at once if it has one, else sleeps (a futex, no spinning)
+  // until another thread or process publishes it by any path (Add,
+  // AddMany, a Reserve's Publish, Replace, Move, a FetchAdd that creates
+  // it), for at most `timeout` (absl::InfiniteDuration(): no limit; zero:
+  // one check). WaitFor takes no scope while it sleeps: collections run
+  // meanwhile (a Collect changes nothing for it). A caller that holds a
+  // view, Pin, ReadScope or builder keeps its process in scope while it
+  // waits, and so keeps collections out (other processes' Collect then
+  // fails at its deadline): wait out of scope. A process killed while it
+  // waits costs later publishes a wake each until its session is
+  // reclaimed (by a process that joins, or the next Collect). A
+  // publisher killed between its publish and its wake, or one running a
+  // build older than WaitFor, wakes nobody: the waiter re-checks the key
+  // every few seconds anyway (kWaitRecheck, hashtable/store.h). The value may
+  // be gone again by the time the caller reads it (removed or replaced):
+  // WaitFor reports presence, not a view. Errors: kDeadlineExceeded (not
+  // published within `timeout`), kInvalidArgument (negative timeout),
+  // kResourceExhausted (max_sessions: the first wait of a process joins the
+  // heap), kDataLoss (a collector died mid-compaction), kFailedPrecondition
+  // (moved-from Heap).
+  absl::Status WaitFor(Key key, absl::Duration timeout) const;
 
   // Cancellation (hh_shared's hh_stop_workers / hh_check_should_exit): one
   // heap-wide flag. RequestStop sets it and ClearStop clears it, from any

@@ -454,6 +454,14 @@ void shmheap_clear_stop(shmheap_heap* heap) { heap->heap.ClearStop(); }
 int shmheap_stop_requested(const shmheap_heap* heap) {
   return heap->heap.StopRequested() ? 1 : 0;
 }
+int shmheap_wait_for(const shmheap_heap* heap, const shmheap_key* key,
+                     int64_t timeout_ns) {
+  const absl::Duration timeout = timeout_ns == -1
+                                     ? absl::InfiniteDuration()
+                                     : absl::Nanoseconds(timeout_ns);
+  absl::Status s = heap->heap.WaitFor(ToKey(key), timeout);
+  return s.ok() ? SHMHEAP_OK : Fail(s);
+}
 int shmheap_move(shmheap_heap* heap, const shmheap_key* from,
                  const shmheap_key* to) {
   absl::Status s = heap->heap.Move(ToKey(from), ToKey(to));

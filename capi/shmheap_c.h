@@ -43,7 +43,8 @@ extern "C" {
 enum {
   SHMHEAP_OK = 0,
   SHMHEAP_EINVALID = 3,      /* bad dims, kind, layout, size, name, options */
-  SHMHEAP_EDEADLINE = 4,     /* collect, clear: the world did not stop */
+  SHMHEAP_EDEADLINE = 4,     /* collect, clear: the world did not stop;
+                                wait_for: the key did not come in time */
   SHMHEAP_ENOTFOUND = 5,     /* no such key, heap or file */
   SHMHEAP_EEXISTS = 6,       /* colliding key; move target; name to create */
   SHMHEAP_EPERMISSION = 7,   /* the heap belongs to another uid */
@@ -275,6 +276,15 @@ int shmheap_fetch_add(shmheap_heap* heap, const shmheap_key* key, int64_t delta,
 void shmheap_request_stop(shmheap_heap* heap);
 void shmheap_clear_stop(shmheap_heap* heap);
 int shmheap_stop_requested(const shmheap_heap* heap);
+/* Waits until `key` has a value (shmheap::Heap::WaitFor): SHMHEAP_OK at
+ * once if it has one, else sleeps (a futex, holding no pin) until some
+ * process publishes it, for at most timeout_ns nanoseconds (-1: no limit;
+ * 0: one check). Errors: SHMHEAP_EDEADLINE (not published in time),
+ * SHMHEAP_EINVALID (a negative timeout other than -1), SHMHEAP_EEXHAUSTED
+ * (max_sessions: a process's first wait joins the heap),
+ * SHMHEAP_EDATALOSS. */
+int shmheap_wait_for(const shmheap_heap* heap, const shmheap_key* key,
+                     int64_t timeout_ns);
 /* Errors: SHMHEAP_ENOTFOUND (from), SHMHEAP_EEXISTS (to), SHMHEAP_EABORTED,
  * and shmheap_add's. */
 int shmheap_move(shmheap_heap* heap, const shmheap_key* from,

@@ -8,8 +8,12 @@
  * the heap (collect from the same process is refused while it lives); a
  * builder fills in place; a batched add reports each item's outcome and
  * forked children's overlapping batches publish every key once; collect,
- * stats, verify, named heaps and files work. A failed check prints its line and
+ * stats, verify, named heaps and files work; wait_for returns, times out
+ * and is woken across fork. A failed check prints its line and
  * exits 1. */
+
+/* nanosleep, in strict C11. */
+#define _POSIX_C_SOURCE 200809L
 
 #include "capi/shmheap_c.h"
 
@@ -17,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures = 0;
@@ -448,6 +453,49 @@ static void TestRemoveMany(void) {
   shmheap_close(heap);
 }
 
+/* wait_for: a present key at once; an absent one times out; a bad timeout
+ * is refused; forked children, one with a timeout and one with none (-1),
+ * are woken by the parent's add and read the value. A child that is never
+ * woken is ended by alarm() and fails its check instead of hanging. */
+static void TestWaitFor(void) {
+  shmheap_heap* heap = NewHeap(16 << 20, 8);
+  if (heap == NULL) return;
+  const float v[3] = {1.5f, 2.5f, 3.5f};
+  const int64_t dims[1] = {3};
+  const shmheap_key here = Key("here"), absent = Key("absent");
+  CHECK(shmheap_add(heap, &here, SHMHEAP_FLOAT32, SHMHEAP_C_LAYOUT, 1, dims, v,
+                    sizeof v, NULL) == SHMHEAP_OK);
+  CHECK(shmheap_wait_for(heap, &here, 0) == SHMHEAP_OK);
+  CHECK(shmheap_wait_for(heap, &here, -1) == SHMHEAP_OK);
+  CHECK(shmheap_wait_for(heap, &absent, 0) == SHMHEAP_EDEADLINE);
+  CHECK(shmheap_wait_for(heap, &absent, 20 * 1000 * 1000) == SHMHEAP_EDEADLINE);
+  CHECK(strstr(shmheap_last_error(), "absent") != NULL);
+  CHECK(shmheap_wait_for(heap, &absent, -2) == SHMHEAP_EINVALID);
+  const shmheap_key later = Key("later");
+  pid_t kids[2];
+  for (int c = 0; c < 2; ++c) {
+    kids[c] = fork();
+    if (kids[c] == 0) {
+      alarm(30);
+      const int64_t timeout = c == 0 ? (int64_t)6 * 1000 * 1000 * 1000 : -1;
+      if (shmheap_wait_for(heap, &later, timeout) != SHMHEAP_OK) _exit(2);
+      _exit(Holds(heap, &later, v, 3) ? 0 : 3);
+    }
+  }
+  /* Most likely both sleep by now; tests/wait_test proves the wake of a
+   * waiter known to sleep. */
+  const struct timespec pause = {0, 100 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  CHECK(shmheap_add(heap, &later, SHMHEAP_FLOAT32, SHMHEAP_C_LAYOUT, 1, dims, v,
+                    sizeof v, NULL) == SHMHEAP_OK);
+  for (int c = 0; c < 2; ++c) {
+    int status = 0;
+    CHECK(waitpid(kids[c], &status, 0) == kids[c]);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  shmheap_close(heap);
+}
+
 /* The dependency table: idempotent adds, the snprintf-style get (size
  * query, short buffer, full buffer), removal, stats, and the errors. */
 static void TestDeps(void) {
@@ -549,7 +597,8 @@ static void TestNamedAndFile(void) {
 int main(void) {
   void (*const tests[])(void) = {
       TestErrors,     TestForkedWriters, TestWritesAndCollect, TestAddMany,
-      TestRemoveMany, TestDeps,          TestNamedAndFile,     TestClear};
+      TestRemoveMany, TestWaitFor,       TestDeps,             TestNamedAndFile,
+      TestClear};
   const int n = (int)(sizeof tests / sizeof tests[0]);
   int passed = 0;
   for (int i = 0; i < n; ++i) {

@@ -81,6 +81,9 @@ void RecountAndFreeDeadSessions(const Segment& segment, uint64_t live_blobs,
     // Acquire: pairs with the owner's release store of its pid.
     uint64_t owner = reg[i].owner_pid.load(std::memory_order_acquire);
     if (owner != kSessionFree && !OwnerAlive(reg[i], owner)) {
+      // A process killed while it waited for a key: its waits leave
+      // Header::waiters with its entry.
+      DropWaits(segment, reg[i]);
       // acq_rel: a joiner racing to take this dead entry either wins (and
       // finds it closed) or sees it free; release publishes the cleanup.
       reg[i].owner_pid.compare_exchange_strong(owner, kSessionFree,

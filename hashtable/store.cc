@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -178,6 +179,13 @@ absl::StatusOr<uint64_t> Store::Claim(const ResolvedKey& key,
   return index;
 }
 
+void Store::WakeAll() const {
+  Header& h = segment_->header();
+  // Release: a waiter that reads the new value (acquire) sees the publish.
+  h.publish_seq.fetch_add(1, std::memory_order_release);
+  FutexWakeAll(&h.publish_seq);
+}
+
 absl::StatusOr<Store::Installed> Store::Install(const ResolvedKey& key,
                                                 uint64_t index, uint64_t blob,
                                                 bool replace) const {
@@ -201,6 +209,7 @@ absl::StatusOr<Store::Installed> Store::Install(const ResolvedKey& key,
     // `expected` now holds the value that won; look at it again.
   }
   RunTestingHook(TestingPoint::kPublished);
+  WakeWaiters();
   return Installed{true, expected};
 }
 
@@ -610,6 +619,11 @@ absl::Status Store::Move(const ResolvedKey& from, const ResolvedKey& to) const {
 }
 
 bool Store::Contains(const ResolvedKey& key) const {
+  const absl::StatusOr<bool> present = ContainsOrError(key);
+  return present.ok() && *present;
+}
+
+absl::StatusOr<bool> Store::ContainsOrError(const ResolvedKey& key) const {
   const Header& h = segment_->header();
   // Acquire: pairs with the collector's seq_cst store that made the epoch
   // even, so the probe reads the table that collection left.
@@ -629,8 +643,84 @@ bool Store::Contains(const ResolvedKey& key) const {
   // A collection overlapped the probe: ask again inside the scope (which
   // waits for the collection to end).
   absl::StatusOr<Pin> pin = Enter();
-  if (!pin.ok()) return false;
+  if (!pin.ok()) return pin.status();
   return lookup().Contains(key);
+}
+
+namespace {
+// std::atomic_thread_fence(seq_cst). GCC refuses fences under TSan (-Wtsan:
+// TSan does not model them, and -Werror makes that an error), so the
+// builtin is called with that warning silenced: the fence is still
+// emitted, and what it orders (WaitFor's check after its RMW of another
+// word) is no happens-before edge that TSan would need to see.
+inline void SeqCstFence() {
+#if defined(__SANITIZE_THREAD__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wtsan"
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#pragma GCC diagnostic pop
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+}  // namespace
+
+absl::Status Store::WaitFor(const ResolvedKey& key,
+                            absl::Duration timeout) const {
+  if (timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(segment_->Describe(), ": wait for ", Name(key),
+                     ": negative timeout ", absl::FormatDuration(timeout)));
+  }
+  // A monotonic deadline: a change of the wall clock neither ends the wait
+  // early nor makes it longer.
+  const bool forever = timeout == absl::InfiniteDuration();
+  const std::chrono::steady_clock::time_point deadline =
+      forever ? std::chrono::steady_clock::time_point::max()
+              : std::chrono::steady_clock::now() +
+                    absl::ToChronoNanoseconds(timeout);
+  absl::StatusOr<bool> present = ContainsOrError(key);
+  if (!present.ok()) return present.status();
+  if (*present) return absl::OkStatus();
+  absl::StatusOr<LocalSession*> session = Session();
+  if (!session.ok()) return session.status();
+  Header& h = segment_->header();
+  for (;;) {
+    const std::chrono::steady_clock::duration left =
+        deadline - std::chrono::steady_clock::now();
+    if (!forever && left <= std::chrono::steady_clock::duration::zero()) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          segment_->Describe(), ": ", Name(key), " was not published within ",
+          absl::FormatDuration(timeout)));
+    }
+    (*session)->BeginWait();
+    // Acquire: pairs with a publisher's release bump, so a waiter that
+    // reads a bumped value sees the publish before it.
+    const uint32_t seq = h.publish_seq.load(std::memory_order_acquire);
+    // seq_cst: the fence that orders the check below after the increment
+    // of `waiters` in BeginWait ("Waiting" in store.h: the check's loads
+    // are acquire loads, which alone would not take part in the total
+    // order).
+    SeqCstFence();
+    // Out of scope: the seqlock read takes no pin (it enters the scope only
+    // for as long as a probe that overlapped a collection is repeated), so
+    // nothing of this wait keeps a collection out.
+    present = ContainsOrError(key);
+    if (present.ok() && !*present) {
+      // Whole milliseconds, rounded up (FutexWait's unit): a wait rounded
+      // down to 0 would return at once and spin until the deadline.
+      const absl::Duration sleep = std::min(
+          kWaitRecheck, forever ? kWaitRecheck : absl::FromChrono(left));
+      FutexWait(&h.publish_seq, seq,
+                static_cast<int>(absl::ToInt64Milliseconds(
+                    sleep + absl::Milliseconds(1) - absl::Nanoseconds(1))));
+    }
+    (*session)->EndWait();
+    // A wake, a timeout, a signal (EINTR) or a changed word (EAGAIN) all
+    // come back here: the check above, or the next one, tells them apart.
+    if (!present.ok()) return present.status();
+    if (*present) return absl::OkStatus();
+  }
 }
 
 size_t Store::ResolveGroup(

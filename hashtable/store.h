@@ -58,6 +58,57 @@
 // kResourceExhausted marked IsTableFull, which the Heap layer answers by
 // collecting (growing the table) and retrying, where it can.
 //
+// Waiting (WaitFor; Plasma's wait for an object not created yet). A waiter
+// sleeps on a futex, Header::publish_seq, and holds no scope while it does,
+// so a sleeping waiter never keeps a collection out. Header::waiters counts
+// the waiting threads of every process.
+//
+//   Waiter:    waiters += 1 (seq_cst RMW); s := publish_seq (acquire);
+//              seq_cst fence; if the key is present: done;
+//              FUTEX_WAIT(publish_seq, s, time left); waiters -= 1; repeat
+//   Publisher: the publishing CAS on the slot's addr (seq_cst RMW);
+//              if waiters (seq_cst load) != 0:
+//                publish_seq += 1 (release); FUTEX_WAKE(publish_seq, all)
+//
+// Every publish (Add, AddMany, Publish of a Reserve, Replace, Move, a
+// FetchAdd that creates its counter) goes through Install, which calls
+// WakeWaiters after its winning CAS. With nobody waiting, that is one load
+// of a header word that only waiters write: a plain mov on x86 (a seq_cst
+// load is one there), no locked instruction and no store to a shared line.
+//
+// No lost wakeup (Dekker's pattern, as the scope handshake of
+// heap/session.h): suppose the publisher's load of `waiters` misses the
+// waiter's increment and the waiter's check misses the publish. The check
+// misses it by reading one of the key's slot words before the publisher
+// wrote it: the hash (claimed by a seq_cst CAS, Table::FindOrClaim) or the
+// addr (published by a seq_cst CAS, Table::CasAddr); call that write W.
+// In the single total order S of seq_cst operations ([atomics.order]): the
+// load of `waiters` precedes the increment (it reads a value coherence-
+// ordered before the increment's: p4.1); W precedes the load and the
+// increment precedes the waiter's fence (sequenced before them). So W <S
+// load <S increment <S fence. But the check's acquire load of the word,
+// sequenced after the fence, reads a value coherence-ordered before W, and
+// so the fence precedes W in S (p4.3): a cycle. So at least one side sees
+// the other: the waiter finds the key, or the publisher sees waiters != 0
+// and bumps publish_seq after its CAS. A waiter that read publish_seq
+// before that bump sleeps only if the word still holds its value when
+// FUTEX_WAIT compares it (atomically with queueing), so the bump's
+// FUTEX_WAKE finds it queued or the wait returns at once; one that read the
+// bump (acquire, pairing with the release bump) sees the CAS before it,
+// and so the key. (A probe may also stop early, at a slot between the
+// key's home and its slot that another process claimed before the
+// publisher probed past it; the argument then needs that claim, which the
+// publisher saw, to be seen by a waiter that fenced after the publisher's
+// load: multi-copy atomicity, which x86-TSO and ARMv8 give, though the C++
+// model alone does not promise it for acquire loads.)
+//
+// A waiter re-checks the key every kWaitRecheck even when nobody wakes it,
+// which bounds two waits the pairing cannot help: a publisher killed
+// between its CAS and its wake, and a publisher running an older build of
+// the library (same format; it does not know about waiters). A waiter
+// killed while asleep leaves its count in `waiters`; whoever reclaims its
+// session entry takes it off (heap/session.h, "Waiting").
+//
 // Thread safety: every method may run concurrently from any thread of any
 // process that has the segment mapped. Concurrency contract per operation:
 // hashtable/table.h.
@@ -77,6 +128,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "hashtable/add_item.h"
 #include "hashtable/key.h"
 #include "hashtable/lookup.h"
@@ -99,6 +151,12 @@ inline constexpr size_t kLookupGroup = 16;
 // linear probing's expected probe is 2.5 slots, and a probe of 32 is rare
 // below a load of about 3/4 (Knuth, TAOCP vol. 3, 6.4, Algorithm L).
 inline constexpr uint64_t kGrowthProbeDistance = 32;
+
+// How long a waiter sleeps at most before it checks its key again with no
+// wake (see "Waiting" above): rare enough to cost nothing, often enough
+// that a wake lost to a killed or older-build publisher delays a waiter by
+// seconds, not forever.
+inline constexpr absl::Duration kWaitRecheck = absl::Seconds(10);
 
 class Store {
  public:
@@ -231,6 +289,18 @@ class Store {
   // Contains without entering the scope (the seqlock read); false also when
   // the scope cannot be entered (a collector died mid-compaction).
   bool Contains(const ResolvedKey& key) const;
+  // The same, with the error of a scope that cannot be entered (Enter()'s,
+  // when a collection overlapped the seqlock read).
+  absl::StatusOr<bool> ContainsOrError(const ResolvedKey& key) const;
+
+  // Returns once `key` is present, sleeping until some process publishes it
+  // (see "Waiting" above) for at most `timeout` (absl::InfiniteDuration():
+  // no limit; zero: one check). Takes no scope while it sleeps (a caller's
+  // own Pin is the caller's). Errors: kDeadlineExceeded (absent when the
+  // timeout ran out), kInvalidArgument (a negative timeout), Session()'s
+  // (this process's first call may join the heap), kDataLoss (a collector
+  // died mid-compaction).
+  absl::Status WaitFor(const ResolvedKey& key, absl::Duration timeout) const;
 
   // Sums the counters and counts live sessions (reads /proc for each
   // registry entry in use).
@@ -293,6 +363,20 @@ class Store {
   // kAlreadyExists when the slot holds another key's value.
   absl::StatusOr<Installed> Install(const ResolvedKey& key, uint64_t index,
                                     uint64_t blob, bool replace) const;
+  // After a publish: wakes the processes waiting for a key, if any (see
+  // "Waiting" above). Inline, with the wake out of line, so that a publish
+  // with nobody waiting pays one load and a branch, not a call.
+  void WakeWaiters() const {
+    // seq_cst: the publisher's half of the pairing ("Waiting" above): this
+    // load follows the seq_cst CAS that published in the single total
+    // order. A plain mov on x86 (objdump of Store::Install); the line it
+    // reads is written only by waiters.
+    if (segment_->header().waiters.load(std::memory_order_seq_cst) != 0) {
+      WakeAll();
+    }
+  }
+  // Bumps Header::publish_seq and wakes every waiter.
+  [[gnu::cold, gnu::noinline]] void WakeAll() const;
   // Claim, Install and one counter update: the reserved path.
   absl::StatusOr<bool> Publish(LocalSession& session, const ResolvedKey& key,
                                uint64_t blob, bool replace) const;

@@ -28,9 +28,14 @@ absl::StatusOr<uint64_t> Table::FindOrClaim(uint64_t hash,
   for (uint64_t n = 0; n <= mask_; ++n, i = (i + 1) & mask_) {
     uint64_t h = slots_[i].hash.load(std::memory_order_acquire);
     if (h == 0) {
-      // acq_rel: claiming the slot; on failure, acquire the claimer's hash.
+      // seq_cst (acq_rel and more): claiming the slot; on failure, acquire
+      // the claimer's hash. seq_cst because a waiter whose probe stops at
+      // this slot reads its hash, not its addr: the claim is then the
+      // publisher's write that WaitFor's pairing needs in the single total
+      // order (hashtable/store.h, "Waiting"). A locked cmpxchg on x86
+      // either way.
       if (slots_[i].hash.compare_exchange_strong(
-              h, hash, std::memory_order_acq_rel, std::memory_order_acquire)) {
+              h, hash, std::memory_order_seq_cst, std::memory_order_acquire)) {
         *claimed = true;
         return i;
       }

@@ -9,12 +9,14 @@
 // or the offset of a published blob.
 //
 // Memory ordering:
-//  - hash: claimed with CAS (acq_rel), read with acquire, so a prober that
+//  - hash: claimed with CAS (seq_cst, for WaitFor), read with acquire, so a
+//  prober that
 //    sees h also sees... nothing else: hash carries no payload; the blob is
 //    published through addr.
-//  - addr: published with CAS (acq_rel: release publishes the completely
-//    written blob; acquire on failure reads the winner's blob), read with
-//    acquire, so a reader that sees an offset sees the whole blob behind it.
+//  - addr: published with CAS (seq_cst: release publishes the completely
+//    written blob; acquire on failure reads the winner's blob; seq_cst for
+//    WaitFor's pairing, hashtable/store.h), read with acquire, so a reader
+//    that sees an offset sees the whole blob behind it.
 //
 // Concurrency contract (operations on the same key, from any processes; the
 // protocol itself is hashtable/store.h):
@@ -54,6 +56,9 @@
 //   | fetch_add / get   | a view of the counter may see it change          |
 //   | remove_many / any | as one remove per key, in one scope              |
 //   | any / collect     | never: collection waits for every scope to end   |
+//   | wait_for / any    | a waiter holds no scope while it sleeps: it      |
+//   |  publish, collect | wakes on the publish (any path) that makes its   |
+//   |                   | key present; collections run while it sleeps     |
 //
 // The dependency table (AddDep, GetDeps, RemoveDeps) has a contract of its
 // own, in hashtable/deps.h.
@@ -140,12 +145,14 @@ class Table {
   uint64_t LoadAddr(uint64_t index) const {
     return slots_[index].addr.load(std::memory_order_acquire);
   }
-  // acq_rel: release publishes the blob written before; acquire (also on
-  // failure, which refreshes `expected`) lets the caller read the blob that
-  // won.
+  // seq_cst (acq_rel and more): release publishes the blob written before;
+  // acquire (also on failure, which refreshes `expected`) lets the caller
+  // read the blob that won; and a publishing CAS is the publisher's half of
+  // WaitFor's Dekker pairing (hashtable/store.h, "Waiting"), which needs it
+  // in the single total order. A locked cmpxchg on x86 either way.
   bool CasAddr(uint64_t index, uint64_t& expected, uint64_t desired) const {
     return slots_[index].addr.compare_exchange_strong(
-        expected, desired, std::memory_order_acq_rel,
+        expected, desired, std::memory_order_seq_cst,
         std::memory_order_acquire);
   }
 

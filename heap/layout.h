@@ -116,7 +116,17 @@ struct Header {
   // builds that predate it, which means "no stop", so the format is
   // unchanged.
   std::atomic<uint32_t> stop;
-  uint8_t reserved1[12];
+  // Waiting for a key (Store::WaitFor; hashtable/store.h, "Waiting"). Both
+  // come from reserved space and read as 0 in older files, which means
+  // nobody waits. publish_seq is the futex word waiters sleep on: a
+  // publisher that finds waiters != 0 increments it and wakes them all.
+  // waiters counts the threads (of any process) between announcing a wait
+  // and leaving it; a waiter killed while asleep is taken off by whoever
+  // reclaims its session (SessionEntry::waiting). Both are touched only
+  // when somebody waits: a publish with no waiter only loads `waiters`.
+  std::atomic<uint32_t> publish_seq;
+  std::atomic<uint32_t> waiters;
+  uint8_t reserved1[4];
   // Where the dependency table starts (0 when dep_slots_log2 is 0). Taken
   // from reserved space, like dep_slots_log2.
   uint64_t dep_offset;
@@ -249,7 +259,12 @@ struct alignas(kCacheLine) SessionEntry {
   // by this record (see heap/walk.h, ClaimedGapEnd). claim_end == 0: none.
   std::atomic<uint64_t> claim_start;
   std::atomic<uint64_t> claim_end;
-  uint8_t reserved0[24];
+  // The threads of this session that are waiting for a key, that is, its
+  // share of Header::waiters (hashtable/store.h, "Waiting"): whoever
+  // reclaims the entry of a dead owner subtracts it from Header::waiters
+  // (DropWaits, heap/session.h). 0 in older files, as nobody waited there.
+  std::atomic<uint64_t> waiting;
+  uint8_t reserved0[16];
 
   // --- Line 2: allocation and counters, written only by the owner.
   // Current chunk [chunk_start, chunk_end); committed is the end of the last
@@ -324,7 +339,10 @@ static_assert(offsetof(Header, dep_slots_log2) == 108);
 static_assert(offsetof(Header, image_checksum) == 112);
 static_assert(offsetof(Header, table) == 120);
 static_assert(offsetof(Header, stop) == 128);
-static_assert(offsetof(Header, reserved1) == 132);
+static_assert(offsetof(Header, publish_seq) == 132);
+static_assert(offsetof(Header, waiters) == 136);
+static_assert(offsetof(Header, reserved1) == 140 &&
+              sizeof(Header::reserved1) == 4);
 static_assert(offsetof(Header, dep_offset) == 144);
 static_assert(offsetof(Header, top) == 192);
 static_assert(offsetof(Header, reuse_end) == 200);
@@ -345,6 +363,8 @@ static_assert(sizeof(Header) == 512 && sizeof(Header) <= kPageSize,
               "the header fits its page");
 static_assert(offsetof(SessionEntry, pinned) == 16);
 static_assert(offsetof(SessionEntry, claim_end) == 32);
+static_assert(offsetof(SessionEntry, waiting) == 40);
+static_assert(offsetof(SessionEntry, reserved0) == 48);
 static_assert(offsetof(SessionEntry, chunk_start) == 64);
 static_assert(offsetof(SessionEntry, counters) == 96);
 static_assert(sizeof(SessionEntry) == 192);

@@ -71,6 +71,12 @@ uint64_t ProcessStartTime(pid_t pid) {
   return ReadProcStat(pid, &state, &start) ? start : 0;
 }
 
+char ProcessState(pid_t pid) {
+  char state;
+  uint64_t start = 0;
+  return ReadProcStat(pid, &state, &start) ? state : 0;
+}
+
 bool ProcessAlive(pid_t pid, uint64_t start_time) {
   if (pid <= 0) return false;
   if (kill(pid, 0) != 0 && errno == ESRCH) return false;
@@ -199,6 +205,45 @@ absl::Status CheckCollectorAlive(const Segment& segment) {
   // Release: the next collector that takes the lock sees the new epoch.
   h.gc_lock.store(0, std::memory_order_release);
   return absl::OkStatus();
+}
+
+void DropWaits(const Segment& segment, SessionEntry& e) {
+  // Relaxed: the owner is dead (or this process owns the entry and does not
+  // wait yet), so nobody else writes `waiting`; the exchange makes a racing
+  // reclaim (a joiner and the collector) subtract the share only once.
+  const uint64_t share = e.waiting.exchange(0, std::memory_order_relaxed);
+  if (share == 0) return;
+  std::atomic<uint32_t>& waiters = segment.header().waiters;
+  // Relaxed: lowering the count publishes nothing; a publisher that still
+  // sees the old count only wakes nobody. Clamped at 0: a share larger than
+  // the whole count only comes from a file from elsewhere, and a count that
+  // wrapped below 0 would make every publish pay for a wake.
+  uint32_t n = waiters.load(std::memory_order_relaxed);
+  while (!waiters.compare_exchange_weak(
+      n, n - static_cast<uint32_t>(std::min<uint64_t>(share, n)),
+      std::memory_order_relaxed)) {
+  }
+}
+
+void LocalSession::BeginWait() {
+  // seq_cst: the waiter's half of the Dekker pairing with publishers
+  // (hashtable/store.h, "Waiting"): in the single total order this
+  // increment either precedes a publisher's seq_cst load of `waiters`
+  // (which then wakes us) or follows its seq_cst publishing CAS (and our
+  // check of the key, after a seq_cst fence, then sees the key).
+  segment_->header().waiters.fetch_add(1, std::memory_order_seq_cst);
+  // Relaxed: only this process writes its entry's share while it lives;
+  // the seq_cst RMW above keeps this store after it (a kill between them
+  // leaves the share one too small, never too large).
+  entry_->waiting.fetch_add(1, std::memory_order_relaxed);
+}
+
+void LocalSession::EndWait() {
+  // Relaxed: as in BeginWait; the release below keeps it first.
+  entry_->waiting.fetch_sub(1, std::memory_order_relaxed);
+  // Release: the share above is lowered before the count is (see BeginWait
+  // for why that order). Lowering the count publishes nothing else.
+  segment_->header().waiters.fetch_sub(1, std::memory_order_release);
 }
 
 void CloseChunk(const Segment& segment, SessionEntry& e) {
@@ -334,6 +379,9 @@ absl::StatusOr<std::unique_ptr<LocalSession>> LocalSession::Join(
       // seq_cst: a previous owner that died in scope left pinned set; the
       // collector polls it with seq_cst loads.
       e.pinned.store(0, std::memory_order_seq_cst);
+      // A previous owner killed while waiting for a key left its waits in
+      // Header::waiters: take them off, so publishes stop waking nobody.
+      DropWaits(*segment, e);
       e.owner_start_time.store(start, std::memory_order_relaxed);
       // Release: whoever reads the pid reads the start time stored above.
       e.owner_pid.store(uint64_t(pid), std::memory_order_release);

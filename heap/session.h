@@ -51,6 +51,18 @@
 // leaves the counters off by its operations in flight, which the unclean
 // exit count makes Verify ignore and the collector's recount fixes.
 //
+// Waiting (Store::WaitFor, hashtable/store.h "Waiting"): a thread waiting
+// for a key counts itself in Header::waiters, the word publishers load, and
+// in its entry's `waiting`, this session's share of it. A process killed
+// while one of its threads waits cannot take itself off; whoever reclaims
+// its entry (Join, or the collector freeing dead entries) subtracts the
+// entry's share instead (DropWaits), so later publishes stop paying for a
+// wake. BeginWait adds to the header first and EndWait subtracts from the
+// entry first: a kill between the two leaves the entry's share at most the
+// header's true count of this session's waits (one too small), never
+// larger, so a reclaim never subtracts a live waiter's count (which would
+// let a publisher skip a wake that waiter needs).
+//
 // Thread safety: all methods may be called from any thread of the owning
 // process. A LocalSession does not survive fork: the child joins anew.
 
@@ -74,6 +86,9 @@ namespace shmheap::internal {
 
 // Start time of process `pid` (/proc/PID/stat field 22), 0 if unreadable.
 uint64_t ProcessStartTime(pid_t pid);
+// State of process `pid` (/proc/PID/stat field 3: 'R', 'S', 'D', 'Z', ...),
+// 0 if unreadable. Tests use it to see that a process sleeps.
+char ProcessState(pid_t pid);
 // Whether the process that registered as (pid, start_time) still runs.
 // Zombies count as dead. When /proc cannot tell, assumes alive.
 bool ProcessAlive(pid_t pid, uint64_t start_time);
@@ -166,6 +181,14 @@ class LocalSession final : public PinTarget {
     locked.Count(deltas);
   }
 
+  // Counts the calling thread as waiting for a key, and takes it off again
+  // (see "Waiting" above). BeginWait's increment of Header::waiters is
+  // seq_cst: it is the waiter's half of the pairing with publishers that
+  // hashtable/store.h, "Waiting", spells out. REQUIRES: each BeginWait is
+  // followed by one EndWait on the same thread, before this session dies.
+  void BeginWait();
+  void EndWait();
+
   const Segment& segment() const { return *segment_; }
   SessionEntry& entry() const { return *entry_; }
   int index() const { return index_; }
@@ -216,6 +239,13 @@ class LocalSession final : public PinTarget {
 // Used by the collector and by joiners reclaiming a dead entry.
 // REQUIRES: no live process allocates in that entry.
 void CloseChunk(const Segment& segment, SessionEntry& e);
+
+// Subtracts entry `e`'s share of Header::waiters (SessionEntry::waiting)
+// and zeroes it: the waits of a dead owner, or of a free entry (none, but
+// a file from elsewhere may say otherwise). Never takes Header::waiters
+// below 0. REQUIRES: `e`'s owner is dead, or this process has just claimed
+// `e` and no thread of it waits yet.
+void DropWaits(const Segment& segment, SessionEntry& e);
 
 // The counters summed over the header and every session entry (relaxed
 // loads: statistics, summed without a snapshot). False when a sum passed

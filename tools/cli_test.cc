@@ -38,7 +38,9 @@
 //  * SIGKILL at random moments of save (its collection included) and of
 //    load (20 of each): FILE or NAME either does not exist or is complete
 //    (Verify and every value), no temporary is left, the source heap keeps
-//    every value, and the next save or load succeeds.
+//    every value, and the next save or load succeeds;
+//  * wait returns once another process publishes its key, at once for a
+//    present key, and fails after its timeout for an absent one.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -792,13 +794,79 @@ TEST_F(CliTest, NamesWithControlCharactersAreRefusedAndListedEscaped) {
   EXPECT_FALSE(ShmExists(odd));
 }
 
+// wait: a `shmheap wait` process that sleeps (the heap's waiter count says
+// so) exits 0 once this process publishes its key, printing that it is
+// present; a present key returns at once; an absent one fails (exit 1, one
+// line) once its timeout has passed; SIGINT or SIGTERM end a wait with one
+// line and that signal, its count taken off the heap's waiters; bad
+// timeouts are command-line errors.
+TEST_F(CliTest, WaitReturnsOnceTheKeyIsPublishedAndTimesOut) {
+  const std::string name = HeapName("wait");
+  CliOk({"create", name, "--heap", "16M", "--slots", "1K"});
+  absl::StatusOr<Heap> heap = Heap::OpenNamed(name);
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  // Shorter than the waiter's periodic re-check (10 s): a missing wake
+  // fails the call instead of being covered by the re-check.
+  Running waiting = StartCli({"wait", name, "late", "--timeout", "6"});
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (heap->segment().header().waiters.load() == 0 &&
+         std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(heap->segment().header().waiters.load(), 1u)
+      << "the wait command never counted itself as waiting";
+  const int32_t v[] = {4, 5, 6};
+  const int64_t dims[] = {3};
+  ASSERT_TRUE(*heap->Add<int32_t>("late", v, dims));
+  const Result r = WaitCli(waiting, std::chrono::seconds(30));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "key \"late\" present\n");
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(heap->segment().header().waiters.load(), 0u);
+
+  EXPECT_EQ(CliOk({"wait", name, "late"}), "key \"late\" present\n");
+  EXPECT_EQ(CliOk({"wait", name, "late", "--timeout", "0"}),
+            "key \"late\" present\n");
+  const Result absent = Cli({"wait", name, "absent", "--timeout", "0.05"});
+  EXPECT_GE(absent.seconds, 0.05);  // a lower bound only: never early
+  CliFails({"wait", name, "absent", "--timeout", "0.05"},
+           "key \"absent\" was not published within 50ms");
+  // A signal ends the wait, not the heap's count of it: the command takes
+  // itself off the waiters before it dies by the signal.
+  for (const int sig : {SIGINT, SIGTERM}) {
+    Running stopped = StartCli({"wait", name, "never", "--timeout", "20"});
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (heap->segment().header().waiters.load() == 0 &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_EQ(heap->segment().header().waiters.load(), 1u);
+    kill(stopped.pid, sig);
+    const Result killed = WaitCli(stopped, std::chrono::seconds(10));
+    EXPECT_EQ(killed.code, 1000 + sig) << killed.err;
+    EXPECT_EQ(killed.out, "");
+    EXPECT_EQ(
+        killed.err,
+        absl::StrCat("shmheap: wait: ", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                     ": stopped waiting; key \"never\" is not present\n"));
+    EXPECT_EQ(heap->segment().header().waiters.load(), 0u)
+        << "a signalled wait left its count in the heap";
+  }
+  CliFails({"wait", name, "absent", "--timeout", "-1"}, "invalid --timeout", 2);
+  CliFails({"wait", name, "absent", "--timeout", "soon"}, "invalid --timeout",
+           2);
+  CliFails({"wait", name, "absent", "--timeout", "nan"}, "invalid --timeout",
+           2);
+}
+
 TEST_F(CliTest, HelpEverywhereAndCommandLineErrors) {
   for (const std::vector<std::string>& call :
        std::vector<std::vector<std::string>>{{"--help"}, {"-h"}, {"help"}}) {
     EXPECT_EQ(CliOk(call).rfind("usage: shmheap COMMAND", 0), 0u);
   }
   for (const char* command : {"create", "ls", "stats", "verify", "gc", "clear",
-                              "get", "save", "load", "rm"}) {
+                              "get", "wait", "save", "load", "rm"}) {
     const std::string usage = absl::StrCat("usage: shmheap ", command, " ");
     for (const std::vector<std::string>& call :
          std::vector<std::vector<std::string>>{{command, "--help"},

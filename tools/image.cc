@@ -205,6 +205,9 @@ absl::Status MakeQuiet(std::byte* meta, const ImageInfo& info, uint64_t top,
   // The image holds [0, top) only: nothing above it is backed.
   h.reuse_end.store(0, kRelaxed);
   h.gc_lock.store(0, kRelaxed);
+  // Nobody waits for a key in a heap with no processes: the waits counted
+  // in the source went with their (zeroed) entries' shares.
+  h.waiters.store(0, kRelaxed);
   // An odd epoch means a collector was waiting for the source to quiesce
   // (the copy held a Pin, so it had not started); the image has none.
   const uint32_t epoch = h.gc_epoch.load(kRelaxed);

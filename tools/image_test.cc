@@ -5,7 +5,8 @@
 // also bytes Verify does not look at, such as a dead session's counters)
 // makes load refuse it with kDataLoss naming the checksum, and leaves no
 // heap behind; and an image that a process attached to (and so changed)
-// carries no checksum any more and is checked by Verify alone.
+// carries no checksum any more and is checked by Verify alone; a wait in
+// the source heap is not carried into its image.
 
 #include "tools/image.h"
 
@@ -14,10 +15,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "heap/layout.h"
 #include "heap/segment.h"
@@ -27,12 +31,17 @@
 namespace shmheap::tools {
 namespace {
 
-std::string MakeImage(const std::string& path) {
+// A small heap: 4 MiB, 2^8 slots, 64 KiB chunks.
+absl::StatusOr<Heap> SmallHeap() {
   Options o;
   o.heap_bytes = 4 << 20;
   o.table_slots_log2 = 8;
   o.chunk_bytes = 64 << 10;
-  absl::StatusOr<Heap> heap = Heap::Create(o);
+  return Heap::Create(o);
+}
+
+std::string MakeImage(const std::string& path) {
+  absl::StatusOr<Heap> heap = SmallHeap();
   EXPECT_TRUE(heap.ok()) << heap.status();
   for (int i = 0; i < 20; ++i) {
     const std::vector<double> v(50, i + 0.5);
@@ -167,6 +176,36 @@ TEST(Image, AGrownTableSavesSparseAndLoadsWhole) {
     ASSERT_TRUE(v.ok()) << i << ": " << v.status();
     EXPECT_EQ(v->flat()[2], i + 0.5);
   }
+  Heap::UnlinkNamed(name).IgnoreError();
+  unlink(path.c_str());
+}
+
+// A heap saved while a thread waits for a key: the image has no
+// processes, so nobody waits in it, and the loaded heap's publishes pay no
+// wake (Header::waiters 0).
+TEST(Image, AWaitInTheSourceIsNotCarriedIntoTheImage) {
+  absl::StatusOr<Heap> heap = SmallHeap();
+  ASSERT_TRUE(heap.ok()) << heap.status();
+  const std::vector<double> v(3, 1.5);
+  const int64_t dims[] = {3};
+  ASSERT_TRUE(*heap->Add<double>("early", v, dims));
+  absl::Status waited = absl::UnknownError("not yet");
+  std::thread waiter(
+      [&] { waited = heap->WaitFor("late", absl::Seconds(30)); });
+  while (heap->segment().header().waiters.load() == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const std::string path = testing::TempPath("image-waited");
+  absl::StatusOr<SaveReport> saved = SaveImage(*heap, path, {}, {});
+  EXPECT_TRUE(*heap->Add<double>("late", v, dims));
+  waiter.join();
+  EXPECT_TRUE(waited.ok()) << waited;
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  const std::string name = testing::UniqueName("image-waited");
+  absl::StatusOr<Heap> loaded = LoadImage(path, name, {});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->segment().header().waiters.load(), 0u);
+  EXPECT_TRUE(loaded->Verify().ok()) << loaded->Verify();
   Heap::UnlinkNamed(name).IgnoreError();
   unlink(path.c_str());
 }

@@ -7,6 +7,7 @@
 //   shmheap gc NAME [--deadline-ms MS]
 //   shmheap clear NAME [--deadline-ms MS]
 //   shmheap get NAME KEY [-n N]
+//   shmheap wait NAME KEY [--timeout SECONDS]
 //   shmheap save NAME FILE [--deadline-ms MS]
 //   shmheap load FILE NAME
 //   shmheap rm NAME [--force]
@@ -40,7 +41,8 @@
 // (130 for SIGINT, 143 for SIGTERM) and a script running it stops as for
 // any other program. The other commands only read, or attach as a session,
 // which a killed process may do at any instruction: signals kill them as
-// usual.
+// usual. wait holds them back too, so that it never dies counted among the
+// heap's waiters: it waits in slices and stops between two.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -73,6 +75,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "heap/layout.h"
 #include "heap/segment.h"
 #include "heap/session.h"
@@ -743,6 +746,58 @@ std::string FormatElement(Kind kind, const std::byte* p) {
   return "?";
 }
 
+int RunWait(const Invocation& inv) {
+  absl::Duration timeout = absl::InfiniteDuration();
+  if (const std::string* v = inv.Value("--timeout")) {
+    double seconds = 0;
+    // Up to a year: beyond that (and inf) there is no limit worth a number.
+    if (!absl::SimpleAtod(Sv(*v), &seconds) || !(seconds >= 0) ||
+        seconds > 365.0 * 24 * 3600) {
+      return UsageError(
+          "wait", absl::StrCat("invalid --timeout \"", absl::CHexEscape(Sv(*v)),
+                               "\": a number of seconds, 0 or more"));
+    }
+    timeout = absl::Seconds(seconds);
+  }
+  absl::StatusOr<Heap> heap = Open(inv, 0);
+  if (!heap.ok()) return Fail(inv, heap.status());
+  const std::string& key = inv.args[1];
+  // A signal must not end the process while its wait is counted in the
+  // heap (Header::waiters): the count would stay until the session is
+  // reclaimed, and every publish meanwhile would pay a wake. So signals are
+  // held back and the wait runs in slices of kWaitSlice, between which a
+  // held signal ends the command (the wait taken off first).
+  constexpr absl::Duration kWaitSlice = absl::Milliseconds(100);
+  SignalGuard guard;
+  // Monotonic, as WaitFor's own deadline.
+  using Clock = std::chrono::steady_clock;
+  const bool forever = timeout == absl::InfiniteDuration();
+  const Clock::time_point deadline =
+      forever ? Clock::time_point::max()
+              : Clock::now() + absl::ToChronoNanoseconds(timeout);
+  for (;;) {
+    const absl::Duration left =
+        forever ? kWaitSlice
+                : std::max(absl::FromChrono(deadline - Clock::now()),
+                           absl::ZeroDuration());
+    const absl::Status s = heap->WaitFor(key, std::min(left, kWaitSlice));
+    if (s.ok()) break;
+    if (s.code() != absl::StatusCode::kDeadlineExceeded) return Fail(inv, s);
+    if (!forever && Clock::now() >= deadline) {
+      return Fail(
+          inv,
+          absl::DeadlineExceededError(absl::StrCat(
+              heap->segment().Describe(), ": key \"", absl::CHexEscape(Sv(key)),
+              "\" was not published within ", absl::FormatDuration(timeout))));
+    }
+    guard.StopIfPending(
+        "wait", absl::StrCat("stopped waiting; key \"",
+                             absl::CHexEscape(Sv(key)), "\" is not present"));
+  }
+  std::printf("key \"%s\" present\n", absl::CHexEscape(Sv(key)).c_str());
+  return kExitOk;
+}
+
 int RunGet(const Invocation& inv) {
   // Element counts shown by default: a row of numbers fits a line; a char
   // array reads as a string, so it shows more.
@@ -1064,6 +1119,24 @@ const std::vector<Command>& Commands() {
        2,
        2,
        RunGet},
+      {"wait",
+       "NAME KEY [--timeout SECONDS]",
+       "wait until some process publishes KEY",
+       "Runs Heap::WaitFor: returns at once if KEY has a value, else sleeps\n"
+       "(holding no scope: collections run meanwhile) until some process\n"
+       "publishes it. Prints \"key \"KEY\" present\" and exits 0, or fails\n"
+       "(exit 1) when the timeout runs out first.\n"
+       "\n"
+       "  --timeout SECONDS  how long to wait at most (a decimal number; 0\n"
+       "                     checks once); default: no limit\n"
+       "\n"
+       "SIGINT, SIGTERM or SIGHUP stop the wait within a tenth of a second:\n"
+       "the command takes itself off the heap's waiters, prints one line and\n"
+       "dies by that signal.\n",
+       {{"--timeout", "SECONDS"}},
+       2,
+       2,
+       RunWait},
       {"keys",
        "NAME [PREFIX]",
        "list the keys of a heap, with kinds and dims",
