@@ -460,8 +460,9 @@ class Heap {
   // process; StopRequested is one load of a header word that only those two
   // write, cheap enough to poll per work item. A process that sees the flag
   // also sees everything the requester published before RequestStop
-  // (release/acquire). No errors: on a moved-from Heap they do nothing and
-  // StopRequested is false.
+  // (release/acquire). RequestStop is one lock-free atomic store, so a
+  // signal handler may call it (examples/typecheck does, for Ctrl-C). No
+  // errors: on a moved-from Heap they do nothing and StopRequested is false.
   void RequestStop();
   void ClearStop();
   bool StopRequested() const;

@@ -596,9 +596,9 @@ static void TestNamedAndFile(void) {
 
 int main(void) {
   void (*const tests[])(void) = {
-      TestErrors,     TestForkedWriters, TestWritesAndCollect, TestAddMany,
-      TestRemoveMany, TestWaitFor,       TestDeps,             TestNamedAndFile,
-      TestClear};
+      TestErrors,  TestForkedWriters, TestWritesAndCollect,
+      TestAddMany, TestRemoveMany,    TestWaitFor,
+      TestDeps,    TestNamedAndFile,  TestClear};
   const int n = (int)(sizeof tests / sizeof tests[0]);
   int passed = 0;
   for (int i = 0; i < n; ++i) {
