@@ -254,13 +254,6 @@ struct Target {
   bool kill_recovery;  // a second process, recovering, dies too
 };
 
-TestingPoint g_point;
-int g_countdown = 0;
-
-void Hook(TestingPoint point) {
-  if (point == g_point && --g_countdown == 0) raise(SIGKILL);
-}
-
 // Forks a child that runs `body` with the hook armed for `point` and the
 // countdown `nth` (0: no hook); `kill_after_us` > 0 kills it from outside
 // after that long. Returns whether it was killed (false: it exited 0);
@@ -268,11 +261,9 @@ void Hook(TestingPoint point) {
 std::optional<bool> RunDying(TestingPoint point, int nth,
                              uint64_t kill_after_us,
                              const std::function<bool()>& body) {
-  g_point = point;
-  g_countdown = nth;
   const pid_t child = fork();
   if (child == 0) {
-    if (nth > 0) internal::SetTestingHook(&Hook);
+    testing::DieAtNthPass(point, nth);
     _exit(body() ? 0 : 3);
   }
   if (kill_after_us > 0) {

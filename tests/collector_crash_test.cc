@@ -71,13 +71,6 @@ constexpr Target kTargets[] = {
 constexpr int kNumTargets = sizeof(kTargets) / sizeof(kTargets[0]);
 constexpr int kRoundsPerTarget = 90;
 
-TestingPoint g_point;
-int g_countdown = 0;
-
-void Hook(TestingPoint point) {
-  if (point == g_point && --g_countdown == 0) raise(SIGKILL);
-}
-
 struct Entry {
   uint64_t version;
   int64_t len;
@@ -155,12 +148,11 @@ enum class Fate { kKilled, kFinished, kFailed };
 Fate CollectInDyingChild(Heap& heap, const Target& target, std::mt19937_64& rng,
                          uint64_t* external_delay_us,
                          bool (*finished_ok)(const GcReport&)) {
-  g_point = target.point;
-  g_countdown =
+  const int nth =
       target.external ? 0 : 1 + static_cast<int>(rng() % target.max_nth);
   const pid_t child = fork();
   if (child == 0) {
-    if (!target.external) internal::SetTestingHook(&Hook);
+    testing::DieAtNthPass(target.point, nth);
     absl::StatusOr<GcReport> gc = heap.Collect();
     _exit(gc.ok() && finished_ok(*gc) ? 0 : 3);
   }

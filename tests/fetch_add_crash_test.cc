@@ -42,6 +42,7 @@
 #include "gtest/gtest.h"
 #include "heap/testing_hooks.h"
 #include "shmheap.h"
+#include "tests/test_util.h"
 
 namespace shmheap {
 namespace {
@@ -59,13 +60,6 @@ constexpr TestingPoint kModePoints[] = {
     TestingPoint::kPublished, TestingPoint::kFetchAddAdded};
 constexpr const char* kModeNames[] = {"slot claimed", "blob written",
                                       "published", "after the add", "survived"};
-
-TestingPoint g_point;
-int g_countdown = 0;
-
-void Hook(TestingPoint point) {
-  if (point == g_point && --g_countdown == 0) raise(SIGKILL);
-}
 
 struct Ack {
   int64_t op;
@@ -93,14 +87,17 @@ TEST(FetchAddCrash, KilledInsideFetchAddLoseNothing) {
     int modes[kChildren];
     for (int i = 0; i < kChildren; ++i) {
       modes[i] = (round * kChildren + i) % kModes;
-      g_point = modes[i] < 4 ? kModePoints[modes[i]] : TestingPoint::kGcClosed;
-      g_countdown = modes[i] == 3 ? 1 + static_cast<int>(rng() % kOps) : 1;
+      // Modes 0..3 die at a point (after the add: at a random one of the
+      // child's adds); mode 4 survives.
+      const int nth = modes[i] >= 4   ? 0
+                      : modes[i] == 3 ? 1 + static_cast<int>(rng() % kOps)
+                                      : 1;
       int p[2];
       ASSERT_EQ(pipe(p), 0);
       pids[i] = fork();
       if (pids[i] == 0) {
         close(p[0]);
-        if (modes[i] < 4) internal::SetTestingHook(&Hook);
+        if (nth > 0) shmheap::testing::DieAtNthPass(kModePoints[modes[i]], nth);
         for (int64_t j = 0; j < kOps; ++j) {
           absl::StatusOr<int64_t> v =
               heap.FetchAdd(names[(i + j) % kCounters], 1);

@@ -30,6 +30,8 @@
 #include <thread>
 #include <vector>
 
+#include "heap/testing_hooks.h"
+
 namespace shmheap::testing {
 
 // What RunProcessesWithin reports for a child still running at its
@@ -201,6 +203,23 @@ inline std::string TempPath(const std::string& what) {
 // "shmheap-test-<what>-<pid>".
 inline std::string UniqueName(const std::string& what) {
   return "shmheap-test-" + what + "-" + std::to_string(getpid());
+}
+
+// Crash injection (heap/testing_hooks.h): in a child about to run the code
+// under test, makes this process SIGKILL itself the `nth` time it passes
+// `point` (nth <= 0: nothing is installed, the child runs to its end).
+namespace die_at_internal {
+inline internal::TestingPoint g_point;
+inline int g_countdown = 0;
+inline void Hook(internal::TestingPoint point) {
+  if (point == g_point && --g_countdown == 0) raise(SIGKILL);
+}
+}  // namespace die_at_internal
+inline void DieAtNthPass(internal::TestingPoint point, int nth) {
+  if (nth <= 0) return;
+  die_at_internal::g_point = point;
+  die_at_internal::g_countdown = nth;
+  internal::SetTestingHook(&die_at_internal::Hook);
 }
 
 }  // namespace shmheap::testing
