@@ -283,6 +283,7 @@ class Analysis {
                       std::vector<int64_t>* sum, PhaseReport* report) {
     for (int w = 0; w < workers; ++w) {
       const std::string key = TallyKey(name, w);
+      int64_t unreadable_files = 0;
       {
         absl::StatusOr<ArrayView<int64_t>> t = heap_->Get<int64_t>(key);
         if (!t.ok()) return t.status();
@@ -291,12 +292,10 @@ class Analysis {
         }
         for (int i = 0; i < kNumTallies; ++i) (*sum)[i] += t->flat()[i];
         report->files_per_worker.push_back(t->flat()[kFiles]);
-        if (t->flat()[kFilesUnreadable] == 0) {
-          if (absl::Status s = heap_->Remove(key); !s.ok()) return s;
-          continue;
-        }
+        unreadable_files = t->flat()[kFilesUnreadable];
       }
       if (absl::Status s = heap_->Remove(key); !s.ok()) return s;
+      if (unreadable_files == 0) continue;
       // The worker's first unreadable file; the smallest message is the
       // first by path, whichever workers met them.
       const std::string unreadable = UnreadableKey(name, w);
