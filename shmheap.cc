@@ -3,6 +3,8 @@
 
 #include "shmheap.h"
 
+#include <chrono>
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -47,6 +49,17 @@ SegmentOptions ToSegmentOptions(const Options& o) {
 // maximum or other processes fill it again first.
 constexpr int kFullTableCollections = 4;
 
+// The deadline of a collection a write starts on its own (to grow the
+// table): short, since the write's caller did not ask to wait for other
+// processes' scopes. A process that stays in scope longer makes it give up
+// with nothing changed; a full table then says so, and a growth request
+// comes again with a later write.
+CollectOptions ImplicitCollection() {
+  CollectOptions options;
+  options.deadline = std::chrono::milliseconds(100);
+  return options;
+}
+
 absl::Status StatusOf(const absl::Status& s) { return s; }
 template <typename T>
 absl::Status StatusOf(const absl::StatusOr<T>& s) {
@@ -71,7 +84,7 @@ void GrowIfAsked(const Store& store) {
   }
   absl::StatusOr<internal::LocalSession*> session = store.Session();
   if (session.ok()) {
-    internal::Collect(store.segment(), *session, CollectOptions{})
+    internal::Collect(store.segment(), *session, ImplicitCollection())
         .status()
         .IgnoreError();
   }
@@ -115,11 +128,19 @@ auto GrowingWrite(const Store& store, Write write) -> decltype(write()) {
     absl::StatusOr<internal::LocalSession*> session = store.Session();
     if (!session.ok()) return r;
     absl::StatusOr<GcReport> gc =
-        internal::Collect(segment, *session, CollectOptions{});
+        internal::Collect(segment, *session, ImplicitCollection());
     if (!gc.ok()) {
-      return StillFull(s, absl::StrCat("the collection that would grow the "
-                                       "table failed: ",
-                                       gc.status().message()));
+      const std::string why =
+          absl::StrCat("the collection that would grow the table failed: ",
+                       gc.status().message());
+      // Another process in scope: try again (it, or another writer's
+      // collection, may be done by then), at most kFullTableCollections
+      // times in all.
+      if (absl::IsDeadlineExceeded(gc.status()) &&
+          collections + 1 < kFullTableCollections) {
+        continue;
+      }
+      return StillFull(s, why);
     }
   }
 }

@@ -334,9 +334,11 @@ class Heap {
   // A table that is full, or that a write finds loaded past half, grows:
   // when this process is out of scope (holds no view, Pin, ReadScope or
   // builder), the write runs a collection, which grows the table, and (if
-  // it was full) tries again; so an Add may take a collection's time, and
-  // waits up to CollectOptions' default deadline for other processes to
-  // leave their scopes.
+  // it was full) tries again; so an Add may take a collection's time. That
+  // collection waits at most 100 ms for other processes to leave their
+  // scopes (not CollectOptions' default 10 s: the caller did not ask to
+  // wait); a full table tries it up to 4 times before it says why it stays
+  // full, and a growth that could not run is asked for again later.
   // Errors: kInvalidArgument (dims, kind, layout, data size),
   // kAlreadyExists (another key with the same 64-bit hash holds the slot),
   // kResourceExhausted (heap or backing store full; max_sessions; the
